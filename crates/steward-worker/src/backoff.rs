@@ -94,7 +94,11 @@ impl Backoff {
 
     /// Growth per consecutive failure; values below 1 are treated as 1.
     pub fn factor(mut self, factor: f64) -> Self {
-        self.factor = if factor.is_finite() { factor.max(1.0) } else { 1.0 };
+        self.factor = if factor.is_finite() {
+            factor.max(1.0)
+        } else {
+            1.0
+        };
         self
     }
 
@@ -106,7 +110,11 @@ impl Backoff {
 
     /// The spread, as a fraction of the delay, clamped to `0.0..=1.0`.
     pub fn jitter(mut self, jitter: f64) -> Self {
-        self.jitter = if jitter.is_finite() { jitter.clamp(0.0, 1.0) } else { 0.0 };
+        self.jitter = if jitter.is_finite() {
+            jitter.clamp(0.0, 1.0)
+        } else {
+            0.0
+        };
         self
     }
 
@@ -147,7 +155,10 @@ impl Backoff {
         let max = self.max.as_secs_f64();
         let mut secs = base.min(max);
         if self.jitter > 0.0 {
-            let unit = self.random.as_ref().map_or_else(thread_random, |random| random());
+            let unit = self
+                .random
+                .as_ref()
+                .map_or_else(thread_random, |random| random());
             secs *= 1.0 + self.jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
         }
         Duration::try_from_secs_f64(secs.clamp(0.0, max)).unwrap_or(self.max)
@@ -226,13 +237,21 @@ mod tests {
         let mut state = backoff.start();
         state.next_delay(None);
         state.next_delay(Some(Duration::from_secs(9)));
-        assert_eq!(state.next_delay(Some(Duration::from_secs(9))), Duration::from_secs(4));
-        assert_eq!(state.next_delay(Some(Duration::from_secs(10))), Duration::from_secs(1));
+        assert_eq!(
+            state.next_delay(Some(Duration::from_secs(9))),
+            Duration::from_secs(4)
+        );
+        assert_eq!(
+            state.next_delay(Some(Duration::from_secs(10))),
+            Duration::from_secs(1)
+        );
     }
 
     #[test]
     fn jitter_spreads_within_bounds_and_never_exceeds_cap() {
-        let low = Backoff::new(Duration::from_secs(10)).jitter(0.5).random(|| 0.0);
+        let low = Backoff::new(Duration::from_secs(10))
+            .jitter(0.5)
+            .random(|| 0.0);
         assert_eq!(low.start().next_delay(None), Duration::from_secs(5));
         let high = Backoff::new(Duration::from_secs(10))
             .jitter(0.5)
@@ -242,7 +261,10 @@ mod tests {
         let default = Backoff::new(Duration::from_secs(10));
         for _ in 0..1000 {
             let delay = default.start().next_delay(None);
-            assert!(delay >= Duration::from_secs(9) && delay <= Duration::from_secs(11), "{delay:?}");
+            assert!(
+                delay >= Duration::from_secs(9) && delay <= Duration::from_secs(11),
+                "{delay:?}"
+            );
         }
     }
 
@@ -259,7 +281,9 @@ mod tests {
         for _ in 0..10 {
             assert_eq!(state.next_delay(None), Duration::from_secs(2));
         }
-        let odd = Backoff::new(Duration::from_secs(1)).factor(f64::NAN).jitter(-3.0);
+        let odd = Backoff::new(Duration::from_secs(1))
+            .factor(f64::NAN)
+            .jitter(-3.0);
         let mut state = odd.start();
         assert_eq!(state.next_delay(None), Duration::from_secs(1));
         assert_eq!(state.next_delay(None), Duration::from_secs(1));

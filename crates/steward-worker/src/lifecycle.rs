@@ -68,7 +68,10 @@ impl Lifecycle {
     /// [`wait`](Self::wait) reports; later ones are dropped.
     pub fn kill_with(&self, error: Error) {
         {
-            let mut first = self.first_error.lock().unwrap_or_else(PoisonError::into_inner);
+            let mut first = self
+                .first_error
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
             if first.is_none() {
                 *first = Some(error);
             }
@@ -154,6 +157,12 @@ mod tests {
         let lifecycle = Lifecycle::new();
         lifecycle.kill_with(Error::TerminateAgent);
         lifecycle.finish(Ok(()));
-        assert!(lifecycle.result().unwrap().unwrap_err().is_terminate_agent());
+        assert!(
+            lifecycle
+                .result()
+                .unwrap()
+                .unwrap_err()
+                .is_terminate_agent()
+        );
     }
 }

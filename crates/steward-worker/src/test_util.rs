@@ -49,6 +49,7 @@ struct StarterInner {
 struct Script {
     start_error: Option<Error>,
     stop_error: Option<Error>,
+    stop_delay: Duration,
     start_panics: bool,
 }
 
@@ -70,6 +71,12 @@ impl TestStarter {
     /// Makes instances started from now on return `error` when killed.
     pub fn set_stop_error(&self, error: Option<Error>) {
         lock(&self.inner.script).stop_error = error;
+    }
+
+    /// Makes instances started from now on take `delay` to stop once
+    /// killed, like a worker that flushes something on its way out.
+    pub fn set_stop_delay(&self, delay: Duration) {
+        lock(&self.inner.script).stop_delay = delay;
     }
 
     /// Makes later starts panic.
@@ -131,9 +138,14 @@ impl TestStarter {
         if let Some(gate) = gate {
             gate.acquire().await.expect("gate is never closed").forget();
         }
-        let (start_error, stop_error, panics) = {
+        let (start_error, stop_error, stop_delay, panics) = {
             let script = lock(&self.inner.script);
-            (script.start_error.clone(), script.stop_error.clone(), script.start_panics)
+            (
+                script.start_error.clone(),
+                script.stop_error.clone(),
+                script.stop_delay,
+                script.start_panics,
+            )
         };
         assert!(!panics, "test starter told to panic");
         if let Some(error) = start_error {
@@ -149,7 +161,12 @@ impl TestStarter {
         let worker = SimpleWorker::spawn(move |stop: CancellationToken| async move {
             let result = tokio::select! {
                 biased;
-                () = stop.cancelled() => stop_error.map_or(Ok(()), Err),
+                () = stop.cancelled() => {
+                    if !stop_delay.is_zero() {
+                        tokio::time::sleep(stop_delay).await;
+                    }
+                    stop_error.map_or(Ok(()), Err)
+                }
                 died = die_rx => died.unwrap_or(Ok(())),
             };
             starter.inner.live.fetch_sub(1, Ordering::SeqCst);

@@ -137,7 +137,9 @@ impl Entry {
             {
                 let inner = self.lock();
                 if inner.exit.is_some() {
-                    return Err(Error::NotFound { id: self.id.clone() });
+                    return Err(Error::NotFound {
+                        id: self.id.clone(),
+                    });
                 }
                 if inner.phase == WorkerState::Running
                     && !self.stop.is_cancelled()

@@ -154,7 +154,11 @@ impl Runner {
     /// starting, running, backing off or still stopping (wait for
     /// [`stop_and_remove`](Self::stop_and_remove) to reuse an id), and
     /// with [`Error::Dead`] once the runner is shutting down.
-    pub fn start_worker<F, Fut, W>(&self, id: impl Into<Arc<str>>, mut factory: F) -> Result<(), Error>
+    pub fn start_worker<F, Fut, W>(
+        &self,
+        id: impl Into<Arc<str>>,
+        mut factory: F,
+    ) -> Result<(), Error>
     where
         F: FnMut() -> Fut + Send + 'static,
         Fut: Future<Output = Result<W, Error>> + Send + 'static,
@@ -185,7 +189,8 @@ impl Runner {
             entry: entry.clone(),
             exit: None,
         };
-        let span = info_span!(parent: None, "worker", runner = %self.shared.params.name, id = %entry.id);
+        let span =
+            info_span!(parent: None, "worker", runner = %self.shared.params.name, id = %entry.id);
         let task = tokio::spawn(supervise(guard, factory).instrument(span));
         let mut inner = entry.lock();
         if inner.exit.is_none() {
@@ -220,7 +225,11 @@ impl Runner {
             if self.shared.lifecycle.is_dying() {
                 return Err(Error::Dead);
             }
-            state.workers.get(id).cloned().ok_or_else(|| Error::NotFound { id: Arc::from(id) })?
+            state
+                .workers
+                .get(id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound { id: Arc::from(id) })?
         };
         if !entry.stop.is_cancelled() {
             debug!(runner = %self.shared.params.name, id, "stopping worker");
@@ -256,7 +265,11 @@ impl Runner {
             if self.shared.lifecycle.is_dying() {
                 return Err(Error::Dead);
             }
-            state.workers.get(id).cloned().ok_or_else(|| Error::NotFound { id: Arc::from(id) })?
+            state
+                .workers
+                .get(id)
+                .cloned()
+                .ok_or_else(|| Error::NotFound { id: Arc::from(id) })?
         };
         entry.running_instance(&self.shared.lifecycle.dying()).await
     }
@@ -378,7 +391,11 @@ impl Shared {
     fn supervisor_exited(&self, entry: &Arc<Entry>, exit: Result<(), Error>) {
         let all_exited = {
             let mut state = self.lock_state();
-            if state.workers.get(&entry.id).is_some_and(|e| Arc::ptr_eq(e, entry)) {
+            if state
+                .workers
+                .get(&entry.id)
+                .is_some_and(|e| Arc::ptr_eq(e, entry))
+            {
                 state.workers.remove(&entry.id);
             }
             state.supervisors -= 1;
@@ -410,7 +427,11 @@ impl Shared {
             let state = self.lock_state();
             for entry in state.workers.values() {
                 let inner = entry.lock();
-                doomed.push((entry.id.clone(), inner.instance.clone(), inner.supervisor.clone()));
+                doomed.push((
+                    entry.id.clone(),
+                    inner.instance.clone(),
+                    inner.supervisor.clone(),
+                ));
             }
         }
         // Abort outside the locks: an aborted task's guard takes them.

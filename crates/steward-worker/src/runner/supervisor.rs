@@ -105,7 +105,10 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
 
 /// Starts one instance and waits for it. Returns its result and how long
 /// it ran (`None` if it never started).
-async fn run_instance(entry: &Entry, factory: &mut Factory) -> (Result<(), Error>, Option<Duration>) {
+async fn run_instance(
+    entry: &Entry,
+    factory: &mut Factory,
+) -> (Result<(), Error>, Option<Duration>) {
     if entry.stop.is_cancelled() {
         return (Ok(()), None);
     }

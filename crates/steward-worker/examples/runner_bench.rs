@@ -1,0 +1,383 @@
+//! Runner workloads W1–W4 of `shared/bench/RUNNER.md`, for side-by-side
+//! comparison with the Go peers (suture, juju/worker).
+//!
+//! ```text
+//! cargo run --release -p steward-worker --example runner_bench -- --workload spawn
+//! cargo run --release -p steward-worker --example runner_bench            # all four
+//! cargo run --release -p steward-worker --example runner_bench -- --runs 3 # all four, 3 times
+//! ```
+//!
+//! Each workload prints exactly one line, `workload=<name> lib=steward
+//! key=value ...`, in the format `shared/bench/median.py` merges. Without
+//! `--workload` every workload runs in a fresh child process, so one
+//! workload's heap never inflates the next one's memory figures.
+//!
+//! The runtime is tokio's default multi-threaded one (one worker thread per
+//! core), as an agent would use; the Go peers run with GOMAXPROCS = cores.
+
+use std::process::{Command, ExitCode};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use steward_worker::{Backoff, Error, Runner, SimpleWorker, Worker};
+use tokio::sync::{Notify, mpsc};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Parser)]
+#[command(about = "Runner workloads W1-W4 (shared/bench/RUNNER.md)")]
+struct Args {
+    /// Run one workload in this process; without it, run all four, each in
+    /// a fresh child process.
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
+    /// How many times to run the workload(s).
+    #[arg(long, default_value_t = 1)]
+    runs: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Workload {
+    Spawn,
+    Churn,
+    Stop,
+    Fatal,
+}
+
+impl Workload {
+    const ALL: [Workload; 4] = [
+        Workload::Spawn,
+        Workload::Churn,
+        Workload::Stop,
+        Workload::Fatal,
+    ];
+
+    fn name(self) -> &'static str {
+        match self {
+            Workload::Spawn => "spawn",
+            Workload::Churn => "churn",
+            Workload::Stop => "stop",
+            Workload::Fatal => "fatal",
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    let Some(workload) = args.workload else {
+        return run_children(args.runs);
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    for _ in 0..args.runs {
+        // The driver runs as a task on the runtime, like the code of an
+        // agent (and like the Go harness's main goroutine), not on the
+        // thread that blocks on the runtime.
+        let line = runtime
+            .block_on(runtime.spawn(async move {
+                match workload {
+                    Workload::Spawn => spawn(10_000).await,
+                    Workload::Churn => churn(100, Duration::from_secs(2)).await,
+                    Workload::Stop => stop_latency(100, 1000).await,
+                    Workload::Fatal => fatal(1000, 20).await,
+                }
+            }))
+            .expect("workload task");
+        println!("{line}");
+    }
+    ExitCode::SUCCESS
+}
+
+fn run_children(runs: usize) -> ExitCode {
+    let exe = std::env::current_exe().expect("own executable path");
+    for _ in 0..runs {
+        for workload in Workload::ALL {
+            let status = Command::new(&exe)
+                .args(["--workload", workload.name()])
+                .status()
+                .expect("run a workload in a child process");
+            if !status.success() {
+                eprintln!("workload {} failed: {status}", workload.name());
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+/// A worker that signals on entry, waits to be stopped, and signals on exit.
+fn idle_worker(
+    on_entry: impl FnOnce() + Send + 'static,
+    on_exit: impl FnOnce() + Send + 'static,
+) -> SimpleWorker {
+    SimpleWorker::spawn(move |stop: CancellationToken| async move {
+        on_entry();
+        stop.cancelled().await;
+        on_exit();
+        Ok(())
+    })
+}
+
+/// Counts arrivals and wakes one waiter when `target` is reached.
+struct Countdown {
+    count: AtomicUsize,
+    target: usize,
+    reached: Notify,
+}
+
+impl Countdown {
+    fn new(target: usize) -> Arc<Self> {
+        Arc::new(Self {
+            count: AtomicUsize::new(0),
+            target,
+            reached: Notify::new(),
+        })
+    }
+
+    fn arrive(&self) {
+        if self.count.fetch_add(1, Ordering::AcqRel) + 1 == self.target {
+            self.reached.notify_one();
+        }
+    }
+
+    async fn wait(&self) {
+        self.reached.notified().await;
+    }
+}
+
+/// W1: start n idle workers into a running runner, then shut it down.
+async fn spawn(n: usize) -> String {
+    let runner = Runner::new();
+    let rss_base = proc_status_kb("VmRSS");
+    let entered = Countdown::new(n);
+    let t0 = Instant::now();
+    for i in 0..n {
+        let entered = entered.clone();
+        runner
+            .start_worker(format!("w{i}"), move || {
+                let entered = entered.clone();
+                async move { Ok(idle_worker(move || entered.arrive(), || {})) }
+            })
+            .expect("start worker");
+    }
+    entered.wait().await;
+    let spawn_time = t0.elapsed();
+    let rss_all = proc_status_kb("VmRSS");
+    let hwm = proc_status_kb("VmHWM");
+
+    let t1 = Instant::now();
+    runner.kill();
+    runner.wait().await.expect("clean shutdown");
+    let stop_time = t1.elapsed();
+    format!(
+        "workload=spawn lib=steward n={n} spawn_ns_per_worker={:.1} shutdown_ns_per_worker={:.1} \
+         peak_rss_kb={hwm} rss_base_kb={rss_base} rss_all_kb={rss_all} rss_bytes_per_worker={:.1}",
+        spawn_time.as_nanos() as f64 / n as f64,
+        stop_time.as_nanos() as f64 / n as f64,
+        (rss_all - rss_base) as f64 * 1024.0 / n as f64,
+    )
+}
+
+/// W2: n workers that fail with a non-fatal error as soon as they start,
+/// restarted with no delay.
+async fn churn(n: usize, duration: Duration) -> String {
+    let runner = Runner::builder()
+        .backoff(Backoff::constant(Duration::ZERO))
+        .build();
+    let entries = Arc::new(AtomicU64::new(0));
+    let t0 = Instant::now();
+    for i in 0..n {
+        let entries = entries.clone();
+        runner
+            .start_worker(format!("c{i}"), move || {
+                let entries = entries.clone();
+                async move {
+                    Ok(SimpleWorker::spawn(move |_stop| async move {
+                        entries.fetch_add(1, Ordering::Relaxed);
+                        Err(Error::msg("churn: non-fatal error"))
+                    }))
+                }
+            })
+            .expect("start worker");
+    }
+    tokio::time::sleep(duration).await;
+    let total = entries.load(Ordering::Relaxed);
+    let elapsed = t0.elapsed();
+    runner.kill();
+    runner.wait().await.expect("clean shutdown");
+    let restarts = total - n as u64;
+    format!(
+        "workload=churn lib=steward workers={n} restart_delay_ns=0 duration_s={:.3} restarts={restarts} \
+         restarts_per_sec={:.1}",
+        elapsed.as_secs_f64(),
+        restarts as f64 / elapsed.as_secs_f64(),
+    )
+}
+
+/// W3: with `idle` workers running, start, stop and remove a fresh worker
+/// `iters` times; time until the runner reports it gone and until its body
+/// returned.
+async fn stop_latency(idle: usize, iters: usize) -> String {
+    let runner = Runner::new();
+    let entered = Countdown::new(idle);
+    for i in 0..idle {
+        let entered = entered.clone();
+        runner
+            .start_worker(format!("idle{i}"), move || {
+                let entered = entered.clone();
+                async move { Ok(idle_worker(move || entered.arrive(), || {})) }
+            })
+            .expect("start worker");
+    }
+    entered.wait().await;
+
+    let (entered_tx, mut entered_rx) = mpsc::unbounded_channel();
+    let (exited_tx, mut exited_rx) = mpsc::unbounded_channel();
+    let mut stop_times = Vec::with_capacity(iters);
+    let mut exit_times = Vec::with_capacity(iters);
+    for i in 0..iters {
+        let id = format!("x{i}");
+        let (entered_tx, exited_tx) = (entered_tx.clone(), exited_tx.clone());
+        runner
+            .start_worker(id.as_str(), move || {
+                let (entered_tx, exited_tx) = (entered_tx.clone(), exited_tx.clone());
+                async move {
+                    Ok(idle_worker(
+                        move || {
+                            let _ = entered_tx.send(());
+                        },
+                        move || {
+                            let _ = exited_tx.send(Instant::now());
+                        },
+                    ))
+                }
+            })
+            .expect("start worker");
+        entered_rx.recv().await.expect("worker entered");
+        let t0 = Instant::now();
+        runner.stop_and_remove(&id).await.expect("clean stop");
+        let t1 = Instant::now();
+        let exited_at = exited_rx.recv().await.expect("worker exited");
+        stop_times.push(t1 - t0);
+        exit_times.push(exited_at - t0);
+    }
+    runner.kill();
+    runner.wait().await.expect("clean shutdown");
+    stop_times.sort_unstable();
+    exit_times.sort_unstable();
+    format!(
+        "workload=stop lib=steward idle={idle} iters={iters} stop_median_us={:.2} stop_p99_us={:.2} \
+         exit_median_us={:.2} exit_p99_us={:.2}",
+        micros(median(&stop_times)),
+        micros(percentile(&stop_times, 0.99)),
+        micros(median(&exit_times)),
+        micros(percentile(&exit_times, 0.99)),
+    )
+}
+
+/// W4: `idle` workers plus one that returns a fatal error once all run;
+/// time from that return until the runner's `wait()` returns.
+async fn fatal(idle: usize, reps: usize) -> String {
+    let mut times = Vec::with_capacity(reps);
+    for _ in 0..reps {
+        // `TerminateAgent` is fatal under the default rules.
+        let runner = Runner::new();
+        let entered = Countdown::new(idle + 1);
+        let exits = Arc::new(AtomicUsize::new(0));
+        for i in 0..idle {
+            let (entered, exits) = (entered.clone(), exits.clone());
+            runner
+                .start_worker(format!("idle{i}"), move || {
+                    let (entered, exits) = (entered.clone(), exits.clone());
+                    async move {
+                        Ok(idle_worker(
+                            move || entered.arrive(),
+                            move || {
+                                exits.fetch_add(1, Ordering::AcqRel);
+                            },
+                        ))
+                    }
+                })
+                .expect("start worker");
+        }
+        let release = Arc::new(Notify::new());
+        let fatal_at = Arc::new(Mutex::new(None));
+        {
+            let (entered, release, fatal_at) = (entered.clone(), release.clone(), fatal_at.clone());
+            runner
+                .start_worker("fatal", move || {
+                    let (entered, release, fatal_at) =
+                        (entered.clone(), release.clone(), fatal_at.clone());
+                    async move {
+                        Ok(SimpleWorker::spawn(
+                            move |stop: CancellationToken| async move {
+                                entered.arrive();
+                                tokio::select! {
+                                    () = release.notified() => {}
+                                    () = stop.cancelled() => return Ok(()),
+                                }
+                                *fatal_at.lock().unwrap() = Some(Instant::now());
+                                Err(Error::TerminateAgent)
+                            },
+                        ))
+                    }
+                })
+                .expect("start worker");
+        }
+        entered.wait().await;
+        tokio::time::sleep(Duration::from_millis(20)).await; // let the runner settle
+        release.notify_one();
+        let result = runner.wait().await;
+        let done = Instant::now();
+        assert!(
+            matches!(result, Err(Error::TerminateAgent)),
+            "unexpected runner result: {result:?}"
+        );
+        let exited = exits.load(Ordering::Acquire);
+        assert_eq!(
+            exited, idle,
+            "only {exited}/{idle} idle workers exited before wait returned"
+        );
+        let fatal_at = fatal_at.lock().unwrap().expect("fatal worker ran");
+        times.push(done - fatal_at);
+    }
+    times.sort_unstable();
+    format!(
+        "workload=fatal lib=steward idle={idle} reps={reps} fatal_to_wait_median_us={:.2}",
+        micros(median(&times))
+    )
+}
+
+/// A "VmXXX:  N kB" field of /proc/self/status.
+fn proc_status_kb(field: &str) -> i64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("read /proc/self/status");
+    status
+        .lines()
+        .find_map(|line| {
+            let rest = line.strip_prefix(field)?.strip_prefix(':')?;
+            rest.split_whitespace().next()?.parse().ok()
+        })
+        .unwrap_or(-1)
+}
+
+/// Same definition as the Go peers: the value at rank round(p·n), 1-based.
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let rank = (p * sorted.len() as f64 + 0.5) as usize;
+    sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+fn median(sorted: &[Duration]) -> Duration {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2
+    }
+}
+
+fn micros(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
