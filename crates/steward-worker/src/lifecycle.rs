@@ -48,6 +48,11 @@ impl Lifecycle {
         self.dying.clone()
     }
 
+    /// The dying token itself, for callers that only need to look.
+    pub(crate) fn dying_token(&self) -> &CancellationToken {
+        &self.dying
+    }
+
     /// True once [`kill`](Self::kill) or [`kill_with`](Self::kill_with) was
     /// called.
     pub fn is_dying(&self) -> bool {

@@ -235,6 +235,13 @@ impl Runner {
             debug!(runner = %self.shared.params.name, id, "stopping worker");
             entry.stop.cancel();
         }
+        // Kill a running instance from here rather than through its
+        // supervisor task: one hand-off less per stop. The supervisor
+        // covers an instance published after this look.
+        let instance = entry.lock().instance.clone();
+        if let Some(instance) = instance {
+            instance.kill();
+        }
         Ok(entry)
     }
 
@@ -271,7 +278,9 @@ impl Runner {
                 .cloned()
                 .ok_or_else(|| Error::NotFound { id: Arc::from(id) })?
         };
-        entry.running_instance(&self.shared.lifecycle.dying()).await
+        entry
+            .running_instance(self.shared.lifecycle.dying_token())
+            .await
     }
 
     /// The ids the runner currently knows, sorted.

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::entry::Entry;
@@ -43,7 +44,8 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
     let mut backoff = params.backoff.start();
     let mut recent_restarts = VecDeque::new();
     let exit = loop {
-        let (result, ran_for) = run_instance(&entry, &mut factory).await;
+        let (result, ran_for) =
+            run_instance(&entry, &mut factory, guard.shared.lifecycle.dying_token()).await;
         let error = match result {
             Ok(()) => {
                 if entry.stop.is_cancelled() {
@@ -108,6 +110,7 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
 async fn run_instance(
     entry: &Entry,
     factory: &mut Factory,
+    runner_dying: &CancellationToken,
 ) -> (Result<(), Error>, Option<Duration>) {
     if entry.stop.is_cancelled() {
         return (Ok(()), None);
@@ -131,13 +134,20 @@ async fn run_instance(
     let started_at = Instant::now();
     entry.running(instance.clone(), started_at);
     debug!("worker started");
+    // `stop_worker` kills a running instance itself, straight from the
+    // caller's task: waking this task first would add a hand-off to every
+    // stop. It may have looked for the instance before `running` published
+    // it, so check once here.
+    if entry.stop.is_cancelled() {
+        instance.kill();
+    }
     let result = {
         let wait = catch_panic(instance.wait());
         tokio::pin!(wait);
         tokio::select! {
             biased;
             result = &mut wait => result,
-            () = entry.stop.cancelled() => {
+            () = runner_dying.cancelled() => {
                 entry.set_phase(WorkerState::Stopping);
                 instance.kill();
                 wait.await
