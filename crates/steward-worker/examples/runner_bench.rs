@@ -68,10 +68,11 @@ fn main() -> ExitCode {
     let Some(workload) = args.workload else {
         return run_children(args.runs);
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(n) = std::env::var("BENCH_THREADS") {
+        builder.worker_threads(n.parse().unwrap());
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     for _ in 0..args.runs {
         // The driver runs as a task on the runtime, like the code of an
         // agent (and like the Go harness's main goroutine), not on the

@@ -30,8 +30,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 ///
 /// The trait is object safe: supervisors hold workers as
 /// `Arc<dyn Worker>`, and because `Worker: Any` such a handle can be turned
-/// back into the concrete type (see
-/// [`Runner::worker_as`](crate::Runner::worker_as)).
+/// back into the concrete type (see [`Runner::worker`](crate::Runner::worker)).
 ///
 /// Most workers are written as an async closure or a [`Run`](crate::Run)
 /// type and started with [`SimpleWorker::spawn`](crate::SimpleWorker::spawn);

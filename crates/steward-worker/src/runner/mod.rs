@@ -70,7 +70,7 @@ type Factory = Box<dyn FnMut() -> BoxFuture<'static, Result<Arc<dyn Worker>, Err
 /// use steward_worker::{Error, Runner, SimpleWorker, Worker};
 /// use tokio_util::sync::CancellationToken;
 ///
-/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() {
+/// # #[tokio::main(flavor = "current_thread", start_paused = true)] async fn main() -> Result<(), Error> {
 /// let runner = Runner::builder()
 ///     .restart_delay(Duration::from_secs(1))
 ///     .is_fatal(|error| error.is_terminate_agent())
@@ -91,7 +91,7 @@ type Factory = Box<dyn FnMut() -> BoxFuture<'static, Result<Arc<dyn Worker>, Err
 ///
 /// // The fatal error stops "server" too and is what the runner reports.
 /// assert!(runner.wait().await.unwrap_err().is_terminate_agent());
-/// # Ok::<(), Error>(()) }
+/// # Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct Runner {
@@ -112,6 +112,8 @@ struct State {
     supervisors: usize,
     /// The most important fatal error so far.
     fatal: Option<Error>,
+    /// Set by an explicit [`Worker::abort`] that found workers to abort.
+    aborted_on_request: bool,
 }
 
 impl Runner {
@@ -137,6 +139,7 @@ impl Runner {
                 workers: HashMap::new(),
                 supervisors: 0,
                 fatal: None,
+                aborted_on_request: false,
             }),
             all_exited: Notify::new(),
         });
@@ -365,10 +368,16 @@ impl Worker for Runner {
     }
 
     /// Kills the runner and aborts every worker at once, without the
-    /// shutdown grace period.
+    /// shutdown grace period. Unless a fatal error is more important, the
+    /// runner then reports [`Error::Aborted`] (if there was anything to
+    /// abort), so a parent never mistakes an aborted child for a clean stop.
     fn abort(&self) {
         self.kill();
-        self.shared.abort_remaining();
+        let aborted = self.shared.abort_remaining();
+        if !aborted.is_empty() {
+            warn!(runner = %self.shared.params.name, aborted = ?aborted, "runner aborted its workers");
+            self.shared.lock_state().aborted_on_request = true;
+        }
     }
 }
 
@@ -478,13 +487,17 @@ async fn shutdown_when_dying(shared: Arc<Shared>) {
             ids
         }
     };
-    let fatal = shared.lock_state().fatal.clone();
+    let (fatal, aborted_on_request) = {
+        let state = shared.lock_state();
+        (state.fatal.clone(), state.aborted_on_request)
+    };
     let result = match fatal {
         Some(error) => Err(error),
         None if !aborted.is_empty() => Err(Error::ShutdownTimedOut {
             timeout,
             aborted: Arc::from(aborted),
         }),
+        None if aborted_on_request => Err(Error::Aborted),
         None => Ok(()),
     };
     debug!(result = ?result, "runner stopped");
