@@ -14,6 +14,8 @@
 //!
 //! The runtime is tokio's default multi-threaded one (one worker thread per
 //! core), as an agent would use; the Go peers run with GOMAXPROCS = cores.
+//! `BENCH_THREADS=N` overrides the number of worker threads, to see how much
+//! of a figure is cross-thread hand-off.
 
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -70,7 +72,7 @@ fn main() -> ExitCode {
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(n) = std::env::var("BENCH_THREADS") {
-        builder.worker_threads(n.parse().unwrap());
+        builder.worker_threads(n.parse().expect("BENCH_THREADS must be a positive integer"));
     }
     let runtime = builder.enable_all().build().expect("tokio runtime");
     for _ in 0..args.runs {
