@@ -100,6 +100,28 @@ pub enum Error {
         aborted: Arc<[Arc<str>]>,
     },
 
+    /// A watcher's stream of changes ended cleanly while its consumer still
+    /// wanted changes. Watchers end only when killed or on an error, so
+    /// this means the thing being watched went away.
+    #[error("watcher stopped unexpectedly")]
+    WatcherStopped,
+
+    /// The wait was given up because its cancellation token fired (the
+    /// worker waiting is being stopped).
+    #[error("cancelled while waiting")]
+    Cancelled,
+
+    /// `error` ended the work, and cleaning up afterwards failed too. The
+    /// first error is the one that matters; [`Error::primary`] returns it,
+    /// and [`Error::downcast_ref`] looks through to it.
+    #[error("{error}; cleanup also failed: {}", ErrorList(cleanup))]
+    WithCleanup {
+        /// The error that ended the work.
+        error: Arc<Error>,
+        /// What failed while cleaning up (stopping a watcher, tearing down).
+        cleanup: Arc<[Error]>,
+    },
+
     /// An error of the worker's own, kept whole.
     #[error(transparent)]
     Other(Arc<dyn StdError + Send + Sync + 'static>),
@@ -117,17 +139,40 @@ impl Error {
         Error::Other(Arc::new(Message(message.to_string())))
     }
 
-    /// The worker's own error, if this is [`Error::Other`] holding a `T`.
+    /// The worker's own error, if this is [`Error::Other`] holding a `T`
+    /// (looking through [`Error::WithCleanup`]).
     pub fn downcast_ref<T: StdError + 'static>(&self) -> Option<&T> {
-        match self {
+        match self.primary() {
             Error::Other(inner) => inner.downcast_ref::<T>(),
             _ => None,
         }
     }
 
-    /// True for [`Error::TerminateAgent`].
+    /// The error that ended the work: itself, or the first error of
+    /// [`Error::WithCleanup`].
+    pub fn primary(&self) -> &Error {
+        match self {
+            Error::WithCleanup { error, .. } => error.primary(),
+            other => other,
+        }
+    }
+
+    /// Attaches errors that happened while cleaning up after `self`;
+    /// returns `self` unchanged when there are none.
+    pub fn with_cleanup(self, cleanup: Vec<Error>) -> Error {
+        if cleanup.is_empty() {
+            return self;
+        }
+        Error::WithCleanup {
+            error: Arc::new(self),
+            cleanup: Arc::from(cleanup),
+        }
+    }
+
+    /// True for [`Error::TerminateAgent`] (looking through
+    /// [`Error::WithCleanup`]).
     pub fn is_terminate_agent(&self) -> bool {
-        matches!(self, Error::TerminateAgent)
+        matches!(self.primary(), Error::TerminateAgent)
     }
 
     /// The message of a caught panic payload.
@@ -147,6 +192,14 @@ impl fmt::Debug for Error {
     // Debug shows the message and the chain, which is what a log or a test
     // failure needs; the derived form would print Arc internals.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if let Error::WithCleanup { error, cleanup } = self {
+            write!(f, "{error:?}; cleanup also failed: ")?;
+            for (i, error) in cleanup.iter().enumerate() {
+                let separator = if i > 0 { "; " } else { "" };
+                write!(f, "{separator}{error:?}")?;
+            }
+            return Ok(());
+        }
         write!(f, "{self}")?;
         let mut source = self.source();
         while let Some(s) = source {
@@ -180,6 +233,21 @@ impl fmt::Display for Message {
 }
 
 impl StdError for Message {}
+
+/// Formats errors as `a; b`.
+struct ErrorList<'a>(&'a [Error]);
+
+impl fmt::Display for ErrorList<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, error) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str("; ")?;
+            }
+            write!(f, "{error}")?;
+        }
+        Ok(())
+    }
+}
 
 /// Formats ids as `"a", "b"`.
 struct IdList<'a>(&'a [Arc<str>]);
@@ -229,6 +297,33 @@ mod tests {
              (last error: connection refused)"
         );
         assert_eq!(err.source().unwrap().to_string(), "connection refused");
+    }
+
+    #[test]
+    fn cleanup_errors_never_mask_the_first_error() {
+        let first = Error::other(Outer(std::io::Error::other("inner")));
+        assert!(
+            first
+                .clone()
+                .with_cleanup(Vec::new())
+                .downcast_ref::<Outer>()
+                .is_some()
+        );
+        let err = first.with_cleanup(vec![Error::msg("tear down"), Error::WatcherStopped]);
+        assert_eq!(
+            err.to_string(),
+            "outer; cleanup also failed: tear down; watcher stopped unexpectedly"
+        );
+        assert_eq!(
+            format!("{err:?}"),
+            "outer: inner; cleanup also failed: tear down; watcher stopped unexpectedly"
+        );
+        assert!(err.downcast_ref::<Outer>().is_some());
+        assert!(
+            Error::TerminateAgent
+                .with_cleanup(vec![Error::Aborted])
+                .is_terminate_agent()
+        );
     }
 
     #[test]

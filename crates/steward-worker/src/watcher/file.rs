@@ -1,0 +1,267 @@
+//! A watcher on a real file or directory (inotify and friends, through the
+//! `notify` crate), with debouncing.
+//!
+//! Watching a *file* watches its parent directory and filters by name:
+//! editors save by writing a temporary file and renaming it over the
+//! original, which replaces the inode an inode-level watch would follow.
+//! Debouncing (batch mode) delivers such a save — several raw events within
+//! the debounce window — as one batch. This module must never block a tokio
+//! thread: the OS watch and the debouncer run on notify's own threads and
+//! only hand changes over through the coalescing queue.
+
+use std::marker::PhantomData;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
+use notify_debouncer_mini::{Config, DebounceEventResult, Debouncer, new_debouncer_opt};
+use tracing::debug;
+
+use super::queue::{ChangeSender, QueueWatcher, change_queue};
+use super::{Change, Watcher};
+use crate::{BoxFuture, Error, Worker};
+
+/// Configures a [`FileWatcher`].
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use steward_worker::{FileWatcher, Watcher};
+///
+/// # async fn demo() -> Result<(), steward_worker::Error> {
+/// // "The config file changed" (notify), surviving atomic-rename saves.
+/// let mut config = FileWatcher::builder("/etc/steward/agent.toml").watch_notify()?;
+/// config.next_change().await?; // the initial event
+/// // Which entries of a directory changed (strings, relative names).
+/// let mut drop_in = FileWatcher::builder("/etc/steward/conf.d")
+///     .debounce(Duration::from_millis(250))
+///     .watch_strings()?;
+/// let names: Vec<String> = drop_in.next_change().await?; // initially: every entry
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct FileWatcherBuilder {
+    path: PathBuf,
+    debounce: Duration,
+    recursive: bool,
+}
+
+impl FileWatcherBuilder {
+    /// How long to wait for more events before delivering a batch. Events
+    /// may be held up to twice this long so that bursts land in one batch.
+    /// Default 100 ms.
+    pub fn debounce(mut self, debounce: Duration) -> Self {
+        self.debounce = debounce;
+        self
+    }
+
+    /// For a directory: also watch everything below it. Default: only the
+    /// directory's own entries.
+    pub fn recursive(mut self, recursive: bool) -> Self {
+        self.recursive = recursive;
+        self
+    }
+
+    /// Starts a notify watcher: each change means "the file or directory
+    /// changed".
+    pub fn watch_notify(self) -> Result<FileWatcher<()>, Error> {
+        FileWatcher::start(self, |_target, _paths| ())
+    }
+
+    /// Starts a strings watcher: each change lists the changed paths,
+    /// relative to the watched directory (for a file: its file name). The
+    /// initial change lists what exists now.
+    pub fn watch_strings(self) -> Result<FileWatcher<Vec<String>>, Error> {
+        FileWatcher::start(self, |target, paths| {
+            paths.iter().filter_map(|p| target.relative(p)).collect()
+        })
+    }
+}
+
+/// What is being watched, resolved to absolute paths.
+#[derive(Debug, Clone)]
+struct Target {
+    /// The directory the OS watch is on.
+    dir: PathBuf,
+    /// When watching a single file: its name inside `dir`.
+    file: Option<std::ffi::OsString>,
+}
+
+impl Target {
+    fn resolve(path: &Path) -> Result<Self, Error> {
+        let not_watchable =
+            |reason: String| Error::msg(format!("cannot watch {}: {reason}", path.display()));
+        if path.is_dir() {
+            let dir = path
+                .canonicalize()
+                .map_err(|e| not_watchable(e.to_string()))?;
+            return Ok(Self { dir, file: None });
+        }
+        // A file, or a file that does not exist yet: watch its directory.
+        let name = path
+            .file_name()
+            .ok_or_else(|| not_watchable("the path has no file name".into()))?;
+        let parent = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent,
+            _ => Path::new("."),
+        };
+        let dir = parent
+            .canonicalize()
+            .map_err(|e| not_watchable(format!("its directory is not accessible: {e}")))?;
+        Ok(Self {
+            dir,
+            file: Some(name.to_owned()),
+        })
+    }
+
+    /// The path relative to the watched directory, if it concerns us.
+    fn relative(&self, path: &Path) -> Option<String> {
+        let relative = path.strip_prefix(&self.dir).ok()?;
+        if relative.as_os_str().is_empty() {
+            return None; // the directory itself
+        }
+        if let Some(file) = &self.file
+            && relative.as_os_str() != file.as_os_str()
+        {
+            return None;
+        }
+        Some(relative.to_string_lossy().into_owned())
+    }
+
+    /// What exists now, as the initial strings change.
+    fn current(&self, recursive: bool) -> Vec<String> {
+        let mut found = Vec::new();
+        if let Some(file) = &self.file {
+            if self.dir.join(file).exists() {
+                found.push(file.to_string_lossy().into_owned());
+            }
+            return found;
+        }
+        let mut pending = vec![self.dir.clone()];
+        while let Some(dir) = pending.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                if recursive && entry.file_type().is_ok_and(|t| t.is_dir()) {
+                    pending.push(path.clone());
+                }
+                if let Some(relative) = self.relative(&path) {
+                    found.push(relative);
+                }
+            }
+        }
+        found.sort_unstable();
+        found
+    }
+}
+
+/// A watcher on a file or directory; see [`FileWatcher::builder`].
+///
+/// Killing it stops the OS watch at once. An error from the OS watch (the
+/// watched directory was deleted, the inotify limit was hit) ends the
+/// watcher with that error, after the changes still pending.
+pub struct FileWatcher<C: Change> {
+    queue: QueueWatcher<C>,
+    debouncer: Mutex<Option<Debouncer<RecommendedWatcher>>>,
+    _change: PhantomData<fn() -> C>,
+}
+
+impl FileWatcher<()> {
+    /// Configures a watcher on `path`: a directory, or a file (which need
+    /// not exist yet, but its directory must).
+    pub fn builder(path: impl Into<PathBuf>) -> FileWatcherBuilder {
+        FileWatcherBuilder {
+            path: path.into(),
+            debounce: Duration::from_millis(100),
+            recursive: false,
+        }
+    }
+}
+
+impl<C: Change> FileWatcher<C> {
+    fn start(
+        config: FileWatcherBuilder,
+        to_change: fn(&Target, &[PathBuf]) -> C,
+    ) -> Result<Self, Error> {
+        let target = Target::resolve(&config.path)?;
+        let (sender, queue) = change_queue::<C>();
+        // The initial event: the current state, before any OS event.
+        let initial: Vec<PathBuf> = target
+            .current(config.recursive)
+            .into_iter()
+            .map(|relative| target.dir.join(relative))
+            .collect();
+        sender.send(to_change(&target, &initial));
+
+        let mut sender = Some(sender);
+        let handler_target = target.clone();
+        let handler = move |result: DebounceEventResult| {
+            let Some(live) = &sender else { return };
+            match result {
+                Ok(events) => {
+                    let paths: Vec<PathBuf> = events
+                        .into_iter()
+                        .map(|event| event.path)
+                        .filter(|path| handler_target.relative(path).is_some())
+                        .collect();
+                    if !paths.is_empty() {
+                        debug!(dir = %handler_target.dir.display(), changed = paths.len(), "file change");
+                        live.send(to_change(&handler_target, &paths));
+                    }
+                }
+                Err(error) => {
+                    let sender: ChangeSender<C> = sender.take().expect("checked above");
+                    sender.close(Err(Error::other(error)));
+                }
+            }
+        };
+        let debouncer_config = Config::default()
+            .with_timeout(config.debounce)
+            .with_batch_mode(true);
+        let mut debouncer =
+            new_debouncer_opt::<_, RecommendedWatcher>(debouncer_config, handler)
+                .map_err(|e| Error::msg(format!("cannot watch {}: {e}", target.dir.display())))?;
+        let mode = if config.recursive && target.file.is_none() {
+            RecursiveMode::Recursive
+        } else {
+            RecursiveMode::NonRecursive
+        };
+        debouncer
+            .watcher()
+            .watch(&target.dir, mode)
+            .map_err(|e| Error::msg(format!("cannot watch {}: {e}", target.dir.display())))?;
+        Ok(Self {
+            queue,
+            debouncer: Mutex::new(Some(debouncer)),
+            _change: PhantomData,
+        })
+    }
+}
+
+impl<C: Change> Worker for FileWatcher<C> {
+    fn kill(&self) {
+        // Dropping the debouncer only signals notify's threads; it does not
+        // wait for them, so `kill` stays non-blocking.
+        drop(
+            self.debouncer
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .take(),
+        );
+        self.queue.kill();
+    }
+
+    fn wait(&self) -> BoxFuture<'_, Result<(), Error>> {
+        self.queue.wait()
+    }
+}
+
+impl<C: Change> Watcher for FileWatcher<C> {
+    type Change = C;
+
+    fn next_change(&mut self) -> BoxFuture<'_, Result<C, Error>> {
+        self.queue.next_change()
+    }
+}
