@@ -26,10 +26,43 @@ use crate::{BoxFuture, Error, SetUpError, WatchHandler, WatchWorker, Watcher, Wo
 /// for a change.
 pub async fn wait_for_valid<W, R, T, E, L, Fut, V>(
     watcher: &mut W,
+    load: L,
+    validate: V,
+    cancel: &CancellationToken,
+) -> Result<T, Error>
+where
+    W: Watcher + ?Sized,
+    L: FnMut() -> Fut,
+    Fut: Future<Output = Result<R, Error>>,
+    V: FnMut(R) -> Result<T, E>,
+    E: fmt::Display,
+{
+    first_valid(watcher, load, validate, cancel)
+        .await
+        .map_err(NotYetValid::into_error)
+}
+
+/// Why no valid value arrived; remembers whether the watcher itself ended,
+/// whose error must then not be reported a second time on clean-up.
+enum NotYetValid {
+    WatcherEnded(Error),
+    Failed(Error),
+}
+
+impl NotYetValid {
+    fn into_error(self) -> Error {
+        match self {
+            NotYetValid::WatcherEnded(error) | NotYetValid::Failed(error) => error,
+        }
+    }
+}
+
+async fn first_valid<W, R, T, E, L, Fut, V>(
+    watcher: &mut W,
     mut load: L,
     mut validate: V,
     cancel: &CancellationToken,
-) -> Result<T, Error>
+) -> Result<T, NotYetValid>
 where
     W: Watcher + ?Sized,
     L: FnMut() -> Fut,
@@ -40,13 +73,15 @@ where
     loop {
         tokio::select! {
             biased;
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-            change = watcher.next_change() => { change?; }
+            () = cancel.cancelled() => return Err(NotYetValid::Failed(Error::Cancelled)),
+            change = watcher.next_change() => {
+                change.map_err(NotYetValid::WatcherEnded)?;
+            }
         }
         let raw = tokio::select! {
             biased;
-            () = cancel.cancelled() => return Err(Error::Cancelled),
-            raw = load() => raw?,
+            () = cancel.cancelled() => return Err(NotYetValid::Failed(Error::Cancelled)),
+            raw = load() => raw.map_err(NotYetValid::Failed)?,
         };
         match validate(raw) {
             Ok(valid) => return Ok(valid),
@@ -98,7 +133,8 @@ pub struct ConfigObserver<T> {
 
 impl<T: Send + Sync + 'static> ConfigObserver<T> {
     /// Waits (see [`wait_for_valid`]) for the first valid value, then
-    /// starts observing. On error the watcher is stopped.
+    /// starts observing. On error the watcher is stopped (an error stopping
+    /// it is attached as [`Error::WithCleanup`] context).
     pub async fn start<W, R, E, L, Fut, V>(
         mut watcher: W,
         mut load: L,
@@ -113,12 +149,18 @@ impl<T: Send + Sync + 'static> ConfigObserver<T> {
         V: FnMut(R) -> Result<T, E> + Send + 'static,
         E: fmt::Display + 'static,
     {
-        let first = match wait_for_valid(&mut watcher, &mut load, &mut validate, cancel).await {
+        let first = match first_valid(&mut watcher, &mut load, &mut validate, cancel).await {
             Ok(first) => first,
-            Err(error) => {
+            Err(not_yet) => {
                 watcher.kill();
-                let cleanup = watcher.wait().await.err().into_iter().collect();
-                return Err(error.with_cleanup(cleanup));
+                let stopped = watcher.wait().await;
+                return Err(match not_yet {
+                    // Its `wait` repeats the error it ended with.
+                    NotYetValid::WatcherEnded(error) => error,
+                    NotYetValid::Failed(error) => {
+                        error.with_cleanup(stopped.err().into_iter().collect())
+                    }
+                });
             }
         };
         let (publish, latest) = watch::channel(Arc::new(first));
@@ -137,9 +179,14 @@ impl<T: Send + Sync + 'static> ConfigObserver<T> {
         self.latest.borrow().clone()
     }
 
-    /// A receiver that sees every new valid value (`changed().await`).
+    /// A receiver that sees every valid value published after this call
+    /// (`changed().await`); the value current now is already seen, so a
+    /// caller that reads [`current`](Self::current) first never handles it
+    /// twice.
     pub fn subscribe(&self) -> watch::Receiver<Arc<T>> {
-        self.latest.clone()
+        let mut receiver = self.latest.clone();
+        receiver.mark_unchanged();
+        receiver
     }
 }
 
@@ -183,8 +230,13 @@ where
             .ok_or_else(|| Error::msg("config observer was set up twice").into())
     }
 
-    async fn handle(&mut self, _change: W::Change, _stop: &CancellationToken) -> Result<(), Error> {
-        let raw = (self.load)().await?;
+    async fn handle(&mut self, _change: W::Change, stop: &CancellationToken) -> Result<(), Error> {
+        // A loader stuck on I/O must not keep the observer from stopping.
+        let raw = tokio::select! {
+            biased;
+            () = stop.cancelled() => return Ok(()),
+            raw = (self.load)() => raw?,
+        };
         match (self.validate)(raw) {
             Ok(valid) => {
                 info!("new valid configuration");

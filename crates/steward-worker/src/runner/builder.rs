@@ -117,7 +117,8 @@ impl RunnerBuilder {
     /// `current` as the error the runner reports. Ties (both `false`) keep
     /// the error recorded first, so the order is deterministic: the fatal
     /// error that triggered shutdown stays unless a later one is strictly
-    /// more important.
+    /// more important. It runs under the runner's lock: keep it a pure
+    /// comparison, never calling back into the runner.
     pub fn more_important(
         mut self,
         more_important: impl Fn(&Error, &Error) -> bool + Send + Sync + 'static,
