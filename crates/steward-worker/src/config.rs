@@ -15,7 +15,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{BoxFuture, Error, SetUpError, WatchHandler, WatchWorker, Watcher, Worker};
+use crate::worker::delegate_worker;
+use crate::{Error, SetUpError, WatchHandler, WatchWorker, Watcher};
 
 /// Waits for the first valid value: on every change of `watcher`, loads
 /// the raw value and validates it, until one is valid.
@@ -190,19 +191,7 @@ impl<T: Send + Sync + 'static> ConfigObserver<T> {
     }
 }
 
-impl<T: Send + Sync + 'static> Worker for ConfigObserver<T> {
-    fn kill(&self) {
-        self.worker.kill();
-    }
-
-    fn wait(&self) -> BoxFuture<'_, Result<(), Error>> {
-        self.worker.wait()
-    }
-
-    fn abort(&self) {
-        self.worker.abort();
-    }
-}
+delegate_worker!([T: Send + Sync + 'static] ConfigObserver<T> => worker);
 
 struct Observe<W, L, V, T> {
     watcher: Option<W>,

@@ -91,7 +91,7 @@ pub enum Error {
     #[error(
         "shutdown did not finish within {}; aborted workers: {}",
         humantime::format_duration(*timeout),
-        IdList(aborted)
+        id_list(aborted)
     )]
     ShutdownTimedOut {
         /// The configured grace period.
@@ -114,7 +114,7 @@ pub enum Error {
     /// `error` ended the work, and cleaning up afterwards failed too. The
     /// first error is the one that matters; [`Error::primary`] returns it,
     /// and [`Error::downcast_ref`] looks through to it.
-    #[error("{error}; cleanup also failed: {}", ErrorList(cleanup))]
+    #[error("{error}; cleanup also failed: {}", error_list(cleanup, false))]
     WithCleanup {
         /// The error that ended the work.
         error: Arc<Error>,
@@ -193,12 +193,11 @@ impl fmt::Debug for Error {
     // failure needs; the derived form would print Arc internals.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Error::WithCleanup { error, cleanup } = self {
-            write!(f, "{error:?}; cleanup also failed: ")?;
-            for (i, error) in cleanup.iter().enumerate() {
-                let separator = if i > 0 { "; " } else { "" };
-                write!(f, "{separator}{error:?}")?;
-            }
-            return Ok(());
+            return write!(
+                f,
+                "{error:?}; cleanup also failed: {}",
+                error_list(cleanup, true)
+            );
         }
         write!(f, "{self}")?;
         let mut source = self.source();
@@ -234,33 +233,44 @@ impl fmt::Display for Message {
 
 impl StdError for Message {}
 
-/// Formats errors as `a; b`.
-struct ErrorList<'a>(&'a [Error]);
+/// Writes items with a separator between them, each by `write_item`.
+struct Joined<'a, T> {
+    items: &'a [T],
+    separator: &'static str,
+    write_item: fn(&T, &mut fmt::Formatter<'_>) -> fmt::Result,
+}
 
-impl fmt::Display for ErrorList<'_> {
+impl<T> fmt::Display for Joined<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, error) in self.0.iter().enumerate() {
+        for (i, item) in self.items.iter().enumerate() {
             if i > 0 {
-                f.write_str("; ")?;
+                f.write_str(self.separator)?;
             }
-            write!(f, "{error}")?;
+            (self.write_item)(item, f)?;
         }
         Ok(())
     }
 }
 
-/// Formats ids as `"a", "b"`.
-struct IdList<'a>(&'a [Arc<str>]);
+/// Ids as `"a", "b"`.
+fn id_list(ids: &[Arc<str>]) -> Joined<'_, Arc<str>> {
+    Joined {
+        items: ids,
+        separator: ", ",
+        write_item: |id, f| write!(f, "{id:?}"),
+    }
+}
 
-impl fmt::Display for IdList<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, id) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(", ")?;
-            }
-            write!(f, "{id:?}")?;
-        }
-        Ok(())
+/// Errors as `a; b` (with their source chains when `chains`).
+fn error_list(errors: &[Error], chains: bool) -> Joined<'_, Error> {
+    Joined {
+        items: errors,
+        separator: "; ",
+        write_item: if chains {
+            |error, f| write!(f, "{error:?}")
+        } else {
+            |error, f| write!(f, "{error}")
+        },
     }
 }
 

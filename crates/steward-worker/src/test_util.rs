@@ -15,7 +15,8 @@ use std::time::Duration;
 use tokio::sync::{Notify, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::{BoxFuture, Error, SimpleWorker, Worker};
+use crate::worker::delegate_worker;
+use crate::{BoxFuture, Error, SimpleWorker};
 
 /// What a [`TestStarter`] observed, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -246,19 +247,7 @@ impl TestWorker {
     }
 }
 
-impl Worker for TestWorker {
-    fn kill(&self) {
-        self.worker.kill();
-    }
-
-    fn wait(&self) -> BoxFuture<'_, Result<(), Error>> {
-        self.worker.wait()
-    }
-
-    fn abort(&self) {
-        self.worker.abort();
-    }
-}
+delegate_worker!([] TestWorker => worker);
 
 /// A worker that ignores `kill` until aborted: for shutdown-timeout tests.
 pub fn stubborn_worker() -> SimpleWorker {

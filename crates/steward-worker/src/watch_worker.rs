@@ -11,7 +11,8 @@ use std::future::Future;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
-use crate::{BoxFuture, Error, SimpleWorker, Watcher, Worker};
+use crate::worker::delegate_worker;
+use crate::{Error, SimpleWorker, Watcher, Worker};
 
 /// The business logic of a watch-driven worker.
 ///
@@ -129,19 +130,7 @@ impl WatchWorker {
     }
 }
 
-impl Worker for WatchWorker {
-    fn kill(&self) {
-        self.worker.kill();
-    }
-
-    fn wait(&self) -> BoxFuture<'_, Result<(), Error>> {
-        self.worker.wait()
-    }
-
-    fn abort(&self) {
-        self.worker.abort();
-    }
-}
+delegate_worker!([] WatchWorker => worker);
 
 async fn run<H: WatchHandler>(mut handler: H, stop: CancellationToken) -> Result<(), Error> {
     let mut watcher = match handler.set_up().await {

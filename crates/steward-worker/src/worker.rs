@@ -81,3 +81,24 @@ impl<W: Worker + ?Sized> Worker for Box<W> {
         (**self).abort();
     }
 }
+
+/// Implements [`Worker`] for a type by delegating to one of its fields, for
+/// wrappers whose lifetime is exactly that of the worker they hold.
+macro_rules! delegate_worker {
+    ([$($generics:tt)*] $type:ty => $field:ident) => {
+        impl<$($generics)*> $crate::Worker for $type {
+            fn kill(&self) {
+                $crate::Worker::kill(&self.$field);
+            }
+
+            fn wait(&self) -> $crate::BoxFuture<'_, Result<(), $crate::Error>> {
+                $crate::Worker::wait(&self.$field)
+            }
+
+            fn abort(&self) {
+                $crate::Worker::abort(&self.$field);
+            }
+        }
+    };
+}
+pub(crate) use delegate_worker;
