@@ -1,0 +1,64 @@
+//! Frames ↔ messages: strict decoding of untrusted bytes, and limits.
+//!
+//! A frame is a 4-byte big-endian length followed by that many bytes of
+//! one CBOR-encoded [`Message`]. Framing itself is tokio-util's
+//! `LengthDelimitedCodec` (configured in the connection); this module turns
+//! one frame's bytes into a message and back. It must never panic on any
+//! input: every failure is an [`Error`] naming the problem.
+
+use bytes::Bytes;
+
+use crate::{Error, Message};
+
+/// Bounds on what a connection accepts and buffers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The largest frame accepted or sent, in bytes. Default 16 MiB.
+    pub max_frame_bytes: usize,
+    /// Requests from the other side served at once; more wait (and the
+    /// connection stops reading meanwhile). Default 256.
+    pub max_concurrent_requests: usize,
+    /// Frames queued for writing before senders wait. Default 1024.
+    pub outgoing_queue: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_frame_bytes: 16 * 1024 * 1024,
+            max_concurrent_requests: 256,
+            outgoing_queue: 1024,
+        }
+    }
+}
+
+/// Encodes a message as one frame's payload (without the length prefix).
+pub fn encode_message(message: &Message) -> Result<Bytes, Error> {
+    minicbor::to_vec(message)
+        .map(Bytes::from)
+        .map_err(|e| Error::Encode {
+            reason: e.to_string(),
+        })
+}
+
+/// Decodes one frame's payload: exactly one message, nothing after it,
+/// within `limits`.
+pub fn decode_message(payload: &[u8], limits: &Limits) -> Result<Message, Error> {
+    if payload.len() > limits.max_frame_bytes {
+        return Err(Error::FrameTooLarge {
+            size: payload.len(),
+            max: limits.max_frame_bytes,
+        });
+    }
+    let mut decoder = minicbor::Decoder::new(payload);
+    let message: Message = decoder.decode().map_err(|e| Error::Malformed {
+        reason: e.to_string(),
+    })?;
+    let end = decoder.position();
+    if end != payload.len() {
+        return Err(Error::Malformed {
+            reason: format!("{} trailing bytes after the message", payload.len() - end),
+        });
+    }
+    Ok(message)
+}

@@ -1,0 +1,390 @@
+//! [`Connection`]: one bidirectional, multiplexed protocol connection.
+//!
+//! Either side may send requests at any time; each side numbers its own
+//! requests, and a response carries the id of the request it answers. Many
+//! requests are in flight in both directions at once; incoming requests are
+//! served concurrently, up to a bound, and outgoing frames are written in
+//! batches (one flush per wake-up of the writer, not one per message).
+//!
+//! This module owns framing, ids, pending calls and the connection state.
+//! It must never interpret a request (the [`Handler`] does) nor know what
+//! is at the other end of the socket (a process, a test, another language).
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use crate::{Body, Error, ErrorBody, Kind, Limits, Message, decode_message, encode_message};
+
+/// Serves the requests the other side sends.
+pub trait Handler: Send + Sync + 'static {
+    /// Answers one request. Requests are served concurrently (see
+    /// [`Limits::max_concurrent_requests`]). Return [`Body::Error`] for
+    /// failures the caller should see.
+    fn handle(&self, request: Body) -> impl Future<Output = Body> + Send;
+}
+
+/// A handler that refuses every request: for sides that only call.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoRequests;
+
+impl Handler for NoRequests {
+    async fn handle(&self, request: Body) -> Body {
+        Body::Error(ErrorBody::new(
+            "protocol",
+            ErrorBody::CODE_UNSUPPORTED,
+            format!("this side serves no requests (got {})", request.name()),
+        ))
+    }
+}
+
+/// Where a connection is in its life.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum State {
+    /// Connected; only handshake requests are served yet.
+    Handshaking,
+    /// Handshake done; every request is served.
+    Ready,
+    /// Closed, with the reason. Every pending and later call fails.
+    Closed(Arc<str>),
+}
+
+/// One protocol connection; a cheap handle (clone it freely). The
+/// connection closes when [`close`](Self::close) is called, when the last
+/// handle is dropped, when the other side hangs up, or on the first bad
+/// frame; every handle then sees [`State::Closed`].
+#[derive(Clone)]
+pub struct Connection {
+    handle: Arc<Handle>,
+}
+
+/// Owned by the user-facing handles only (the connection's own tasks hold
+/// `Inner`), so dropping the last handle closes the connection.
+struct Handle {
+    inner: Arc<Inner>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        self.inner.close("connection dropped by its owner");
+    }
+}
+
+struct Inner {
+    outgoing: mpsc::Sender<Bytes>,
+    pending: Mutex<Pending>,
+    next_id: AtomicU64,
+    state: watch::Sender<State>,
+    closed: CancellationToken,
+}
+
+struct Pending {
+    calls: HashMap<u64, oneshot::Sender<Result<Body, Error>>>,
+    /// Set when the connection closed: no call may register after that.
+    closed: Option<Arc<str>>,
+}
+
+impl Connection {
+    /// Starts a connection over `read` and `write` (the halves of a socket),
+    /// serving the other side's requests with `handler`. Spawns a reader
+    /// and a writer task on the current tokio runtime.
+    pub fn start<R, W, H>(read: R, write: W, handler: H, limits: Limits) -> Self
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+        W: AsyncWrite + Send + Unpin + 'static,
+        H: Handler,
+    {
+        let (outgoing, outgoing_rx) = mpsc::channel(limits.outgoing_queue);
+        let (state, _) = watch::channel(State::Handshaking);
+        let inner = Arc::new(Inner {
+            outgoing,
+            pending: Mutex::new(Pending {
+                calls: HashMap::new(),
+                closed: None,
+            }),
+            next_id: AtomicU64::new(1),
+            state,
+            closed: CancellationToken::new(),
+        });
+        let codec = || {
+            LengthDelimitedCodec::builder()
+                .big_endian()
+                .length_field_length(4)
+                .max_frame_length(limits.max_frame_bytes)
+                .new_codec()
+        };
+        let reader = FramedRead::new(read, codec());
+        let writer = FramedWrite::new(write, codec());
+        tokio::spawn(write_loop(inner.clone(), writer, outgoing_rx));
+        tokio::spawn(read_loop(inner.clone(), reader, Arc::new(handler), limits));
+        Self {
+            handle: Arc::new(Handle { inner }),
+        }
+    }
+
+    fn inner(&self) -> &Arc<Inner> {
+        &self.handle.inner
+    }
+
+    /// Sends a request and waits for its response. A [`Body::Error`]
+    /// response becomes [`Error::Remote`]. For a deadline, wrap the future
+    /// in `tokio::time::timeout`: dropping it forgets the call.
+    pub async fn call(&self, request: Body) -> Result<Body, Error> {
+        let id = self.inner().next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_message(&Message {
+            id,
+            kind: Kind::Request,
+            body: request,
+        })?;
+        let (reply, response) = oneshot::channel();
+        {
+            let mut pending = self.inner().pending();
+            if let Some(reason) = &pending.closed {
+                return Err(Error::ConnectionClosed {
+                    reason: reason.clone(),
+                });
+            }
+            pending.calls.insert(id, reply);
+        }
+        // Forget the call however this future ends (answered, dropped by a
+        // deadline, failed to send).
+        let _forget = ForgetOnDrop {
+            inner: self.inner(),
+            id,
+        };
+        if self.inner().outgoing.send(frame).await.is_err() {
+            return Err(self.closed_error());
+        }
+        match response.await {
+            Ok(Ok(Body::Error(error))) => Err(Error::Remote(error)),
+            Ok(result) => result,
+            Err(_) => Err(self.closed_error()),
+        }
+    }
+
+    /// Marks the handshake done: from now on every request is served.
+    pub fn mark_ready(&self) {
+        self.inner().state.send_if_modified(|state| {
+            if *state == State::Handshaking {
+                *state = State::Ready;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
+    /// The current state.
+    pub fn state(&self) -> State {
+        self.inner().state.borrow().clone()
+    }
+
+    /// Waits until the connection is closed and returns why.
+    pub async fn closed(&self) -> Arc<str> {
+        let mut state = self.inner().state.subscribe();
+        loop {
+            if let State::Closed(reason) = &*state.borrow_and_update() {
+                return reason.clone();
+            }
+            if state.changed().await.is_err() {
+                return Arc::from("connection dropped");
+            }
+        }
+    }
+
+    /// Closes the connection: pending and later calls fail with
+    /// [`Error::ConnectionClosed`]. Idempotent.
+    pub fn close(&self, reason: &str) {
+        self.inner().close(reason);
+    }
+
+    fn closed_error(&self) -> Error {
+        let reason = self
+            .inner()
+            .pending()
+            .closed
+            .clone()
+            .unwrap_or_else(|| Arc::from("connection closed"));
+        Error::ConnectionClosed { reason }
+    }
+}
+
+impl std::fmt::Debug for Connection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Connection")
+            .field("state", &self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Inner {
+    fn pending(&self) -> MutexGuard<'_, Pending> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn close(&self, reason: &str) {
+        let calls = {
+            let mut pending = self.pending();
+            if pending.closed.is_some() {
+                return;
+            }
+            let reason: Arc<str> = Arc::from(reason);
+            pending.closed = Some(reason.clone());
+            self.state.send_replace(State::Closed(reason));
+            std::mem::take(&mut pending.calls)
+        };
+        debug!(reason, failed_calls = calls.len(), "connection closed");
+        let reason: Arc<str> = Arc::from(reason);
+        for (_, reply) in calls {
+            let _ = reply.send(Err(Error::ConnectionClosed {
+                reason: reason.clone(),
+            }));
+        }
+        self.closed.cancel();
+    }
+
+    fn respond(&self, id: u64, body: Result<Body, Error>) {
+        let reply = self.pending().calls.remove(&id);
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(body);
+            }
+            // A call whose caller gave up (deadline) before the answer.
+            None => debug!(id, "response to a call nobody waits for"),
+        }
+    }
+}
+
+struct ForgetOnDrop<'a> {
+    inner: &'a Inner,
+    id: u64,
+}
+
+impl Drop for ForgetOnDrop<'_> {
+    fn drop(&mut self) {
+        self.inner.pending().calls.remove(&self.id);
+    }
+}
+
+async fn write_loop<W>(
+    inner: Arc<Inner>,
+    mut writer: FramedWrite<W, LengthDelimitedCodec>,
+    mut outgoing: mpsc::Receiver<Bytes>,
+) where
+    W: AsyncWrite + Unpin,
+{
+    loop {
+        let first = tokio::select! {
+            biased;
+            frame = outgoing.recv() => match frame {
+                Some(frame) => frame,
+                None => break,
+            },
+            () = inner.closed.cancelled() => break,
+        };
+        // Everything already queued goes out with one flush: many small
+        // messages in flight cost one write, not one each.
+        let mut result = writer.feed(first).await;
+        while result.is_ok() {
+            match outgoing.try_recv() {
+                Ok(frame) => result = writer.feed(frame).await,
+                Err(_) => break,
+            }
+        }
+        if let Err(error) = result.and(SinkExt::<Bytes>::flush(&mut writer).await) {
+            inner.close(&format!("write failed: {error}"));
+            break;
+        }
+    }
+    let _ = SinkExt::<Bytes>::close(&mut writer).await;
+}
+
+async fn read_loop<R, H>(
+    inner: Arc<Inner>,
+    mut reader: FramedRead<R, LengthDelimitedCodec>,
+    handler: Arc<H>,
+    limits: Limits,
+) where
+    R: AsyncRead + Unpin,
+    H: Handler,
+{
+    let serving = Arc::new(Semaphore::new(limits.max_concurrent_requests));
+    let reason = loop {
+        let frame = tokio::select! {
+            biased;
+            () = inner.closed.cancelled() => return,
+            frame = reader.next() => frame,
+        };
+        let frame = match frame {
+            None => break "the other side hung up".to_owned(),
+            Some(Err(error)) => break format!("bad frame: {error}"),
+            Some(Ok(frame)) => frame,
+        };
+        let message = match decode_message(&frame, &limits) {
+            Ok(message) => message,
+            Err(error) => break format!("bad frame: {error}"),
+        };
+        match message.kind {
+            Kind::Response => inner.respond(message.id, Ok(message.body)),
+            Kind::Request => {
+                let id = message.id;
+                let ready = *inner.state.borrow() == State::Ready;
+                if !ready && !message.body.is_handshake() {
+                    let refusal = Body::Error(ErrorBody::new(
+                        "protocol",
+                        ErrorBody::CODE_NOT_READY,
+                        format!("not ready: {} before the handshake", message.body.name()),
+                    ));
+                    send_response(&inner, id, refusal).await;
+                    continue;
+                }
+                // Waiting here for a permit stops reading: a peer that
+                // floods requests is slowed down, not buffered without end.
+                let Ok(permit) = serving.clone().acquire_owned().await else {
+                    return;
+                };
+                let (inner, handler) = (inner.clone(), handler.clone());
+                tokio::spawn(async move {
+                    let response = handler.handle(message.body).await;
+                    drop(permit);
+                    send_response(&inner, id, response).await;
+                });
+            }
+        }
+    };
+    warn!(%reason, "closing connection");
+    inner.close(&reason);
+}
+
+async fn send_response(inner: &Inner, id: u64, body: Body) {
+    let message = Message {
+        id,
+        kind: Kind::Response,
+        body,
+    };
+    let frame = match encode_message(&message) {
+        Ok(frame) => frame,
+        Err(error) => match encode_message(&Message {
+            id,
+            kind: Kind::Response,
+            body: Body::Error(ErrorBody::new(
+                "protocol",
+                ErrorBody::CODE_INTERNAL,
+                format!("cannot encode the response: {error}"),
+            )),
+        }) {
+            Ok(frame) => frame,
+            Err(_) => return,
+        },
+    };
+    let _ = inner.outgoing.send(frame).await;
+}

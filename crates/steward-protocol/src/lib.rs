@@ -1,0 +1,29 @@
+//! Steward's wire protocol: how the host and a runtime process talk.
+//!
+//! - A frame is a 4-byte big-endian length, then one CBOR-encoded
+//!   [`Message`] `[id, kind, body]`. CBOR so that runtimes can be written in
+//!   any language; the full format is in `docs/protocol.md`.
+//! - Decoding untrusted bytes is strict and bounded: a frame-size cap
+//!   ([`Limits`]), a nesting limit ([`MAX_NESTING`]), trailing bytes
+//!   rejected. A bad frame closes that connection with an error naming the
+//!   problem; nothing panics.
+//! - [`Connection`] is bidirectional and multiplexed: both sides send
+//!   requests, many in flight each way, responses matched by id.
+//!
+//! This crate knows nothing of processes: it speaks over any
+//! `AsyncRead`/`AsyncWrite` pair.
+
+mod codec;
+mod connection;
+mod error;
+mod message;
+mod value;
+
+pub use codec::{Limits, decode_message, encode_message};
+pub use connection::{Connection, Handler, NoRequests, State};
+pub use error::Error;
+pub use message::{
+    Body, CallRequest, CallResponse, ErrorBody, Kind, Message, PROTOCOL_VERSION, ProtocolVersion,
+    RuntimeInfoRequest, RuntimeInfoResponse, StorageEntry, StorageKey, StorageKeys, StorageValue,
+};
+pub use value::{MAX_NESTING, Value};
