@@ -29,8 +29,9 @@ use crate::{Body, Error, ErrorBody, Kind, Limits, Message, decode_message, encod
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request. Requests are served concurrently (see
     /// [`Limits::max_concurrent_requests`]). Return [`Body::Error`] for
-    /// failures the caller should see.
-    fn handle(&self, request: Body) -> impl Future<Output = Body> + Send;
+    /// failures the caller should see. `peer` makes requests back to the
+    /// other side (a runtime reading host storage while serving a call).
+    fn handle(&self, request: Body, peer: &Peer) -> impl Future<Output = Body> + Send;
 }
 
 /// A handler that refuses every request: for sides that only call.
@@ -38,7 +39,7 @@ pub trait Handler: Send + Sync + 'static {
 pub struct NoRequests;
 
 impl Handler for NoRequests {
-    async fn handle(&self, request: Body) -> Body {
+    async fn handle(&self, request: Body, _peer: &Peer) -> Body {
         Body::Error(ErrorBody::new(
             "protocol",
             ErrorBody::CODE_UNSUPPORTED,
@@ -70,13 +71,20 @@ pub struct Connection {
 /// Owned by the user-facing handles only (the connection's own tasks hold
 /// `Inner`), so dropping the last handle closes the connection.
 struct Handle {
-    inner: Arc<Inner>,
+    peer: Peer,
 }
 
 impl Drop for Handle {
     fn drop(&mut self) {
-        self.inner.close("connection dropped by its owner");
+        self.peer.inner.close("connection dropped by its owner");
     }
+}
+
+/// Makes requests to the other side without owning the connection: what a
+/// [`Handler`] gets. Holding one does not keep the connection open.
+#[derive(Clone)]
+pub struct Peer {
+    inner: Arc<Inner>,
 }
 
 struct Inner {
@@ -127,60 +135,34 @@ impl Connection {
         tokio::spawn(write_loop(inner.clone(), writer, outgoing_rx));
         tokio::spawn(read_loop(inner.clone(), reader, Arc::new(handler), limits));
         Self {
-            handle: Arc::new(Handle { inner }),
+            handle: Arc::new(Handle {
+                peer: Peer { inner },
+            }),
         }
     }
 
     fn inner(&self) -> &Arc<Inner> {
-        &self.handle.inner
+        &self.handle.peer.inner
+    }
+
+    /// A non-owning handle for making requests.
+    pub fn peer(&self) -> Peer {
+        self.handle.peer.clone()
     }
 
     /// Sends a request and waits for its response. A [`Body::Error`]
     /// response becomes [`Error::Remote`]. For a deadline, wrap the future
     /// in `tokio::time::timeout`: dropping it forgets the call.
     pub async fn call(&self, request: Body) -> Result<Body, Error> {
-        let id = self.inner().next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_message(&Message {
-            id,
-            kind: Kind::Request,
-            body: request,
-        })?;
-        let (reply, response) = oneshot::channel();
-        {
-            let mut pending = self.inner().pending();
-            if let Some(reason) = &pending.closed {
-                return Err(Error::ConnectionClosed {
-                    reason: reason.clone(),
-                });
-            }
-            pending.calls.insert(id, reply);
-        }
-        // Forget the call however this future ends (answered, dropped by a
-        // deadline, failed to send).
-        let _forget = ForgetOnDrop {
-            inner: self.inner(),
-            id,
-        };
-        if self.inner().outgoing.send(frame).await.is_err() {
-            return Err(self.closed_error());
-        }
-        match response.await {
-            Ok(Ok(Body::Error(error))) => Err(Error::Remote(error)),
-            Ok(result) => result,
-            Err(_) => Err(self.closed_error()),
-        }
+        self.handle.peer.call(request).await
     }
 
     /// Marks the handshake done: from now on every request is served.
+    ///
+    /// Usually not needed: a connection becomes ready by itself when a
+    /// `RuntimeInfoResponse` passes through it (sent or received).
     pub fn mark_ready(&self) {
-        self.inner().state.send_if_modified(|state| {
-            if *state == State::Handshaking {
-                *state = State::Ready;
-                true
-            } else {
-                false
-            }
-        });
+        self.inner().mark_ready();
     }
 
     /// The current state.
@@ -206,15 +188,43 @@ impl Connection {
     pub fn close(&self, reason: &str) {
         self.inner().close(reason);
     }
+}
 
-    fn closed_error(&self) -> Error {
-        let reason = self
-            .inner()
-            .pending()
-            .closed
-            .clone()
-            .unwrap_or_else(|| Arc::from("connection closed"));
-        Error::ConnectionClosed { reason }
+impl Peer {
+    /// Sends a request and waits for its response. A [`Body::Error`]
+    /// response becomes [`Error::Remote`]. For a deadline, wrap the future
+    /// in `tokio::time::timeout`: dropping it forgets the call.
+    pub async fn call(&self, request: Body) -> Result<Body, Error> {
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_message(&Message {
+            id,
+            kind: Kind::Request,
+            body: request,
+        })?;
+        let (reply, response) = oneshot::channel();
+        {
+            let mut pending = self.inner.pending();
+            if let Some(reason) = &pending.closed {
+                return Err(Error::ConnectionClosed {
+                    reason: reason.clone(),
+                });
+            }
+            pending.calls.insert(id, reply);
+        }
+        // Forget the call however this future ends (answered, dropped by a
+        // deadline, failed to send).
+        let _forget = ForgetOnDrop {
+            inner: &self.inner,
+            id,
+        };
+        if self.inner.outgoing.send(frame).await.is_err() {
+            return Err(self.inner.closed_error());
+        }
+        match response.await {
+            Ok(Ok(Body::Error(error))) => Err(Error::Remote(error)),
+            Ok(result) => result,
+            Err(_) => Err(self.inner.closed_error()),
+        }
     }
 }
 
@@ -227,6 +237,26 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Inner {
+    fn closed_error(&self) -> Error {
+        let reason = self
+            .pending()
+            .closed
+            .clone()
+            .unwrap_or_else(|| Arc::from("connection closed"));
+        Error::ConnectionClosed { reason }
+    }
+
+    fn mark_ready(&self) {
+        self.state.send_if_modified(|state| {
+            if *state == State::Handshaking {
+                *state = State::Ready;
+                true
+            } else {
+                false
+            }
+        });
+    }
+
     fn pending(&self) -> MutexGuard<'_, Pending> {
         self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -334,7 +364,12 @@ async fn read_loop<R, H>(
             Err(error) => break format!("bad frame: {error}"),
         };
         match message.kind {
-            Kind::Response => inner.respond(message.id, Ok(message.body)),
+            Kind::Response => {
+                if matches!(message.body, Body::RuntimeInfoResponse(_)) {
+                    inner.mark_ready();
+                }
+                inner.respond(message.id, Ok(message.body));
+            }
             Kind::Request => {
                 let id = message.id;
                 let ready = *inner.state.borrow() == State::Ready;
@@ -354,7 +389,9 @@ async fn read_loop<R, H>(
                 };
                 let (inner, handler) = (inner.clone(), handler.clone());
                 tokio::spawn(async move {
-                    let response = handler.handle(message.body).await;
+                    let peer = Peer { inner };
+                    let response = handler.handle(message.body, &peer).await;
+                    let inner = peer.inner;
                     drop(permit);
                     send_response(&inner, id, response).await;
                 });
@@ -366,6 +403,11 @@ async fn read_loop<R, H>(
 }
 
 async fn send_response(inner: &Inner, id: u64, body: Body) {
+    // The handshake answer opens the connection for every request: the
+    // runtime's side of "ready".
+    if matches!(body, Body::RuntimeInfoResponse(_)) {
+        inner.mark_ready();
+    }
     let message = Message {
         id,
         kind: Kind::Response,

@@ -20,7 +20,7 @@ mod message;
 mod value;
 
 pub use codec::{Limits, decode_message, encode_message};
-pub use connection::{Connection, Handler, NoRequests, State};
+pub use connection::{Connection, Handler, NoRequests, Peer, State};
 pub use error::Error;
 pub use message::{
     Body, CallRequest, CallResponse, ErrorBody, Kind, Message, PROTOCOL_VERSION, ProtocolVersion,

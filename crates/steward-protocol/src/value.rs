@@ -62,6 +62,42 @@ impl Value {
         })
     }
 
+    /// For a map: the value under the text key `key`, still encoded (no
+    /// decoding and re-encoding). `None` when the key is absent; an error
+    /// when this is not a map.
+    pub fn field(&self, key: &str) -> Result<Option<Value>, Error> {
+        let not_a_map = |e: minicbor::decode::Error| Error::Malformed {
+            reason: format!("expected a map with a {key:?} key: {e}"),
+        };
+        let mut decoder = Decoder::new(&self.0);
+        let entries = decoder.map().map_err(not_a_map)?;
+        let mut seen = 0u64;
+        loop {
+            match entries {
+                Some(len) if seen == len => return Ok(None),
+                None if decoder.datatype().map_err(not_a_map)? == minicbor::data::Type::Break => {
+                    return Ok(None);
+                }
+                _ => {}
+            }
+            seen += 1;
+            let matches = match decoder.datatype().map_err(not_a_map)? {
+                minicbor::data::Type::String => decoder.str().map_err(not_a_map)? == key,
+                _ => {
+                    decoder.skip().map_err(not_a_map)?;
+                    false
+                }
+            };
+            // Checked at construction, so this walk cannot fail or go deep.
+            let start = decoder.position();
+            let end = scan_item(&self.0, start)?;
+            if matches {
+                return Ok(Some(Value(self.0.slice(start..end))));
+            }
+            decoder.set_position(end);
+        }
+    }
+
     /// The encoded item.
     pub fn as_cbor(&self) -> &[u8] {
         &self.0
@@ -311,6 +347,23 @@ mod tests {
         assert_eq!(json, serde_json::json!({"ms": 250}));
         assert!(Value::null().is_null());
         assert!(value.decode::<String>().is_err());
+    }
+
+    #[test]
+    fn field_slices_a_map_value_without_re_encoding() {
+        let value =
+            Value::encode(&serde_json::json!({"key": "k", "value": {"n": [1, 2]}})).unwrap();
+        let field = value.field("value").unwrap().unwrap();
+        assert_eq!(
+            field.decode::<serde_json::Value>().unwrap(),
+            serde_json::json!({"n": [1, 2]})
+        );
+        assert_eq!(value.field("missing").unwrap(), None);
+        assert!(Value::encode(&[1, 2]).unwrap().field("key").is_err());
+        // Indefinite-length maps and non-text keys work too.
+        let indefinite = Value::from_cbor(vec![0xbf, 0x01, 0x02, 0x61, b'k', 0x03, 0xff]).unwrap();
+        assert_eq!(indefinite.field("k").unwrap().unwrap().as_cbor(), [0x03]);
+        assert_eq!(indefinite.field("z").unwrap(), None);
     }
 
     #[test]

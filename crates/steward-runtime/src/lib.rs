@@ -1,0 +1,294 @@
+//! The SDK for writing a Steward runtime in Rust.
+//!
+//! A runtime is a separate process that the host starts with the path of a
+//! Unix socket in `STEWARD_HOST`. Implement [`Runtime`] (its version, its
+//! calls, optionally what to do on abort) and call [`serve`]: the SDK
+//! connects, answers the handshake, pings, aborts and shutdowns, runs calls
+//! concurrently, and gives each call a [`CallContext`] with the host's
+//! storage and an abort signal.
+//!
+//! When the host connection closes (the host stopped, crashed or was
+//! killed), [`serve`] returns, so the runtime process exits on its own and
+//! never outlives its host. This crate must never assume anything about
+//! the host beyond the protocol.
+//!
+//! ```no_run
+//! use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
+//!
+//! struct Hello;
+//!
+//! impl Runtime for Hello {
+//!     fn version(&self) -> String { "1.0.0".into() }
+//!     async fn call(&self, _ctx: &CallContext, method: &str, args: Value) -> Result<Value, ErrorBody> {
+//!         match method {
+//!             "hello" => Ok(args),
+//!             other => Err(ErrorBody::new("hello", 404, format!("no method {other:?}"))),
+//!         }
+//!     }
+//! }
+//!
+//! #[tokio::main(flavor = "current_thread")]
+//! async fn main() -> Result<(), steward_runtime::Error> {
+//!     serve(Hello).await
+//! }
+//! ```
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use steward_protocol::{
+    Body, CallResponse, Connection, Handler, Limits, PROTOCOL_VERSION, Peer, RuntimeInfoResponse,
+    StorageEntry, StorageKey,
+};
+pub use steward_protocol::{ErrorBody, Value};
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, info};
+
+/// The environment variable holding the host's socket path.
+pub const HOST_SOCKET_ENV: &str = "STEWARD_HOST";
+
+/// How long a runtime waits, after answering `RuntimeShutdown`, for the
+/// host to hang up before it exits anyway.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// What can stop a runtime from serving.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The process was not started by a Steward host.
+    #[error(
+        "{HOST_SOCKET_ENV} is not set: this program is a Steward runtime and must be started by the host"
+    )]
+    NoHost,
+    /// The host's socket could not be reached.
+    #[error("cannot connect to the host at {path}: {source}")]
+    Connect {
+        /// The socket path from the environment.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// A protocol failure (for host storage calls: the connection closed,
+    /// or the host answered with an error).
+    #[error(transparent)]
+    Protocol(#[from] steward_protocol::Error),
+}
+
+/// A runtime's behaviour.
+pub trait Runtime: Send + Sync + 'static {
+    /// The version this process is (reported in the handshake; the host
+    /// refuses a runtime whose version is not the configured one).
+    fn version(&self) -> String;
+
+    /// Optional capabilities to announce, by name.
+    fn features(&self) -> Vec<String> {
+        Vec::new()
+    }
+
+    /// Serves one application call. Calls run concurrently.
+    fn call(
+        &self,
+        ctx: &CallContext,
+        method: &str,
+        args: Value,
+    ) -> impl Future<Output = Result<Value, ErrorBody>> + Send;
+
+    /// Called when the host asks to abort the work in progress, after the
+    /// abort signal of every call in flight fired.
+    fn abort(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}
+
+/// What a call can use besides its arguments.
+#[derive(Clone)]
+pub struct CallContext {
+    storage: HostStorage,
+    aborted: CancellationToken,
+}
+
+impl CallContext {
+    /// The host's key-value storage for this runtime (shared by all its
+    /// versions, kept across restarts and version switches).
+    pub fn storage(&self) -> &HostStorage {
+        &self.storage
+    }
+
+    /// Fires when the host aborts the work in progress; a long call should
+    /// stop and return an error (see [`ErrorBody::CODE_ABORTED`]).
+    pub fn aborted(&self) -> &CancellationToken {
+        &self.aborted
+    }
+}
+
+/// The host's storage, namespaced to this runtime by the host.
+#[derive(Clone)]
+pub struct HostStorage {
+    host: Peer,
+}
+
+impl HostStorage {
+    /// The value under `key`, if any.
+    pub async fn get(&self, key: &str) -> Result<Option<Value>, Error> {
+        match self
+            .request(Body::HostStorageGet(StorageKey { key: key.into() }))
+            .await?
+        {
+            Body::HostStorageGetResponse(found) => Ok(found.value),
+            other => Err(unexpected("HostStorageGet", &other)),
+        }
+    }
+
+    /// Stores `value` under `key`.
+    pub async fn set(&self, key: &str, value: Value) -> Result<(), Error> {
+        let body = Body::HostStorageSet(StorageEntry {
+            key: key.into(),
+            value,
+        });
+        self.request(body).await.map(drop)
+    }
+
+    /// Removes `key` (no error if it is absent).
+    pub async fn delete(&self, key: &str) -> Result<(), Error> {
+        self.request(Body::HostStorageDelete(StorageKey { key: key.into() }))
+            .await
+            .map(drop)
+    }
+
+    /// The keys starting with `prefix`, sorted.
+    pub async fn list(&self, prefix: &str) -> Result<Vec<String>, Error> {
+        match self
+            .request(Body::HostStorageList(StorageKey { key: prefix.into() }))
+            .await?
+        {
+            Body::HostStorageListResponse(found) => Ok(found.keys),
+            other => Err(unexpected("HostStorageList", &other)),
+        }
+    }
+
+    async fn request(&self, body: Body) -> Result<Body, Error> {
+        Ok(self.host.call(body).await?)
+    }
+}
+
+fn unexpected(request: &'static str, got: &Body) -> Error {
+    Error::Protocol(steward_protocol::Error::UnexpectedResponse {
+        request,
+        got: got.name(),
+    })
+}
+
+/// Connects to the host named by `STEWARD_HOST` and serves `runtime` until
+/// the host shuts it down or goes away.
+pub async fn serve<R: Runtime>(runtime: R) -> Result<(), Error> {
+    let path = std::env::var_os(HOST_SOCKET_ENV).ok_or(Error::NoHost)?;
+    let path = PathBuf::from(path);
+    let stream = UnixStream::connect(&path)
+        .await
+        .map_err(|source| Error::Connect { path, source })?;
+    serve_on(stream, runtime).await
+}
+
+/// Serves `runtime` over an already connected stream (for tests and
+/// embedding).
+pub async fn serve_on<R: Runtime>(stream: UnixStream, runtime: R) -> Result<(), Error> {
+    let (read, write) = stream.into_split();
+    let shared = Arc::new(Shared {
+        runtime,
+        aborted: Mutex::new(CancellationToken::new()),
+        shutdown: Notify::new(),
+    });
+    let connection = Connection::start(
+        read,
+        write,
+        RuntimeHandler {
+            shared: shared.clone(),
+        },
+        Limits::default(),
+    );
+    let shutdown = shared.shutdown.notified();
+    tokio::select! {
+        reason = connection.closed() => {
+            info!(%reason, "host connection closed; exiting");
+        }
+        () = shutdown => {
+            debug!("shutdown requested; waiting for the host to hang up");
+            let _ = tokio::time::timeout(SHUTDOWN_GRACE, connection.closed()).await;
+        }
+    }
+    connection.close("runtime exiting");
+    Ok(())
+}
+
+struct Shared<R> {
+    runtime: R,
+    /// The abort signal handed to calls; replaced after each abort.
+    aborted: Mutex<CancellationToken>,
+    shutdown: Notify,
+}
+
+struct RuntimeHandler<R> {
+    shared: Arc<Shared<R>>,
+}
+
+impl<R: Runtime> Handler for RuntimeHandler<R> {
+    async fn handle(&self, request: Body, host: &Peer) -> Body {
+        let shared = &self.shared;
+        match request {
+            Body::RuntimeInfoRequest(info) => {
+                let version = shared.runtime.version();
+                debug!(
+                    runtime_id = %info.runtime_id,
+                    host_protocol = %info.protocol_version,
+                    expected = %info.expected_version,
+                    version = %version,
+                    "handshake"
+                );
+                Body::RuntimeInfoResponse(RuntimeInfoResponse {
+                    protocol_version: PROTOCOL_VERSION,
+                    runtime_version: version,
+                    features: shared.runtime.features(),
+                })
+            }
+            Body::RuntimePing => Body::Empty,
+            Body::RuntimeAbort => {
+                let previous = std::mem::take(
+                    &mut *shared
+                        .aborted
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner),
+                );
+                previous.cancel();
+                shared.runtime.abort().await;
+                Body::Empty
+            }
+            Body::RuntimeShutdown => {
+                shared.shutdown.notify_one();
+                Body::Empty
+            }
+            Body::RuntimeCallRequest(call) => {
+                let ctx = CallContext {
+                    storage: HostStorage { host: host.clone() },
+                    aborted: shared
+                        .aborted
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .clone(),
+                };
+                match shared.runtime.call(&ctx, &call.method, call.args).await {
+                    Ok(result) => Body::RuntimeCallResponse(CallResponse { result }),
+                    Err(error) => Body::Error(error),
+                }
+            }
+            other => Body::Error(ErrorBody::new(
+                "protocol",
+                ErrorBody::CODE_UNSUPPORTED,
+                format!("a runtime does not serve {}", other.name()),
+            )),
+        }
+    }
+}

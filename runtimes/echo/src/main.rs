@@ -1,0 +1,137 @@
+//! `echo`: the example runtime used by the demo, the tests and the
+//! benchmarks. Each method exercises one thing a host must cope with.
+//!
+//! | method | args | result |
+//! |---|---|---|
+//! | `echo` | anything | the args, unchanged |
+//! | `version` | — | this process's version string |
+//! | `sleep` | `{"ms": N}` | `null` after N ms (or an `aborted` error on abort) |
+//! | `fail` | `{"code": N, "message": S}` | an error body `echo`/N/S |
+//! | `crash` | — | the process exits with status 101 |
+//! | `big` | `{"bytes": N}` | a byte string of N bytes |
+//!
+//! The version comes from the command line (`--version 2.0.0`), so one
+//! binary serves as every configured version.
+
+use std::time::Duration;
+
+use clap::Parser;
+use serde::Deserialize;
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
+
+#[derive(Parser)]
+#[command(about = "Example Steward runtime: echo (started by the Steward host)")]
+struct Args {
+    /// The version this process reports to the host.
+    #[arg(long = "version", value_name = "VERSION")]
+    runtime_version: String,
+}
+
+struct Echo {
+    version: String,
+}
+
+/// Error codes of module `echo`.
+const CODE_BAD_ARGS: u32 = 400;
+const CODE_NO_METHOD: u32 = 404;
+const CODE_ABORTED: u32 = ErrorBody::CODE_ABORTED;
+
+#[derive(Deserialize)]
+struct Sleep {
+    ms: u64,
+}
+
+#[derive(Deserialize)]
+struct Fail {
+    code: u32,
+    message: String,
+}
+
+#[derive(Deserialize)]
+struct Big {
+    bytes: usize,
+}
+
+/// A CBOR byte string, through serde.
+struct ByteString(Vec<u8>);
+
+impl serde::Serialize for ByteString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+fn args<T: serde::de::DeserializeOwned>(method: &str, args: &Value) -> Result<T, ErrorBody> {
+    args.decode()
+        .map_err(|e| ErrorBody::new("echo", CODE_BAD_ARGS, format!("{method}: {e}")))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
+    Value::encode(value)
+        .map_err(|e| ErrorBody::new("echo", ErrorBody::CODE_INTERNAL, e.to_string()))
+}
+
+impl Runtime for Echo {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    async fn call(
+        &self,
+        ctx: &CallContext,
+        method: &str,
+        input: Value,
+    ) -> Result<Value, ErrorBody> {
+        match method {
+            "echo" => Ok(input),
+            "version" => encode(&self.version),
+            "sleep" => {
+                let Sleep { ms } = args(method, &input)?;
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Value::null()),
+                    () = ctx.aborted().cancelled() => {
+                        Err(ErrorBody::new("echo", CODE_ABORTED, "sleep aborted by the host"))
+                    }
+                }
+            }
+            "fail" => {
+                let Fail { code, message } = args(method, &input)?;
+                Err(ErrorBody::new("echo", code, message))
+            }
+            "crash" => {
+                tracing::warn!("crashing on request");
+                std::process::exit(101);
+            }
+            "big" => {
+                let Big { bytes } = args(method, &input)?;
+                encode(&ByteString(vec![0xab; bytes]))
+            }
+            other => Err(ErrorBody::new(
+                "echo",
+                CODE_NO_METHOD,
+                format!("no method {other:?}; try echo, version, sleep, fail, crash or big"),
+            )),
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(serve(Echo {
+        version: args.runtime_version,
+    })) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("steward-runtime-echo: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,141 @@
+//! `kv`: an example runtime whose state lives in the host's storage, so it
+//! survives restarts and version switches.
+//!
+//! | method | args | result |
+//! |---|---|---|
+//! | `put` | `{"key": S, "value": V}` | `null` |
+//! | `get` | `{"key": S}` | V, or `null` when absent |
+//! | `delete` | `{"key": S}` | `null` |
+//! | `list` | — | the keys, sorted |
+//! | `version` | — | this process's version string |
+//!
+//! The version comes from the command line (`--version 1.1.0`).
+
+use clap::Parser;
+use serde::Deserialize;
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
+
+#[derive(Parser)]
+#[command(about = "Example Steward runtime: kv (started by the Steward host)")]
+struct Args {
+    /// The version this process reports to the host.
+    #[arg(long = "version", value_name = "VERSION")]
+    runtime_version: String,
+}
+
+struct Kv {
+    version: String,
+}
+
+const CODE_BAD_ARGS: u32 = 400;
+const CODE_NO_METHOD: u32 = 404;
+const CODE_STORAGE: u32 = 503;
+
+/// Keys are stored under this prefix, leaving room for other state.
+const PREFIX: &str = "kv/";
+
+#[derive(Deserialize)]
+struct Key {
+    key: String,
+}
+
+#[derive(Deserialize)]
+struct Put {
+    key: String,
+}
+
+fn args<T: serde::de::DeserializeOwned>(method: &str, args: &Value) -> Result<T, ErrorBody> {
+    args.decode()
+        .map_err(|e| ErrorBody::new("kv", CODE_BAD_ARGS, format!("{method}: {e}")))
+}
+
+fn storage_error(error: steward_runtime::Error) -> ErrorBody {
+    ErrorBody::new("kv", CODE_STORAGE, format!("host storage: {error}"))
+}
+
+fn encode<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
+    Value::encode(value).map_err(|e| ErrorBody::new("kv", ErrorBody::CODE_INTERNAL, e.to_string()))
+}
+
+impl Runtime for Kv {
+    fn version(&self) -> String {
+        self.version.clone()
+    }
+
+    async fn call(
+        &self,
+        ctx: &CallContext,
+        method: &str,
+        input: Value,
+    ) -> Result<Value, ErrorBody> {
+        let storage = ctx.storage();
+        match method {
+            "put" => {
+                let Put { key } = args(method, &input)?;
+                // Store the value's CBOR as it came, without re-encoding.
+                let value = extract_value(&input)?;
+                storage
+                    .set(&format!("{PREFIX}{key}"), value)
+                    .await
+                    .map_err(storage_error)?;
+                Ok(Value::null())
+            }
+            "get" => {
+                let Key { key } = args(method, &input)?;
+                let found = storage
+                    .get(&format!("{PREFIX}{key}"))
+                    .await
+                    .map_err(storage_error)?;
+                Ok(found.unwrap_or_else(Value::null))
+            }
+            "delete" => {
+                let Key { key } = args(method, &input)?;
+                storage
+                    .delete(&format!("{PREFIX}{key}"))
+                    .await
+                    .map_err(storage_error)?;
+                Ok(Value::null())
+            }
+            "list" => {
+                let keys = storage.list(PREFIX).await.map_err(storage_error)?;
+                let keys: Vec<&str> = keys.iter().filter_map(|k| k.strip_prefix(PREFIX)).collect();
+                encode(&keys)
+            }
+            "version" => encode(&self.version),
+            other => Err(ErrorBody::new(
+                "kv",
+                CODE_NO_METHOD,
+                format!("no method {other:?}; try put, get, delete, list or version"),
+            )),
+        }
+    }
+}
+
+/// The `value` field of `put`'s args, as it came (no re-encoding).
+fn extract_value(input: &Value) -> Result<Value, ErrorBody> {
+    input
+        .field("value")
+        .map_err(|e| ErrorBody::new("kv", CODE_BAD_ARGS, format!("put: {e}")))?
+        .ok_or_else(|| ErrorBody::new("kv", CODE_BAD_ARGS, "put: missing field `value`"))
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(serve(Kv {
+        version: args.runtime_version,
+    })) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("steward-runtime-kv: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
