@@ -27,3 +27,7 @@ pub use message::{
     RuntimeInfoRequest, RuntimeInfoResponse, StorageEntry, StorageKey, StorageKeys, StorageValue,
 };
 pub use value::{MAX_NESTING, Value};
+
+/// The environment variable through which the host tells a runtime process
+/// where its Unix socket is.
+pub const HOST_SOCKET_ENV: &str = "STEWARD_HOST";

@@ -48,8 +48,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info};
 
-/// The environment variable holding the host's socket path.
-pub const HOST_SOCKET_ENV: &str = "STEWARD_HOST";
+pub use steward_protocol::HOST_SOCKET_ENV;
 
 /// How long a runtime waits, after answering `RuntimeShutdown`, for the
 /// host to hang up before it exits anyway.

@@ -1,0 +1,259 @@
+//! One attempt to run the process: private socket, spawn, accept,
+//! handshake — and, once it runs, the ways it can end.
+//!
+//! Every resource of an attempt (temp dir, socket, child, process group,
+//! connection) is owned by [`Running`] or dropped on the failure path, so
+//! no attempt leaks a process or a directory, however it ends.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use nix::sys::signal::Signal;
+use steward_protocol::{
+    Body, Connection, ErrorBody, HOST_SOCKET_ENV, Handler, PROTOCOL_VERSION, Peer,
+    RuntimeInfoRequest, RuntimeInfoResponse, StorageKeys, StorageValue,
+};
+use tempfile::TempDir;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::net::UnixListener;
+use tokio::process::{Child, Command};
+use tracing::{info, warn};
+
+use super::ProcessConfig;
+use super::group::ProcessGroup;
+use crate::Storage;
+
+/// A process that passed its handshake.
+pub(super) struct Running {
+    pub(super) connection: Connection,
+    pub(super) info: RuntimeInfoResponse,
+    child: Child,
+    /// Declared after `child` so that it is dropped after it: the group
+    /// kill then catches anything the child left behind.
+    group: ProcessGroup,
+    exit_status: Option<String>,
+    _dir: TempDir,
+}
+
+impl Running {
+    pub(super) fn pid(&self) -> Option<u32> {
+        self.child.id()
+    }
+
+    /// Waits for the process to exit; returns its status. Cancel safe.
+    pub(super) async fn exited(&mut self) -> String {
+        if let Some(status) = &self.exit_status {
+            return status.clone();
+        }
+        let status = match self.child.wait().await {
+            Ok(status) => status.to_string(),
+            Err(error) => format!("unknown ({error})"),
+        };
+        self.exit_status = Some(status.clone());
+        status
+    }
+
+    /// Kills the whole process group and reaps the process.
+    pub(super) async fn kill(&mut self) -> String {
+        self.connection.close("runtime killed by the host");
+        self.group.signal(Signal::SIGKILL);
+        self.exited().await
+    }
+
+    /// `RuntimeShutdown`, a grace period, SIGTERM, a grace period, SIGKILL.
+    pub(super) async fn stop_gracefully(&mut self, config: &ProcessConfig) -> String {
+        let asked = tokio::time::timeout(
+            config.shutdown_grace,
+            self.connection.call(Body::RuntimeShutdown),
+        )
+        .await;
+        if !matches!(asked, Ok(Ok(_))) {
+            warn!("runtime did not acknowledge the shutdown request");
+        }
+        // Hanging up is the runtime's cue to exit.
+        self.connection.close("host stopped the runtime");
+        if let Ok(status) = tokio::time::timeout(config.shutdown_grace, self.exited()).await {
+            self.group.signal(Signal::SIGKILL); // stragglers of the group
+            return status;
+        }
+        warn!("runtime did not exit after shutdown; sending SIGTERM");
+        self.group.signal(Signal::SIGTERM);
+        if let Ok(status) = tokio::time::timeout(config.term_grace, self.exited()).await {
+            self.group.signal(Signal::SIGKILL);
+            return status;
+        }
+        warn!("runtime ignored SIGTERM; sending SIGKILL");
+        self.kill().await
+    }
+}
+
+/// Runs the configured program and completes its handshake, or explains
+/// why not. Dropping the future mid-way kills and reaps what it started.
+pub(super) async fn start_process(
+    config: &ProcessConfig,
+    storage: Arc<dyn Storage>,
+) -> Result<Running, String> {
+    let dir = tempfile::Builder::new()
+        .prefix("steward-")
+        .tempdir()
+        .map_err(|e| format!("cannot create a private directory: {e}"))?;
+    let socket = dir.path().join("host.sock");
+    let listener = UnixListener::bind(&socket)
+        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
+
+    let mut command = Command::new(&config.program);
+    command
+        .args(&config.args)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(HOST_SOCKET_ENV, &socket)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = command
+        .spawn()
+        .map_err(|e| format!("cannot run {}: {e}", config.program.display()))?;
+    let group = child
+        .id()
+        .and_then(ProcessGroup::new)
+        .ok_or_else(|| "the process exited at once".to_string())?;
+    forward_output(child.stdout.take(), "stdout");
+    forward_output(child.stderr.take(), "stderr");
+
+    let accepted = tokio::select! {
+        accepted = tokio::time::timeout(config.accept_timeout, listener.accept()) => accepted,
+        status = child.wait() => {
+            return Err(format!("exited before connecting to the host ({})", describe(status)));
+        }
+    };
+    let stream = match accepted {
+        Ok(Ok((stream, _))) => stream,
+        Ok(Err(error)) => return Err(format!("cannot accept its connection: {error}")),
+        Err(_) => {
+            return Err(format!(
+                "did not connect to the host within {:?}",
+                config.accept_timeout
+            ));
+        }
+    };
+    drop(listener);
+
+    let (read, write) = stream.into_split();
+    let connection = Connection::start(
+        read,
+        write,
+        StorageHandler {
+            storage,
+            namespace: config.runtime_id.clone(),
+        },
+        config.limits,
+    );
+    let handshake = connection.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: config.runtime_id.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        expected_version: config.version.to_string(),
+    }));
+    let answer = tokio::select! {
+        answer = tokio::time::timeout(config.handshake_timeout, handshake) => answer,
+        status = child.wait() => {
+            return Err(format!("exited during the handshake ({})", describe(status)));
+        }
+    };
+    let info = match answer {
+        Ok(Ok(Body::RuntimeInfoResponse(info))) => info,
+        Ok(Ok(other)) => return Err(format!("answered the handshake with {}", other.name())),
+        Ok(Err(error)) => return Err(format!("handshake failed: {error}")),
+        Err(_) => {
+            return Err(format!(
+                "did not answer the handshake within {:?}",
+                config.handshake_timeout
+            ));
+        }
+    };
+    if info.protocol_version.major != PROTOCOL_VERSION.major {
+        return Err(format!(
+            "speaks protocol {}, the host speaks {} (major versions must match)",
+            info.protocol_version, PROTOCOL_VERSION
+        ));
+    }
+    if info.runtime_version != *config.version {
+        return Err(format!(
+            "reported version {:?}, but is configured as version {:?}",
+            info.runtime_version, config.version
+        ));
+    }
+    Ok(Running {
+        connection,
+        info,
+        child,
+        group,
+        exit_status: None,
+        _dir: dir,
+    })
+}
+
+fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
+    match status {
+        Ok(status) => status.to_string(),
+        Err(error) => format!("status unknown: {error}"),
+    }
+}
+
+/// Copies the runtime's output lines into the log, within the runtime's
+/// span (id and version).
+fn forward_output(stream: Option<impl AsyncRead + Unpin + Send + 'static>, name: &'static str) {
+    let Some(stream) = stream else { return };
+    let span = tracing::Span::current();
+    tokio::spawn(async move {
+        let _entered = span.enter();
+        let mut lines = BufReader::new(stream).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            info!(stream = name, "{line}");
+        }
+    });
+}
+
+/// Serves the runtime's host storage requests, in its namespace.
+struct StorageHandler {
+    storage: Arc<dyn Storage>,
+    namespace: Arc<str>,
+}
+
+/// `host` module error codes.
+const CODE_STORAGE: u32 = 1;
+
+impl Handler for StorageHandler {
+    async fn handle(&self, request: Body, _peer: &Peer) -> Body {
+        let (storage, namespace) = (&self.storage, &*self.namespace);
+        let result = match request {
+            Body::HostStorageGet(key) => storage
+                .get(namespace, &key.key)
+                .await
+                .map(|value| Body::HostStorageGetResponse(StorageValue { value })),
+            Body::HostStorageSet(entry) => storage
+                .set(namespace, &entry.key, entry.value)
+                .await
+                .map(|()| Body::Empty),
+            Body::HostStorageDelete(key) => storage
+                .delete(namespace, &key.key)
+                .await
+                .map(|()| Body::Empty),
+            Body::HostStorageList(prefix) => storage
+                .list(namespace, &prefix.key)
+                .await
+                .map(|keys| Body::HostStorageListResponse(StorageKeys { keys })),
+            other => {
+                return Body::Error(ErrorBody::new(
+                    "protocol",
+                    ErrorBody::CODE_UNSUPPORTED,
+                    format!("the host does not serve {}", other.name()),
+                ));
+            }
+        };
+        result.unwrap_or_else(|error| {
+            Body::Error(ErrorBody::new("host", CODE_STORAGE, error.to_string()))
+        })
+    }
+}

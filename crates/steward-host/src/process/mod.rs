@@ -1,0 +1,411 @@
+//! [`ProcessHost`]: one runtime version as a supervised OS process.
+//!
+//! A supervisor task (a `SimpleWorker`, so a panic in it is contained)
+//! starts the process, waits until it dies or is stopped, and restarts it
+//! with backoff. Callers never talk to the process directly: they wait for
+//! the published [`Phase`] to be `Ready` and use its connection. This module
+//! must never block a tokio thread on the child (signals are sent with
+//! non-blocking `killpg`, exits are awaited).
+
+mod attempt;
+mod group;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use steward_protocol::{Body, Connection, Limits, RuntimeInfoResponse};
+use steward_worker::{Backoff, BoxFuture, SimpleWorker, Worker};
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::{Error, Event, Exit, RuntimeHost, Storage};
+
+use self::attempt::start_process;
+
+/// How to run one version of a runtime, and how patient to be with it.
+///
+/// | setting | default |
+/// |---|---|
+/// | `backoff` | 500 ms, ×2, up to 30 s, ±10 % jitter, reset after 60 s up |
+/// | `accept_timeout` (process start → connect) | 10 s |
+/// | `handshake_timeout` | 5 s |
+/// | `abort_timeout` (answer to `RuntimeAbort`) | 1 s |
+/// | `shutdown_grace` (after `RuntimeShutdown`, before SIGTERM) | 5 s |
+/// | `term_grace` (after SIGTERM, before SIGKILL) | 5 s |
+#[derive(Debug, Clone)]
+pub struct ProcessConfig {
+    /// The runtime id (host storage namespace, log field).
+    pub runtime_id: Arc<str>,
+    /// The version this process must report in its handshake.
+    pub version: Arc<str>,
+    /// The program to run.
+    pub program: PathBuf,
+    /// Its arguments.
+    pub args: Vec<String>,
+    /// Environment variables; nothing else is inherited except
+    /// `STEWARD_HOST`.
+    pub env: Vec<(String, String)>,
+    /// Restart delays after a crash or a failed start.
+    pub backoff: Backoff,
+    /// How long the process has to connect to the host's socket.
+    pub accept_timeout: Duration,
+    /// How long the process has to answer the handshake.
+    pub handshake_timeout: Duration,
+    /// How long the process has to answer `RuntimeAbort`.
+    pub abort_timeout: Duration,
+    /// How long a stop waits after `RuntimeShutdown` before SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long a stop waits after SIGTERM before SIGKILL.
+    pub term_grace: Duration,
+    /// Protocol limits for the connection.
+    pub limits: Limits,
+}
+
+impl ProcessConfig {
+    /// A config with the defaults of the table above.
+    pub fn new(
+        runtime_id: impl Into<Arc<str>>,
+        version: impl Into<Arc<str>>,
+        program: impl Into<PathBuf>,
+    ) -> Self {
+        Self {
+            runtime_id: runtime_id.into(),
+            version: version.into(),
+            program: program.into(),
+            args: Vec::new(),
+            env: Vec::new(),
+            backoff: Backoff::new(Duration::from_millis(500))
+                .max(Duration::from_secs(30))
+                .reset_after(Duration::from_secs(60)),
+            accept_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(5),
+            abort_timeout: Duration::from_secs(1),
+            shutdown_grace: Duration::from_secs(5),
+            term_grace: Duration::from_secs(5),
+            limits: Limits::default(),
+        }
+    }
+
+    /// Sets the arguments.
+    pub fn args<I: IntoIterator<Item = S>, S: Into<String>>(mut self, args: I) -> Self {
+        self.args = args.into_iter().map(Into::into).collect();
+        self
+    }
+}
+
+/// Where the hosted process is, as callers see it.
+#[derive(Clone)]
+enum Phase {
+    /// Not started yet (or between a stop and the next start).
+    Idle,
+    /// Starting, or restarting after a crash.
+    Starting,
+    /// Serving.
+    Ready(Ready),
+    /// Stopped for good (until `start` is called again).
+    Stopped,
+}
+
+#[derive(Clone)]
+struct Ready {
+    connection: Connection,
+    info: RuntimeInfoResponse,
+}
+
+/// A runtime version hosted as a child process. See [`RuntimeHost`] for
+/// the operations and [`ProcessConfig`] for the settings.
+///
+/// A cheap handle: clones share the process. When the last handle is
+/// dropped, the process is stopped in the background.
+#[derive(Clone)]
+pub struct ProcessHost {
+    shared: Arc<Shared>,
+    _owner: Arc<Owner>,
+}
+
+/// Held by the handles only (the supervisor task holds `Shared`), so
+/// dropping the last handle can stop the supervisor.
+struct Owner {
+    shared: Arc<Shared>,
+}
+
+impl Drop for Owner {
+    fn drop(&mut self) {
+        if let Some(supervisor) = self
+            .shared
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+        {
+            supervisor.kill();
+        }
+    }
+}
+
+struct Shared {
+    config: ProcessConfig,
+    storage: Arc<dyn Storage>,
+    events: broadcast::Sender<Event>,
+    phase: watch::Sender<Phase>,
+    supervisor: Mutex<Option<SimpleWorker>>,
+    /// Asks the supervisor to kill the current process and start anew.
+    kill_and_restart: Notify,
+}
+
+/// Events kept for subscribers that fall behind.
+const EVENT_BUFFER: usize = 256;
+
+impl ProcessHost {
+    /// A host for `config`, serving host storage from `storage`. Nothing
+    /// runs until [`start`](RuntimeHost::start).
+    pub fn new(config: ProcessConfig, storage: Arc<dyn Storage>) -> Self {
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let (phase, _) = watch::channel(Phase::Idle);
+        let shared = Arc::new(Shared {
+            config,
+            storage,
+            events,
+            phase,
+            supervisor: Mutex::new(None),
+            kill_and_restart: Notify::new(),
+        });
+        Self {
+            _owner: Arc::new(Owner {
+                shared: shared.clone(),
+            }),
+            shared,
+        }
+    }
+
+    /// The configured version.
+    pub fn version(&self) -> &Arc<str> {
+        &self.shared.config.version
+    }
+
+    /// True while a process is serving (started and past its handshake).
+    pub fn is_ready(&self) -> bool {
+        matches!(*self.shared.phase.borrow(), Phase::Ready(_))
+    }
+
+    async fn ready(&self) -> Result<Ready, Error> {
+        let mut phase = self.shared.phase.subscribe();
+        loop {
+            match &*phase.borrow_and_update() {
+                Phase::Ready(ready) => return Ok(ready.clone()),
+                Phase::Stopped | Phase::Idle => {
+                    return Err(Error::Stopped {
+                        runtime: self.shared.config.runtime_id.clone(),
+                    });
+                }
+                Phase::Starting => {}
+            }
+            if phase.changed().await.is_err() {
+                return Err(Error::Stopped {
+                    runtime: self.shared.config.runtime_id.clone(),
+                });
+            }
+        }
+    }
+
+    fn supervisor(&self) -> MutexGuard<'_, Option<SimpleWorker>> {
+        self.shared
+            .supervisor
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl RuntimeHost for ProcessHost {
+    fn id(&self) -> &str {
+        &self.shared.config.runtime_id
+    }
+
+    fn info(&self) -> BoxFuture<'_, Result<RuntimeInfoResponse, Error>> {
+        Box::pin(async move { Ok(self.ready().await?.info) })
+    }
+
+    fn call(&self, body: Body) -> BoxFuture<'_, Result<Body, Error>> {
+        Box::pin(async move {
+            let ready = self.ready().await?;
+            ready
+                .connection
+                .call(body)
+                .await
+                .map_err(|error| match error {
+                    steward_protocol::Error::ConnectionClosed { reason } => Error::Lost {
+                        runtime: self.shared.config.runtime_id.clone(),
+                        reason: reason.to_string(),
+                    },
+                    other => Error::Protocol(other),
+                })
+        })
+    }
+
+    fn watch_events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    fn start(&self) -> Result<(), Error> {
+        let mut supervisor = self.supervisor();
+        if supervisor.is_some() {
+            return Ok(());
+        }
+        self.shared.phase.send_replace(Phase::Starting);
+        let shared = self.shared.clone();
+        let span =
+            info_span!("runtime", id = %shared.config.runtime_id, version = %shared.config.version);
+        *supervisor = Some(SimpleWorker::spawn(move |stop: CancellationToken| {
+            async move {
+                supervise(&shared, stop).await;
+                Ok(())
+            }
+            .instrument(span)
+        }));
+        Ok(())
+    }
+
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move {
+            let Phase::Ready(ready) = self.shared.phase.borrow().clone() else {
+                // Nothing running: nothing to abort.
+                return Ok(());
+            };
+            if !force {
+                let asked = tokio::time::timeout(
+                    self.shared.config.abort_timeout,
+                    ready.connection.call(Body::RuntimeAbort),
+                )
+                .await;
+                match asked {
+                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Err(error)) => warn!(%error, "runtime refused to abort; killing it"),
+                    Err(_) => warn!("runtime did not answer the abort in time; killing it"),
+                }
+            }
+            self.shared.kill_and_restart.notify_one();
+            Ok(())
+        })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let supervisor = self.supervisor().take();
+            if let Some(supervisor) = supervisor {
+                supervisor.kill();
+                if let Err(error) = supervisor.wait().await {
+                    warn!(%error, "runtime supervisor ended with an error");
+                }
+            }
+            self.shared.phase.send_replace(Phase::Stopped);
+        })
+    }
+}
+
+/// Starts, watches and restarts the process until `stop` fires.
+async fn supervise(shared: &Shared, stop: CancellationToken) {
+    let config = &shared.config;
+    let mut backoff = config.backoff.start();
+    let emit = |event: Event| {
+        // No subscriber is not an error.
+        let _ = shared.events.send(event);
+    };
+    loop {
+        shared.phase.send_replace(Phase::Starting);
+        let attempt = tokio::select! {
+            biased;
+            () = stop.cancelled() => break,
+            attempt = start_process(config, shared.storage.clone()) => attempt,
+        };
+        let mut running = match attempt {
+            Ok(running) => running,
+            Err(reason) => {
+                warn!(%reason, "runtime failed to start");
+                emit(Event::FailedToStart {
+                    version: config.version.clone(),
+                    error: reason,
+                });
+                let delay = backoff.next_delay(None);
+                tokio::select! {
+                    biased;
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(delay) => continue,
+                }
+            }
+        };
+        let started_at = Instant::now();
+        info!(pid = running.pid(), "runtime started");
+        shared.phase.send_replace(Phase::Ready(Ready {
+            connection: running.connection.clone(),
+            info: running.info.clone(),
+        }));
+        emit(Event::Started {
+            version: config.version.clone(),
+            info: running.info.clone(),
+        });
+        enum End {
+            Stop,
+            Restart,
+            Died(Exit),
+        }
+        let connection = running.connection.clone();
+        let end = tokio::select! {
+            biased;
+            () = stop.cancelled() => End::Stop,
+            () = shared.kill_and_restart.notified() => End::Restart,
+            status = running.exited() => End::Died(Exit {
+                reason: "crashed".into(),
+                status: Some(status),
+            }),
+            reason = connection.closed() => End::Died(Exit {
+                reason: format!("connection lost: {reason}"),
+                status: None,
+            }),
+        };
+        shared.phase.send_replace(Phase::Starting);
+        let (exit, delay) = match end {
+            End::Stop => {
+                let status = running.stop_gracefully(config).await;
+                emit(Event::Stopped {
+                    version: config.version.clone(),
+                    exit: Exit {
+                        reason: "stopped".into(),
+                        status: Some(status),
+                    },
+                });
+                break;
+            }
+            End::Restart => {
+                let status = running.kill().await;
+                let exit = Exit {
+                    reason: "aborted".into(),
+                    status: Some(status),
+                };
+                // A deliberate kill restarts at once.
+                (exit, Duration::ZERO)
+            }
+            End::Died(mut exit) => {
+                let status = running.kill().await;
+                exit.status.get_or_insert(status);
+                warn!(reason = %exit.reason, status = ?exit.status, "runtime stopped unexpectedly");
+                (exit, backoff.next_delay(Some(started_at.elapsed())))
+            }
+        };
+        emit(Event::Stopped {
+            version: config.version.clone(),
+            exit,
+        });
+        drop(running);
+        if !delay.is_zero() {
+            tokio::select! {
+                biased;
+                () = stop.cancelled() => break,
+                () = tokio::time::sleep(delay) => {}
+            }
+        }
+    }
+    shared.phase.send_replace(Phase::Stopped);
+}
