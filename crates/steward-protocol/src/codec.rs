@@ -15,9 +15,11 @@ use crate::{Error, Message};
 pub struct Limits {
     /// The largest frame accepted or sent, in bytes. Default 16 MiB.
     pub max_frame_bytes: usize,
-    /// Requests from the other side served at once; more wait (and the
-    /// connection stops reading meanwhile). Default 256.
+    /// Requests from the other side served at once. Default 256.
     pub max_concurrent_requests: usize,
+    /// Requests waiting for a free slot; beyond that, requests are refused
+    /// at once with a `busy` error. Default 1024.
+    pub max_queued_requests: usize,
     /// Frames queued for writing before senders wait. Default 1024.
     pub outgoing_queue: usize,
 }
@@ -27,6 +29,7 @@ impl Default for Limits {
         Self {
             max_frame_bytes: 16 * 1024 * 1024,
             max_concurrent_requests: 256,
+            max_queued_requests: 1024,
             outgoing_queue: 1024,
         }
     }

@@ -24,6 +24,8 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::{Body, Error, ErrorBody, Kind, Limits, Message, decode_message, encode_message};
+use futures_util::FutureExt;
+use std::panic::AssertUnwindSafe;
 
 /// Serves the requests the other side sends.
 pub trait Handler: Send + Sync + 'static {
@@ -88,6 +90,7 @@ pub struct Peer {
 }
 
 struct Inner {
+    limits: Limits,
     outgoing: mpsc::Sender<Bytes>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
@@ -114,6 +117,7 @@ impl Connection {
         let (outgoing, outgoing_rx) = mpsc::channel(limits.outgoing_queue);
         let (state, _) = watch::channel(State::Handshaking);
         let inner = Arc::new(Inner {
+            limits,
             outgoing,
             pending: Mutex::new(Pending {
                 calls: HashMap::new(),
@@ -196,11 +200,14 @@ impl Peer {
     /// in `tokio::time::timeout`: dropping it forgets the call.
     pub async fn call(&self, request: Body) -> Result<Body, Error> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_message(&Message {
-            id,
-            kind: Kind::Request,
-            body: request,
-        })?;
+        let frame = encode_frame(
+            &Message {
+                id,
+                kind: Kind::Request,
+                body: request,
+            },
+            &self.inner.limits,
+        )?;
         let (reply, response) = oneshot::channel();
         {
             let mut pending = self.inner.pending();
@@ -347,6 +354,14 @@ async fn read_loop<R, H>(
     R: AsyncRead + Unpin,
     H: Handler,
 {
+    // Requests admitted (running or waiting to run) and requests running.
+    // The reader never waits for either: it must keep reading responses,
+    // which handlers calling back to the other side depend on, and notice
+    // a hang-up. A peer that floods past the admission bound is refused
+    // with "busy" rather than buffered without end.
+    let admitted = Arc::new(Semaphore::new(
+        limits.max_concurrent_requests + limits.max_queued_requests,
+    ));
     let serving = Arc::new(Semaphore::new(limits.max_concurrent_requests));
     let reason = loop {
         let frame = tokio::select! {
@@ -356,6 +371,12 @@ async fn read_loop<R, H>(
         };
         let frame = match frame {
             None => break "the other side hung up".to_owned(),
+            Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
+                break format!(
+                    "bad frame: {error} (the limit is {} bytes)",
+                    limits.max_frame_bytes
+                );
+            }
             Some(Err(error)) => break format!("bad frame: {error}"),
             Some(Ok(frame)) => frame,
         };
@@ -363,37 +384,46 @@ async fn read_loop<R, H>(
             Ok(message) => message,
             Err(error) => break format!("bad frame: {error}"),
         };
+        let id = message.id;
         match message.kind {
             Kind::Response => {
                 if matches!(message.body, Body::RuntimeInfoResponse(_)) {
                     inner.mark_ready();
                 }
-                inner.respond(message.id, Ok(message.body));
+                inner.respond(id, Ok(message.body));
             }
             Kind::Request => {
-                let id = message.id;
                 let ready = *inner.state.borrow() == State::Ready;
                 if !ready && !message.body.is_handshake() {
-                    let refusal = Body::Error(ErrorBody::new(
-                        "protocol",
+                    let refusal = refusal(
                         ErrorBody::CODE_NOT_READY,
                         format!("not ready: {} before the handshake", message.body.name()),
-                    ));
-                    send_response(&inner, id, refusal).await;
+                    );
+                    send_response(&inner, id, refusal, &limits).await;
                     continue;
                 }
-                // Waiting here for a permit stops reading: a peer that
-                // floods requests is slowed down, not buffered without end.
-                let Ok(permit) = serving.clone().acquire_owned().await else {
-                    return;
+                let Ok(admission) = admitted.clone().try_acquire_owned() else {
+                    let refusal = refusal(
+                        ErrorBody::CODE_BUSY,
+                        format!(
+                            "busy: more than {} requests in progress",
+                            limits.max_concurrent_requests
+                        ),
+                    );
+                    send_response(&inner, id, refusal, &limits).await;
+                    continue;
                 };
-                let (inner, handler) = (inner.clone(), handler.clone());
+                let (inner, handler, serving) = (inner.clone(), handler.clone(), serving.clone());
                 tokio::spawn(async move {
+                    let _admission = admission;
+                    let closed = inner.closed.clone();
                     let peer = Peer { inner };
-                    let response = handler.handle(message.body, &peer).await;
-                    let inner = peer.inner;
-                    drop(permit);
-                    send_response(&inner, id, response).await;
+                    let response = tokio::select! {
+                        // Work for a closed connection is abandoned.
+                        () = closed.cancelled() => return,
+                        response = serve(&*handler, message.body, &peer, &serving) => response,
+                    };
+                    send_response(&peer.inner, id, response, &limits).await;
                 });
             }
         }
@@ -402,31 +432,74 @@ async fn read_loop<R, H>(
     inner.close(&reason);
 }
 
-async fn send_response(inner: &Inner, id: u64, body: Body) {
+/// Runs the handler once a slot is free; a panic becomes an error answer
+/// instead of a caller waiting forever.
+async fn serve<H: Handler>(handler: &H, request: Body, peer: &Peer, serving: &Semaphore) -> Body {
+    let Ok(_slot) = serving.acquire().await else {
+        return refusal(ErrorBody::CODE_INTERNAL, "connection shutting down".into());
+    };
+    let name = request.name();
+    match AssertUnwindSafe(handler.handle(request, peer))
+        .catch_unwind()
+        .await
+    {
+        Ok(response) => response,
+        Err(_) => refusal(
+            ErrorBody::CODE_INTERNAL,
+            format!("the handler of {name} panicked"),
+        ),
+    }
+}
+
+fn refusal(code: u32, message: String) -> Body {
+    Body::Error(ErrorBody::new("protocol", code, message))
+}
+
+async fn send_response(inner: &Inner, id: u64, body: Body, limits: &Limits) {
     // The handshake answer opens the connection for every request: the
     // runtime's side of "ready".
     if matches!(body, Body::RuntimeInfoResponse(_)) {
         inner.mark_ready();
     }
-    let message = Message {
-        id,
-        kind: Kind::Response,
-        body,
-    };
-    let frame = match encode_message(&message) {
-        Ok(frame) => frame,
-        Err(error) => match encode_message(&Message {
+    let name = body.name();
+    let encoded = encode_frame(
+        &Message {
             id,
             kind: Kind::Response,
-            body: Body::Error(ErrorBody::new(
-                "protocol",
-                ErrorBody::CODE_INTERNAL,
-                format!("cannot encode the response: {error}"),
-            )),
-        }) {
-            Ok(frame) => frame,
-            Err(_) => return,
+            body,
         },
+        limits,
+    );
+    // An answer that cannot be sent fails that one call, not the connection.
+    let frame = match encoded {
+        Ok(frame) => frame,
+        Err(error) => {
+            let failure = Message {
+                id,
+                kind: Kind::Response,
+                body: refusal(
+                    ErrorBody::CODE_INTERNAL,
+                    format!("cannot send the {name} answer: {error}"),
+                ),
+            };
+            match encode_frame(&failure, limits) {
+                Ok(frame) => frame,
+                Err(_) => return,
+            }
+        }
     };
     let _ = inner.outgoing.send(frame).await;
+}
+
+/// Encodes a message, refusing one larger than the frame limit (the other
+/// side would close the connection over it).
+fn encode_frame(message: &Message, limits: &Limits) -> Result<Bytes, Error> {
+    let frame = encode_message(message)?;
+    if frame.len() > limits.max_frame_bytes {
+        return Err(Error::FrameTooLarge {
+            size: frame.len(),
+            max: limits.max_frame_bytes,
+        });
+    }
+    Ok(frame)
 }

@@ -177,6 +177,8 @@ impl ErrorBody {
     pub const CODE_INTERNAL: u32 = 3;
     /// `protocol` code: the request was abandoned (abort, shutdown).
     pub const CODE_ABORTED: u32 = 4;
+    /// `protocol` code: too many requests in progress; try again later.
+    pub const CODE_BUSY: u32 = 5;
 
     /// A failure body.
     pub fn new(module: impl Into<String>, code: u32, message: impl Into<String>) -> Self {

@@ -1,0 +1,977 @@
+//! `Connection` over real sockets: calls both ways, many in flight, the
+//! concurrency bound, the handshake gate, closing and hanging up, deadlines,
+//! hostile bytes from a raw peer, big values, write batching, and isolation
+//! between connections.
+//!
+//! Every wait that could hang is bounded by [`within`]; nothing sleeps
+//! hoping for something to have happened.
+
+use std::future::{Future, poll_fn};
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use steward_protocol::{
+    Body, CallRequest, CallResponse, Connection, Error, ErrorBody, Handler, Kind, Limits, Message,
+    NoRequests, PROTOCOL_VERSION, Peer, RuntimeInfoRequest, RuntimeInfoResponse, State, StorageKey,
+    StorageValue, Value, decode_message, encode_message,
+};
+use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::UnixStream;
+use tokio::sync::{Barrier, Notify, Semaphore};
+use tokio::time::timeout;
+
+/// The most any single wait in these tests may take before it counts as a
+/// hang.
+const WAIT: Duration = Duration::from_secs(10);
+
+async fn within<F: Future>(what: &str, future: F) -> F::Output {
+    match timeout(WAIT, future).await {
+        Ok(output) => output,
+        Err(_) => panic!("timed out after {WAIT:?}: {what}"),
+    }
+}
+
+// ---------------------------------------------------------------- helpers
+
+fn int(i: u64) -> Value {
+    Value::encode(&i).unwrap()
+}
+
+fn call_request(method: &str, args: Value) -> Body {
+    Body::RuntimeCallRequest(CallRequest {
+        method: method.to_owned(),
+        args,
+    })
+}
+
+/// A CBOR byte string (major type 2) of `len` patterned bytes, with a
+/// 4-byte length header (`0x5a`).
+fn byte_string(len: usize) -> Value {
+    let mut cbor = Vec::with_capacity(len + 5);
+    cbor.push(0x5a);
+    cbor.extend_from_slice(&u32::try_from(len).unwrap().to_be_bytes());
+    cbor.extend((0..len).map(|i| u8::try_from((i * 31 + i / 251) % 251).unwrap()));
+    Value::from_cbor(cbor).unwrap()
+}
+
+/// CBOR `[tag, args]`: what [`echo`] answers, so that a caller can tell
+/// which side served it and that its own arguments came back.
+fn tagged(tag: &str, args: &Value) -> Value {
+    assert!(tag.len() < 24);
+    let mut cbor = vec![0x82, 0x60 + u8::try_from(tag.len()).unwrap()];
+    cbor.extend_from_slice(tag.as_bytes());
+    cbor.extend_from_slice(args.as_cbor());
+    Value::from_cbor(cbor).unwrap()
+}
+
+/// The standard answers: a call is echoed as `[tag, args]`, the handshake
+/// requests are served, anything else is refused.
+fn echo(tag: &str, request: Body) -> Body {
+    match request {
+        Body::RuntimeCallRequest(call) => Body::RuntimeCallResponse(CallResponse {
+            result: tagged(tag, &call.args),
+        }),
+        Body::RuntimeInfoRequest(_) => Body::RuntimeInfoResponse(RuntimeInfoResponse {
+            protocol_version: PROTOCOL_VERSION,
+            runtime_version: format!("{tag}-1.0"),
+            features: vec![],
+        }),
+        Body::RuntimePing => Body::Empty,
+        Body::HostStorageGet(key) => Body::HostStorageGetResponse(StorageValue {
+            value: Some(tagged(tag, &Value::encode(&key.key).unwrap())),
+        }),
+        other => Body::Error(ErrorBody::new(
+            "test",
+            ErrorBody::CODE_UNSUPPORTED,
+            format!("unexpected {}", other.name()),
+        )),
+    }
+}
+
+/// Unwraps a call's result, which must be `RuntimeCallResponse`.
+fn result_of(response: Result<Body, Error>) -> Value {
+    match response {
+        Ok(Body::RuntimeCallResponse(CallResponse { result })) => result,
+        other => panic!("expected a RuntimeCallResponse, got {other:?}"),
+    }
+}
+
+/// Asserts a call failed because the connection closed; returns why.
+fn closed_reason(response: Result<Body, Error>) -> String {
+    match response {
+        Err(Error::ConnectionClosed { reason }) => reason.to_string(),
+        other => panic!("expected ConnectionClosed, got {other:?}"),
+    }
+}
+
+struct Echo(&'static str);
+
+impl Handler for Echo {
+    async fn handle(&self, request: Body, _peer: &Peer) -> Body {
+        echo(self.0, request)
+    }
+}
+
+type BoxBody = Pin<Box<dyn Future<Output = Body> + Send>>;
+
+/// A handler written as a closure, for tests that need to hold requests.
+struct FnHandler<F>(F);
+
+impl<F> Handler for FnHandler<F>
+where
+    F: Fn(Body, Peer) -> BoxBody + Send + Sync + 'static,
+{
+    fn handle(&self, request: Body, peer: &Peer) -> impl Future<Output = Body> + Send {
+        (self.0)(request, peer.clone())
+    }
+}
+
+fn handler<F, Fut>(f: F) -> FnHandler<impl Fn(Body, Peer) -> BoxBody + Send + Sync + 'static>
+where
+    F: Fn(Body, Peer) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Body> + Send + 'static,
+{
+    FnHandler(move |request, peer| Box::pin(f(request, peer)) as BoxBody)
+}
+
+/// Two connections over the two ends of a Unix socket pair.
+fn pair(
+    a: impl Handler,
+    a_limits: Limits,
+    b: impl Handler,
+    b_limits: Limits,
+) -> (Connection, Connection) {
+    let (a_socket, b_socket) = UnixStream::pair().unwrap();
+    let (a_read, a_write) = a_socket.into_split();
+    let (b_read, b_write) = b_socket.into_split();
+    (
+        Connection::start(a_read, a_write, a, a_limits),
+        Connection::start(b_read, b_write, b, b_limits),
+    )
+}
+
+/// Both sides echo, both ready.
+fn echo_pair() -> (Connection, Connection) {
+    let (a, b) = pair(Echo("A"), Limits::default(), Echo("B"), Limits::default());
+    a.mark_ready();
+    b.mark_ready();
+    (a, b)
+}
+
+/// A connection whose other end is a bare socket the test drives by hand.
+fn raw_peer(handler: impl Handler, limits: Limits) -> (Connection, UnixStream) {
+    let (socket, raw) = UnixStream::pair().unwrap();
+    let (read, write) = socket.into_split();
+    (Connection::start(read, write, handler, limits), raw)
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let mut frame = u32::try_from(payload.len()).unwrap().to_be_bytes().to_vec();
+    frame.extend_from_slice(payload);
+    frame
+}
+
+async fn write_message(raw: &mut UnixStream, message: &Message) {
+    let payload = encode_message(message).unwrap();
+    raw.write_all(&frame(&payload)).await.unwrap();
+}
+
+async fn read_message(raw: &mut UnixStream) -> Message {
+    let mut length = [0; 4];
+    raw.read_exact(&mut length).await.unwrap();
+    let mut payload = vec![0; usize::try_from(u32::from_be_bytes(length)).unwrap()];
+    raw.read_exact(&mut payload).await.unwrap();
+    decode_message(&payload, &Limits::default()).unwrap()
+}
+
+/// Reads until the other side shuts its writing down; panics on data.
+async fn expect_eof(raw: &mut UnixStream) {
+    let mut byte = [0; 1];
+    match within("the connection to hang up its socket", raw.read(&mut byte)).await {
+        Ok(0) => {}
+        // A reset also means the other side is gone.
+        Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {}
+        other => panic!("expected end of stream, got {other:?}"),
+    }
+}
+
+/// Spawns `a.call(request)` and returns its handle.
+fn spawn_call(
+    connection: &Connection,
+    request: Body,
+) -> tokio::task::JoinHandle<Result<Body, Error>> {
+    let connection = connection.clone();
+    tokio::spawn(async move { connection.call(request).await })
+}
+
+// ------------------------------------------------------------------ tests
+
+/// 1. Each side calls the other on the same socket pair, many times at once
+///    (both sides number their requests from 1, so ids collide across the
+///    two directions), and each gets the other side's answer to its own
+///    arguments.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_go_both_ways() {
+    let (a, b) = echo_pair();
+
+    let answer = within("A calls B", a.call(call_request("m", int(7)))).await;
+    assert_eq!(result_of(answer), tagged("B", &int(7)));
+    let answer = within("B calls A", b.call(call_request("m", int(8)))).await;
+    assert_eq!(result_of(answer), tagged("A", &int(8)));
+
+    let a_calls = (0..50).map(|i| spawn_call(&a, call_request("m", int(i))));
+    let b_calls = (0..50).map(|i| spawn_call(&b, call_request("m", int(1000 + i))));
+    let a_calls: Vec<_> = a_calls.collect();
+    let b_calls: Vec<_> = b_calls.collect();
+    let (a_answers, b_answers) = within("calls both ways at once", async {
+        tokio::join!(join_all(a_calls), join_all(b_calls))
+    })
+    .await;
+    for (i, answer) in (0..).zip(a_answers) {
+        assert_eq!(result_of(answer.unwrap()), tagged("B", &int(i)));
+    }
+    for (i, answer) in (0..).zip(b_answers) {
+        assert_eq!(result_of(answer.unwrap()), tagged("A", &int(1000 + i)));
+    }
+    assert_eq!(a.state(), State::Ready);
+    assert_eq!(b.state(), State::Ready);
+}
+
+/// 2. 1000 calls are in flight at once (B holds every request until all
+///    1000 have arrived), then the answers come back in whatever order and
+///    each caller gets exactly its own.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_thousand_calls_in_flight_each_get_their_own_answer() {
+    const CALLS: u64 = 1000;
+    let barrier = Arc::new(Barrier::new(usize::try_from(CALLS).unwrap()));
+    let limits = Limits {
+        max_concurrent_requests: 1000,
+        ..Limits::default()
+    };
+    let held = handler(move |request, _| {
+        let barrier = barrier.clone();
+        async move {
+            // Only passes once all 1000 requests are being served at once.
+            if matches!(&request, Body::RuntimeCallRequest(call) if call.method == "held") {
+                barrier.wait().await;
+            }
+            echo("B", request)
+        }
+    });
+    let (a, b) = pair(NoRequests, Limits::default(), held, limits);
+    b.mark_ready();
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| spawn_call(&a, call_request("held", int(i * 7919))))
+        .collect();
+    let answers = within("1000 calls held until all arrive", join_all(calls)).await;
+    for (i, answer) in (0..CALLS).zip(answers) {
+        assert_eq!(result_of(answer.unwrap()), tagged("B", &int(i * 7919)));
+    }
+    // The connection is still fine afterwards.
+    let answer = within("a call after", a.call(call_request("m", int(1)))).await;
+    assert_eq!(result_of(answer), tagged("B", &int(1)));
+}
+
+/// 3. With `max_concurrent_requests = 4`, 50 calls reach B but no more than
+///    4 of its handlers ever run at once (and 4 do), and all 50 succeed.
+#[tokio::test(flavor = "multi_thread")]
+async fn concurrent_handlers_are_bounded() {
+    const BOUND: usize = 4;
+    const CALLS: u64 = 50;
+    let running = Arc::new(AtomicUsize::new(0));
+    let most = Arc::new(AtomicUsize::new(0));
+    let arrived = Arc::new(Semaphore::new(0));
+    let release = Arc::new(Semaphore::new(0));
+    let held = {
+        let (running, most) = (running.clone(), most.clone());
+        let (arrived, release) = (arrived.clone(), release.clone());
+        handler(move |request, _| {
+            let (running, most) = (running.clone(), most.clone());
+            let (arrived, release) = (arrived.clone(), release.clone());
+            async move {
+                let now = running.fetch_add(1, Ordering::SeqCst) + 1;
+                most.fetch_max(now, Ordering::SeqCst);
+                arrived.add_permits(1);
+                release.acquire().await.unwrap().forget();
+                running.fetch_sub(1, Ordering::SeqCst);
+                echo("B", request)
+            }
+        })
+    };
+    let limits = Limits {
+        max_concurrent_requests: BOUND,
+        ..Limits::default()
+    };
+    let (a, b) = pair(NoRequests, Limits::default(), held, limits);
+    b.mark_ready();
+
+    let calls: Vec<_> = (0..CALLS)
+        .map(|i| spawn_call(&a, call_request("m", int(i))))
+        .collect();
+    // The first 4 are served at once and held.
+    within(
+        "4 handlers running",
+        arrived.acquire_many(u32::try_from(BOUND).unwrap()),
+    )
+    .await
+    .unwrap()
+    .forget();
+    assert_eq!(running.load(Ordering::SeqCst), BOUND);
+    // Let them all go, one permit per call.
+    release.add_permits(usize::try_from(CALLS).unwrap());
+    let answers = within("all 50 calls", join_all(calls)).await;
+    for (i, answer) in (0..CALLS).zip(answers) {
+        assert_eq!(result_of(answer.unwrap()), tagged("B", &int(i)));
+    }
+    assert_eq!(most.load(Ordering::SeqCst), BOUND, "most handlers at once");
+    assert_eq!(running.load(Ordering::SeqCst), 0);
+}
+
+/// 4. Before the handshake B refuses application calls with a `protocol`
+///    not-ready error but serves pings; after `mark_ready` it serves calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn calls_wait_for_the_handshake() {
+    let (a, b) = pair(NoRequests, Limits::default(), Echo("B"), Limits::default());
+    assert_eq!(b.state(), State::Handshaking);
+
+    let expect_not_ready = |answer: Result<Body, Error>| match answer {
+        Err(Error::Remote(error)) => {
+            assert_eq!(error.module, "protocol");
+            assert_eq!(error.code, ErrorBody::CODE_NOT_READY);
+            assert!(error.message.contains("RuntimeCallRequest"), "{error}");
+        }
+        other => panic!("expected a not-ready refusal, got {other:?}"),
+    };
+    expect_not_ready(within("early call", a.call(call_request("m", int(1)))).await);
+    assert_eq!(
+        within("ping", a.call(Body::RuntimePing)).await.unwrap(),
+        Body::Empty
+    );
+    // A ping is no handshake: still refused.
+    expect_not_ready(within("call after ping", a.call(call_request("m", int(2)))).await);
+    assert_eq!(b.state(), State::Handshaking);
+
+    b.mark_ready();
+    assert_eq!(b.state(), State::Ready);
+    let answer = within("call when ready", a.call(call_request("m", int(3)))).await;
+    assert_eq!(result_of(answer), tagged("B", &int(3)));
+}
+
+/// 4b. `RuntimeInfoRequest` is served before the handshake, and the
+///     `RuntimeInfoResponse` makes both sides ready by itself.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_handshake_answer_makes_both_sides_ready() {
+    let (a, b) = pair(NoRequests, Limits::default(), Echo("B"), Limits::default());
+    let info = Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: "b".into(),
+        protocol_version: PROTOCOL_VERSION,
+        expected_version: "B-1.0".into(),
+    });
+    match within("info", a.call(info)).await {
+        Ok(Body::RuntimeInfoResponse(info)) => {
+            assert_eq!(info.protocol_version, PROTOCOL_VERSION);
+            assert_eq!(info.runtime_version, "B-1.0");
+        }
+        other => panic!("expected RuntimeInfoResponse, got {other:?}"),
+    }
+    assert_eq!(b.state(), State::Ready, "the side that answered");
+    assert_eq!(a.state(), State::Ready, "the side that got the answer");
+    let answer = within(
+        "call after the handshake",
+        a.call(call_request("m", int(4))),
+    )
+    .await;
+    assert_eq!(result_of(answer), tagged("B", &int(4)));
+}
+
+/// 5. `close` fails every pending call at once with the reason, later calls
+///    fail without being sent, and the other side sees the hang-up.
+#[tokio::test(flavor = "multi_thread")]
+async fn close_fails_every_pending_call() {
+    const PENDING: u64 = 20;
+    let arrived = Arc::new(Semaphore::new(0));
+    let never = {
+        let arrived = arrived.clone();
+        handler(move |_, _| {
+            arrived.add_permits(1);
+            std::future::pending()
+        })
+    };
+    let (a, b) = pair(NoRequests, Limits::default(), never, Limits::default());
+    b.mark_ready();
+    let calls: Vec<_> = (0..PENDING)
+        .map(|i| spawn_call(&a, call_request("m", int(i))))
+        .collect();
+    // Every call reached B, so every one is pending on A.
+    within(
+        "all calls reach B",
+        arrived.acquire_many(u32::try_from(PENDING).unwrap()),
+    )
+    .await
+    .unwrap()
+    .forget();
+
+    a.close("bye");
+    assert_eq!(a.state(), State::Closed("bye".into()));
+    for answer in within("pending calls fail", join_all(calls)).await {
+        assert_eq!(closed_reason(answer.unwrap()), "bye");
+    }
+    let later = within("a later call", a.call(call_request("m", int(0)))).await;
+    assert_eq!(closed_reason(later), "bye");
+    assert_eq!(&*within("closed()", a.closed()).await, "bye");
+    // Idempotent: the first reason stays.
+    a.close("again");
+    assert_eq!(a.state(), State::Closed("bye".into()));
+
+    let b_reason = within("B notices", b.closed()).await;
+    assert!(b_reason.contains("hung up"), "{b_reason}");
+}
+
+/// 6. When B goes away (every handle dropped) A's pending calls fail and A
+///    closes with a reason.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_peer_hanging_up_fails_pending_calls() {
+    const PENDING: u64 = 10;
+    let arrived = Arc::new(Semaphore::new(0));
+    let never = {
+        let arrived = arrived.clone();
+        handler(move |_, _| {
+            arrived.add_permits(1);
+            std::future::pending()
+        })
+    };
+    let (a, b) = pair(NoRequests, Limits::default(), never, Limits::default());
+    b.mark_ready();
+    let calls: Vec<_> = (0..PENDING)
+        .map(|i| spawn_call(&a, call_request("m", int(i))))
+        .collect();
+    within(
+        "all calls reach B",
+        arrived.acquire_many(u32::try_from(PENDING).unwrap()),
+    )
+    .await
+    .unwrap()
+    .forget();
+
+    drop(b);
+    let reason = within("A notices", a.closed()).await;
+    assert!(reason.contains("hung up"), "{reason}");
+    for answer in within("pending calls fail", join_all(calls)).await {
+        assert_eq!(closed_reason(answer.unwrap()), *reason);
+    }
+    assert_eq!(a.state(), State::Closed(reason.clone()));
+    let later = within("a later call", a.call(Body::RuntimePing)).await;
+    assert_eq!(closed_reason(later), *reason);
+}
+
+/// 7. A call abandoned by its deadline is forgotten: its late answer is
+///    dropped without harm and later calls are matched to their own
+///    answers. (In-memory pipe and paused time: the deadline is virtual.)
+#[tokio::test(start_paused = true)]
+async fn a_call_past_its_deadline_is_forgotten() {
+    let release = Arc::new(Notify::new());
+    let arrived = Arc::new(Semaphore::new(0));
+    let answered = Arc::new(Semaphore::new(0));
+    let b_handler = {
+        let (release, arrived, answered) = (release.clone(), arrived.clone(), answered.clone());
+        handler(move |request, _| {
+            let (release, arrived, answered) = (release.clone(), arrived.clone(), answered.clone());
+            async move {
+                if matches!(&request, Body::RuntimeCallRequest(call) if call.method == "slow") {
+                    arrived.add_permits(1);
+                    release.notified().await;
+                    answered.add_permits(1);
+                }
+                echo("B", request)
+            }
+        })
+    };
+    let (a_end, b_end) = tokio::io::duplex(64 * 1024);
+    let (a_read, a_write) = tokio::io::split(a_end);
+    let (b_read, b_write) = tokio::io::split(b_end);
+    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
+    let b = Connection::start(b_read, b_write, b_handler, Limits::default());
+    b.mark_ready();
+
+    let late = timeout(
+        Duration::from_millis(100),
+        a.call(call_request("slow", int(1))),
+    )
+    .await;
+    assert!(late.is_err(), "the slow call should miss its deadline");
+    within("the slow call reached B", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+
+    // B answers the abandoned call now.
+    release.notify_one();
+    within("B answers late", answered.acquire())
+        .await
+        .unwrap()
+        .forget();
+    for i in 2..10 {
+        let answer = within("a later call", a.call(call_request("fast", int(i)))).await;
+        assert_eq!(result_of(answer), tagged("B", &int(i)));
+    }
+    assert_eq!(a.state(), State::Handshaking, "A is not closed");
+    assert_eq!(b.state(), State::Ready);
+}
+
+/// 8. Junk in a frame closes the connection with a reason naming a bad,
+///    malformed frame; the pending call fails; A hangs up its socket.
+#[tokio::test(flavor = "multi_thread")]
+async fn garbage_bytes_close_the_connection() {
+    // Pseudo-random bytes (fixed seed), CBOR that is not a message, and a
+    // message with trailing bytes.
+    let mut random = Vec::with_capacity(64);
+    let mut x: u32 = 0x9e37_79b9;
+    for _ in 0..64 {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        random.push(x.to_le_bytes()[0]);
+    }
+    random[0] = 0xff; // a break where a message should start
+    let not_a_message = Value::encode("hello").unwrap().as_cbor().to_vec();
+    let mut trailing = encode_message(&Message {
+        id: 1,
+        kind: Kind::Response,
+        body: Body::Empty,
+    })
+    .unwrap()
+    .to_vec();
+    trailing.push(0x00);
+
+    for junk in [random, not_a_message, trailing] {
+        let (a, mut raw) = raw_peer(NoRequests, Limits::default());
+        let pending = spawn_call(&a, call_request("m", int(1)));
+        let request = within("the request", read_message(&mut raw)).await;
+        assert_eq!(request.kind, Kind::Request);
+
+        raw.write_all(&frame(&junk)).await.unwrap();
+        let reason = within("A closes", a.closed()).await;
+        assert!(reason.contains("bad frame"), "{junk:02x?}: {reason}");
+        assert!(reason.contains("malformed"), "{junk:02x?}: {reason}");
+        assert_eq!(
+            closed_reason(within("pending call", pending).await.unwrap()),
+            *reason
+        );
+        expect_eof(&mut raw).await;
+    }
+}
+
+/// 9. A frame of exactly `max_frame_bytes` is accepted; a peer announcing a
+///    bigger one gets the connection closed with a reason about the frame.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_frame_closes_the_connection() {
+    let limits = Limits {
+        max_frame_bytes: 1024,
+        ..Limits::default()
+    };
+    let (a, mut raw) = raw_peer(NoRequests, limits);
+
+    // At the limit: fine.
+    let first = spawn_call(&a, call_request("m", int(1)));
+    let request = within("first request", read_message(&mut raw)).await;
+    let response = |padding: usize| Message {
+        id: request.id,
+        kind: Kind::Response,
+        body: Body::RuntimeCallResponse(CallResponse {
+            result: Value::from_cbor({
+                // Major type 2 with a 2-byte length: the size grows 1:1.
+                let mut cbor = vec![0x59];
+                cbor.extend_from_slice(&u16::try_from(padding).unwrap().to_be_bytes());
+                cbor.resize(3 + padding, 0xab);
+                cbor
+            })
+            .unwrap(),
+        }),
+    };
+    let base = encode_message(&response(900)).unwrap().len();
+    let exact = response(900 + 1024 - base);
+    assert_eq!(encode_message(&exact).unwrap().len(), 1024);
+    write_message(&mut raw, &exact).await;
+    let answer = within("first answer", first).await.unwrap();
+    assert_eq!(answer.unwrap(), exact.body);
+
+    // Over it: closed.
+    let second = spawn_call(&a, call_request("m", int(2)));
+    within("second request", read_message(&mut raw)).await;
+    let mut oversized = 2048_u32.to_be_bytes().to_vec();
+    oversized.resize(4 + 2048, 0x00);
+    raw.write_all(&oversized).await.unwrap();
+    let reason = within("A closes", a.closed()).await;
+    assert!(reason.contains("frame"), "{reason}");
+    assert!(
+        reason.contains("too big") || reason.contains("exceeds"),
+        "{reason}"
+    );
+    assert_eq!(
+        closed_reason(within("pending call", second).await.unwrap()),
+        *reason
+    );
+    expect_eof(&mut raw).await;
+}
+
+/// 10. A frame cut short by the peer hanging up closes the connection (no
+///     waiting for the rest forever).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_truncated_frame_closes_the_connection() {
+    let (a, mut raw) = raw_peer(NoRequests, Limits::default());
+    let pending = spawn_call(&a, call_request("m", int(1)));
+    within("the request", read_message(&mut raw)).await;
+
+    let mut truncated = 100_u32.to_be_bytes().to_vec();
+    truncated.extend_from_slice(&[0x83; 10]);
+    raw.write_all(&truncated).await.unwrap();
+    drop(raw);
+
+    let reason = within("A closes", a.closed()).await;
+    assert!(
+        reason.contains("bad frame") || reason.contains("hung up"),
+        "{reason}"
+    );
+    assert_eq!(
+        closed_reason(within("pending call", pending).await.unwrap()),
+        *reason
+    );
+}
+
+/// 11. A 2 MiB argument crosses the socket and comes back intact.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_two_mebibyte_value_round_trips() {
+    let (a, b) = echo_pair();
+    let big = byte_string(2 * 1024 * 1024);
+    assert_eq!(big.as_cbor().len(), 2 * 1024 * 1024 + 5);
+
+    let answer = within("2 MiB call", a.call(call_request("big", big.clone()))).await;
+    let result = result_of(answer);
+    assert_eq!(result, tagged("B", &big));
+    assert_eq!(&result.as_cbor()[3..], big.as_cbor());
+
+    // Both ways at once.
+    let (from_a, from_b) = within("2 MiB both ways", async {
+        tokio::join!(
+            a.call(call_request("big", big.clone())),
+            b.call(call_request("big", big.clone()))
+        )
+    })
+    .await;
+    assert_eq!(result_of(from_a), tagged("B", &big));
+    assert_eq!(result_of(from_b), tagged("A", &big));
+}
+
+/// A writer that holds every write until its gate opens, and counts
+/// flushes that got through.
+struct GatedWriter<W> {
+    inner: W,
+    gate: Arc<Gate>,
+    flushes: Arc<AtomicUsize>,
+}
+
+#[derive(Default)]
+struct Gate {
+    open: AtomicBool,
+    waiting: Mutex<Option<Waker>>,
+}
+
+impl Gate {
+    fn open(&self) {
+        self.open.store(true, Ordering::SeqCst);
+        if let Some(waker) = self.waiting.lock().unwrap().take() {
+            waker.wake();
+        }
+    }
+}
+
+impl<W: AsyncWrite + Unpin> AsyncWrite for GatedWriter<W> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        if !this.gate.open.load(Ordering::SeqCst) {
+            *this.gate.waiting.lock().unwrap() = Some(cx.waker().clone());
+            if !this.gate.open.load(Ordering::SeqCst) {
+                return Poll::Pending;
+            }
+        }
+        Pin::new(&mut this.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let result = Pin::new(&mut this.inner).poll_flush(cx);
+        if result.is_ready() {
+            this.flushes.fetch_add(1, Ordering::SeqCst);
+        }
+        result
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}
+
+/// 12. Frames queued while the writer is busy go out together: 50 requests
+///     queued behind a stalled socket cost at most 2 flushes, not 50.
+#[tokio::test(flavor = "multi_thread")]
+async fn queued_frames_are_written_in_batches() {
+    const CALLS: u64 = 50;
+    let gate = Arc::new(Gate::default());
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let (a_socket, b_socket) = UnixStream::pair().unwrap();
+    let (a_read, a_write) = a_socket.into_split();
+    let (b_read, b_write) = b_socket.into_split();
+    let a_write = GatedWriter {
+        inner: a_write,
+        gate: gate.clone(),
+        flushes: flushes.clone(),
+    };
+    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
+    let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
+    b.mark_ready();
+
+    let mut calls: Vec<_> = (0..CALLS)
+        .map(|i| Box::pin(a.call(call_request("m", int(i)))))
+        .collect();
+    // One poll each queues every request (the queue has room for all).
+    tokio::task::unconstrained(poll_fn(|cx| {
+        for call in &mut calls {
+            assert!(call.as_mut().poll(cx).is_pending());
+        }
+        Poll::Ready(())
+    }))
+    .await;
+    gate.open();
+    let answers = within("50 calls", join_all(calls)).await;
+    for (i, answer) in (0..CALLS).zip(answers) {
+        assert_eq!(result_of(answer), tagged("B", &int(i)));
+    }
+    let flushes = flushes.load(Ordering::SeqCst);
+    assert!(
+        (1..=2).contains(&flushes),
+        "{CALLS} requests took {flushes} flushes"
+    );
+}
+
+/// 13. Closing one connection leaves another one alone.
+#[tokio::test(flavor = "multi_thread")]
+async fn closing_one_connection_leaves_another_alone() {
+    let (a1, b1) = echo_pair();
+    let (a2, b2) = echo_pair();
+    for (a, b) in [(&a1, &b1), (&a2, &b2)] {
+        assert_eq!(
+            result_of(within("before", a.call(call_request("m", int(1)))).await),
+            tagged("B", &int(1))
+        );
+        assert_eq!(
+            result_of(within("before", b.call(call_request("m", int(2)))).await),
+            tagged("A", &int(2))
+        );
+    }
+
+    a1.close("done with 1");
+    assert_eq!(
+        closed_reason(within("closed pair", a1.call(Body::RuntimePing)).await),
+        "done with 1"
+    );
+    within("B1 notices", b1.closed()).await;
+    assert!(matches!(b1.state(), State::Closed(_)));
+
+    assert_eq!(a2.state(), State::Ready);
+    assert_eq!(b2.state(), State::Ready);
+    for i in 0..20 {
+        assert_eq!(
+            result_of(within("after", a2.call(call_request("m", int(i)))).await),
+            tagged("B", &int(i))
+        );
+        assert_eq!(
+            result_of(within("after", b2.call(call_request("m", int(i)))).await),
+            tagged("A", &int(i))
+        );
+    }
+}
+
+// ------------------------------------------- bugs: these fail on purpose
+
+/// BUG: a handler that calls back through its `Peer` (the documented use:
+/// a runtime reading host storage while serving a call) deadlocks as soon
+/// as more requests arrive than `max_concurrent_requests`. The read loop
+/// waits for a serving permit before reading the next frame, so the
+/// response the running handler waits for is never read, so the handler
+/// never finishes and never frees its permit.
+///
+/// Here B serves one request at a time; A sends a second call while B's
+/// first handler awaits A's storage answer, and that answer is queued
+/// behind the second request on the wire.
+#[tokio::test(flavor = "multi_thread")]
+async fn handlers_calling_back_do_not_deadlock_when_saturated() {
+    let storage_asked = Arc::new(Semaphore::new(0));
+    let storage_may_answer = Arc::new(Semaphore::new(0));
+    let a_handler = {
+        let (asked, may_answer) = (storage_asked.clone(), storage_may_answer.clone());
+        handler(move |request, _| {
+            let (asked, may_answer) = (asked.clone(), may_answer.clone());
+            async move {
+                asked.add_permits(1);
+                may_answer.acquire().await.unwrap().forget();
+                echo("A", request)
+            }
+        })
+    };
+    let b_handler = handler(|request, peer: Peer| async move {
+        let Body::RuntimeCallRequest(call) = request else {
+            return echo("B", request);
+        };
+        let storage = peer
+            .call(Body::HostStorageGet(StorageKey { key: "k".into() }))
+            .await;
+        match storage {
+            Ok(Body::HostStorageGetResponse(_)) => echo("B", Body::RuntimeCallRequest(call)),
+            other => Body::Error(ErrorBody::new(
+                "test",
+                ErrorBody::CODE_INTERNAL,
+                format!("storage failed: {other:?}"),
+            )),
+        }
+    });
+    let b_limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let (a, b) = pair(a_handler, Limits::default(), b_handler, b_limits);
+    a.mark_ready();
+    b.mark_ready();
+
+    let first = spawn_call(&a, call_request("m", int(1)));
+    // B's only handler is now waiting for A's storage answer.
+    within("B asks A for storage", storage_asked.acquire())
+        .await
+        .unwrap()
+        .forget();
+    // The second request goes on the wire before the storage answer.
+    let mut second = Box::pin(a.call(call_request("m", int(2))));
+    poll_fn(|cx| {
+        assert!(second.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    storage_may_answer.add_permits(2);
+
+    let (first, second) = match timeout(Duration::from_secs(5), async {
+        tokio::join!(first, second)
+    })
+    .await
+    {
+        Ok(answers) => answers,
+        Err(_) => panic!(
+            "deadlock: B's read loop waits for a serving permit and so never reads \
+             the storage response its only running handler is waiting for"
+        ),
+    };
+    assert_eq!(result_of(first.unwrap()), tagged("B", &int(1)));
+    assert_eq!(result_of(second), tagged("B", &int(2)));
+}
+
+/// BUG: a side whose handlers are all busy stops reading, so it does not
+/// notice the other side hanging up: its own pending calls then wait
+/// forever instead of failing with `ConnectionClosed`, and `closed()`
+/// never returns. (The `Connection` docs promise it closes "when the other
+/// side hangs up".)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_saturated_side_still_notices_the_peer_hanging_up() {
+    let arrived = Arc::new(Semaphore::new(0));
+    let never = {
+        let arrived = arrived.clone();
+        handler(move |_, _| {
+            arrived.add_permits(1);
+            std::future::pending()
+        })
+    };
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let (b, mut raw) = raw_peer(never, limits);
+    b.mark_ready();
+
+    // B calls the raw peer, which reads the request and never answers.
+    let pending = spawn_call(&b, Body::RuntimePing);
+    within("B's request", read_message(&mut raw)).await;
+    // Two requests to B: the first occupies its only handler, the second
+    // waits for a permit.
+    for id in [1, 2] {
+        let request = Message {
+            id,
+            kind: Kind::Request,
+            body: call_request("m", int(id)),
+        };
+        write_message(&mut raw, &request).await;
+    }
+    within("B serves the first", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+    // The peer dies.
+    drop(raw);
+
+    let reason = match timeout(Duration::from_secs(5), b.closed()).await {
+        Ok(reason) => reason,
+        Err(_) => panic!(
+            "B never noticed the peer hanging up: its read loop is parked waiting \
+             for a serving permit, and its own call to the dead peer hangs"
+        ),
+    };
+    assert_eq!(
+        closed_reason(within("B's pending call", pending).await.unwrap()),
+        *reason
+    );
+}
+
+/// BUG: a response bigger than `max_frame_bytes` closes the whole
+/// connection (the writer's codec refuses the frame, and a write error
+/// closes everything), failing every other call in flight, instead of
+/// answering that one call with an error. `send_response` already turns an
+/// unencodable response into a `CODE_INTERNAL` error; an oversized one
+/// slips past that because the size is only checked by the codec at write
+/// time. The same happens to a caller whose request is too big: its call,
+/// and every other, fails with "write failed: frame size too big".
+#[tokio::test(flavor = "multi_thread")]
+async fn an_oversized_response_fails_only_its_own_call() {
+    let limits = Limits {
+        max_frame_bytes: 1024,
+        ..Limits::default()
+    };
+    let big_answer = handler(|request, _| async move {
+        match request {
+            Body::RuntimeCallRequest(call) if call.method == "big" => {
+                Body::RuntimeCallResponse(CallResponse {
+                    result: byte_string(2048),
+                })
+            }
+            other => echo("B", other),
+        }
+    });
+    let (a, b) = pair(NoRequests, limits, big_answer, limits);
+    b.mark_ready();
+
+    let answer = within("the oversized answer", a.call(call_request("big", int(1)))).await;
+    assert!(
+        matches!(&answer, Err(Error::Remote(_))),
+        "expected an error answer for this call only, got {answer:?} \
+         (A: {:?}, B: {:?})",
+        a.state(),
+        b.state()
+    );
+    let answer = within("a later call", a.call(call_request("m", int(2)))).await;
+    assert_eq!(result_of(answer), tagged("B", &int(2)));
+}
