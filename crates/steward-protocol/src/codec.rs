@@ -20,8 +20,6 @@ pub struct Limits {
     /// Requests waiting for a free slot; beyond that, requests are refused
     /// at once with a `busy` error. Default 1024.
     pub max_queued_requests: usize,
-    /// Frames queued for writing before senders wait. Default 1024.
-    pub outgoing_queue: usize,
 }
 
 impl Default for Limits {
@@ -30,7 +28,6 @@ impl Default for Limits {
             max_frame_bytes: 16 * 1024 * 1024,
             max_concurrent_requests: 256,
             max_queued_requests: 1024,
-            outgoing_queue: 1024,
         }
     }
 }

@@ -17,8 +17,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use std::collections::VecDeque;
+use std::pin::Pin;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+
+use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -91,7 +94,10 @@ pub struct Peer {
 
 struct Inner {
     limits: Limits,
-    outgoing: mpsc::Sender<Bytes>,
+    /// Frames waiting to be written. Whoever holds `writer` writes them
+    /// all with one flush; see [`Inner::send_frame`].
+    queue: Mutex<VecDeque<Bytes>>,
+    writer: tokio::sync::Mutex<FramedWrite<Pin<Box<dyn AsyncWrite + Send>>, LengthDelimitedCodec>>,
     pending: Mutex<Pending>,
     next_id: AtomicU64,
     state: watch::Sender<State>,
@@ -114,11 +120,19 @@ impl Connection {
         W: AsyncWrite + Send + Unpin + 'static,
         H: Handler,
     {
-        let (outgoing, outgoing_rx) = mpsc::channel(limits.outgoing_queue);
         let (state, _) = watch::channel(State::Handshaking);
+        let codec = || {
+            LengthDelimitedCodec::builder()
+                .big_endian()
+                .length_field_length(4)
+                .max_frame_length(limits.max_frame_bytes)
+                .new_codec()
+        };
+        let write: Pin<Box<dyn AsyncWrite + Send>> = Box::pin(write);
         let inner = Arc::new(Inner {
             limits,
-            outgoing,
+            queue: Mutex::new(VecDeque::new()),
+            writer: tokio::sync::Mutex::new(FramedWrite::new(write, codec())),
             pending: Mutex::new(Pending {
                 calls: HashMap::new(),
                 closed: None,
@@ -127,16 +141,7 @@ impl Connection {
             state,
             closed: CancellationToken::new(),
         });
-        let codec = || {
-            LengthDelimitedCodec::builder()
-                .big_endian()
-                .length_field_length(4)
-                .max_frame_length(limits.max_frame_bytes)
-                .new_codec()
-        };
         let reader = FramedRead::new(read, codec());
-        let writer = FramedWrite::new(write, codec());
-        tokio::spawn(write_loop(inner.clone(), writer, outgoing_rx));
         tokio::spawn(read_loop(inner.clone(), reader, Arc::new(handler), limits));
         Self {
             handle: Arc::new(Handle {
@@ -224,9 +229,7 @@ impl Peer {
             inner: &self.inner,
             id,
         };
-        if self.inner.outgoing.send(frame).await.is_err() {
-            return Err(self.inner.closed_error());
-        }
+        self.inner.send_frame(frame).await?;
         match response.await {
             Ok(Ok(Body::Error(error))) => Err(Error::Remote(error)),
             Ok(result) => result,
@@ -244,6 +247,63 @@ impl std::fmt::Debug for Connection {
 }
 
 impl Inner {
+    /// Queues `frame` and, unless another task is writing already, writes
+    /// everything queued with one flush ("flat combining"): a lone call
+    /// goes out from its own task with no hand-off, and many concurrent
+    /// ones share syscalls. A task that finds the writer busy leaves its
+    /// frame to the writing task, which checks the queue again after
+    /// releasing the writer, so no frame is stranded.
+    async fn send_frame(self: &Arc<Self>, frame: Bytes) -> Result<(), Error> {
+        self.queue().push_back(frame);
+        // If this future is dropped mid-write (a caller's deadline), the
+        // rest of the queue must still go out: a task takes over.
+        let mut take_over = TakeOverOnDrop(Some(self.clone()));
+        let result = self.write_queued().await;
+        take_over.0 = None;
+        result
+    }
+
+    async fn write_queued(&self) -> Result<(), Error> {
+        loop {
+            let Ok(mut writer) = self.writer.try_lock() else {
+                return Ok(());
+            };
+            if self.closed.is_cancelled() {
+                self.queue().clear();
+                return Err(self.closed_error());
+            }
+            let mut result = Ok(());
+            // Take a frame off the queue only once the sink can accept it
+            // at once, so that cancelling here never loses one.
+            while result.is_ok() && !self.queue().is_empty() {
+                result =
+                    std::future::poll_fn(|cx| SinkExt::<Bytes>::poll_ready_unpin(&mut *writer, cx))
+                        .await;
+                if result.is_ok() {
+                    let Some(frame) = self.queue().pop_front() else {
+                        break;
+                    };
+                    result = SinkExt::<Bytes>::start_send_unpin(&mut *writer, frame);
+                }
+            }
+            if result.is_ok() {
+                result = SinkExt::<Bytes>::flush(&mut *writer).await;
+            }
+            drop(writer);
+            if let Err(error) = result {
+                self.close(&format!("write failed: {error}"));
+                return Err(self.closed_error());
+            }
+            if self.queue().is_empty() {
+                return Ok(());
+            }
+        }
+    }
+
+    fn queue(&self) -> MutexGuard<'_, VecDeque<Bytes>> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn closed_error(&self) -> Error {
         let reason = self
             .pending()
@@ -301,6 +361,22 @@ impl Inner {
     }
 }
 
+/// Finishes writing the queue from a task of its own when a writing
+/// future is dropped before it is done.
+struct TakeOverOnDrop(Option<Arc<Inner>>);
+
+impl Drop for TakeOverOnDrop {
+    fn drop(&mut self) {
+        // Frames may wait in the queue or, half-written, in the sink's
+        // buffer: either way another write pass finishes them.
+        if let Some(inner) = self.0.take() {
+            tokio::spawn(async move {
+                let _ = inner.write_queued().await;
+            });
+        }
+    }
+}
+
 struct ForgetOnDrop<'a> {
     inner: &'a Inner,
     id: u64,
@@ -310,39 +386,6 @@ impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
         self.inner.pending().calls.remove(&self.id);
     }
-}
-
-async fn write_loop<W>(
-    inner: Arc<Inner>,
-    mut writer: FramedWrite<W, LengthDelimitedCodec>,
-    mut outgoing: mpsc::Receiver<Bytes>,
-) where
-    W: AsyncWrite + Unpin,
-{
-    loop {
-        let first = tokio::select! {
-            biased;
-            frame = outgoing.recv() => match frame {
-                Some(frame) => frame,
-                None => break,
-            },
-            () = inner.closed.cancelled() => break,
-        };
-        // Everything already queued goes out with one flush: many small
-        // messages in flight cost one write, not one each.
-        let mut result = writer.feed(first).await;
-        while result.is_ok() {
-            match outgoing.try_recv() {
-                Ok(frame) => result = writer.feed(frame).await,
-                Err(_) => break,
-            }
-        }
-        if let Err(error) = result.and(SinkExt::<Bytes>::flush(&mut writer).await) {
-            inner.close(&format!("write failed: {error}"));
-            break;
-        }
-    }
-    let _ = SinkExt::<Bytes>::close(&mut writer).await;
 }
 
 async fn read_loop<R, H>(
@@ -366,23 +409,23 @@ async fn read_loop<R, H>(
     let reason = loop {
         let frame = tokio::select! {
             biased;
-            () = inner.closed.cancelled() => return,
+            () = inner.closed.cancelled() => break None,
             frame = reader.next() => frame,
         };
         let frame = match frame {
-            None => break "the other side hung up".to_owned(),
+            None => break Some("the other side hung up".to_owned()),
             Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
-                break format!(
+                break Some(format!(
                     "bad frame: {error} (the limit is {} bytes)",
                     limits.max_frame_bytes
-                );
+                ));
             }
-            Some(Err(error)) => break format!("bad frame: {error}"),
+            Some(Err(error)) => break Some(format!("bad frame: {error}")),
             Some(Ok(frame)) => frame,
         };
         let message = match decode_message(&frame, &limits) {
             Ok(message) => message,
-            Err(error) => break format!("bad frame: {error}"),
+            Err(error) => break Some(format!("bad frame: {error}")),
         };
         let id = message.id;
         match message.kind {
@@ -414,7 +457,7 @@ async fn read_loop<R, H>(
                     continue;
                 };
                 let (inner, handler, serving) = (inner.clone(), handler.clone(), serving.clone());
-                tokio::spawn(async move {
+                let mut work = Box::pin(async move {
                     let _admission = admission;
                     let closed = inner.closed.clone();
                     let peer = Peer { inner };
@@ -425,11 +468,22 @@ async fn read_loop<R, H>(
                     };
                     send_response(&peer.inner, id, response, &limits).await;
                 });
+                // Most answers are ready at once (an echo, a ping): finish
+                // those here and save a task hand-off per request; only
+                // work that has to wait gets a task of its own.
+                if (&mut work).now_or_never().is_none() {
+                    tokio::spawn(work);
+                }
             }
         }
     };
-    warn!(%reason, "closing connection");
-    inner.close(&reason);
+    if let Some(reason) = reason {
+        warn!(%reason, "closing connection");
+        inner.close(&reason);
+    }
+    // Tell the other side we are done (EOF), after any write in progress.
+    let mut writer = inner.writer.lock().await;
+    let _ = SinkExt::<Bytes>::close(&mut *writer).await;
 }
 
 /// Runs the handler once a slot is free; a panic becomes an error answer
@@ -455,7 +509,7 @@ fn refusal(code: u32, message: String) -> Body {
     Body::Error(ErrorBody::new("protocol", code, message))
 }
 
-async fn send_response(inner: &Inner, id: u64, body: Body, limits: &Limits) {
+async fn send_response(inner: &Arc<Inner>, id: u64, body: Body, limits: &Limits) {
     // The handshake answer opens the connection for every request: the
     // runtime's side of "ready".
     if matches!(body, Body::RuntimeInfoResponse(_)) {
@@ -488,7 +542,7 @@ async fn send_response(inner: &Inner, id: u64, body: Body, limits: &Limits) {
             }
         }
     };
-    let _ = inner.outgoing.send(frame).await;
+    let _ = inner.send_frame(frame).await;
 }
 
 /// Encodes a message, refusing one larger than the frame limit (the other
