@@ -62,3 +62,21 @@ pub fn decode_message(payload: &[u8], limits: &Limits) -> Result<Message, Error>
     }
     Ok(message)
 }
+
+/// For a payload that failed to decode: its id, kind and body variant
+/// number, if only the variant is unknown (a newer peer's addition). Such
+/// a message is answered or failed on its own instead of closing the
+/// connection.
+pub(crate) fn unknown_variant(payload: &[u8]) -> Option<(u64, crate::Kind, u32)> {
+    let mut decoder = minicbor::Decoder::new(payload);
+    if decoder.array().ok()? != Some(3) {
+        return None;
+    }
+    let id = decoder.u64().ok()?;
+    let kind = decoder.decode::<crate::Kind>().ok()?;
+    if decoder.array().ok()? != Some(2) {
+        return None;
+    }
+    let variant = decoder.u32().ok()?;
+    (variant >= crate::message::BODY_VARIANTS).then_some((id, kind, variant))
+}

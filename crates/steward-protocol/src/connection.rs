@@ -26,7 +26,10 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use crate::{Body, Error, ErrorBody, Kind, Limits, Message, decode_message, encode_message};
+use crate::codec::unknown_variant;
+use crate::{
+    Body, Error, ErrorBody, Kind, Limits, Message, PROTOCOL_VERSION, decode_message, encode_message,
+};
 use futures_util::FutureExt;
 use std::panic::AssertUnwindSafe;
 
@@ -425,7 +428,30 @@ async fn read_loop<R, H>(
         };
         let message = match decode_message(&frame, &limits) {
             Ok(message) => message,
-            Err(error) => break Some(format!("bad frame: {error}")),
+            Err(error) => match unknown_variant(&frame) {
+                // A newer peer's message this side does not know: answer
+                // or fail just that one, keep the connection.
+                Some((id, Kind::Request, variant)) => {
+                    let refusal = refusal(
+                        ErrorBody::CODE_UNSUPPORTED,
+                        format!(
+                            "unknown request variant {variant}; this side speaks protocol {PROTOCOL_VERSION}"
+                        ),
+                    );
+                    send_response(&inner, id, refusal, &limits).await;
+                    continue;
+                }
+                Some((id, Kind::Response, variant)) => {
+                    inner.respond(
+                        id,
+                        Err(Error::Malformed {
+                            reason: format!("unknown answer variant {variant}"),
+                        }),
+                    );
+                    continue;
+                }
+                None => break Some(format!("bad frame: {error}")),
+            },
         };
         let id = message.id;
         match message.kind {

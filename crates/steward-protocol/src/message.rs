@@ -123,6 +123,9 @@ pub enum Body {
     HostStorageListResponse(#[n(0)] StorageKeys),
 }
 
+/// How many `Body` variants this version knows (numbers `0..BODY_VARIANTS`).
+pub(crate) const BODY_VARIANTS: u32 = 15;
+
 impl Body {
     /// The variant's name, for logs and error messages.
     pub fn name(&self) -> &'static str {
@@ -284,4 +287,17 @@ pub struct StorageKeys {
     /// The keys.
     #[n(0)]
     pub keys: Vec<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn body_variants_counts_every_variant() {
+        // The highest variant number must be BODY_VARIANTS - 1.
+        let last = Body::HostStorageListResponse(StorageKeys { keys: Vec::new() });
+        let cbor = minicbor::to_vec(&last).unwrap();
+        assert_eq!(cbor[..2], [0x82, (BODY_VARIANTS - 1) as u8]);
+    }
 }

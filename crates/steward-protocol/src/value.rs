@@ -48,9 +48,17 @@ impl Value {
     /// Encodes any serde value (for example a `serde_json::Value` or a
     /// `#[derive(Serialize)]` struct) as CBOR.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, Error> {
-        let cbor = minicbor_serde::to_vec(value).map_err(|e| Error::Encode {
-            reason: e.to_string(),
-        })?;
+        // `()` and JSON `null` must be CBOR null, not minicbor-serde's
+        // default of an empty array, or peers in other languages (and the
+        // JSON API) would see `[]`.
+        let mut serializer = minicbor_serde::Serializer::new(Vec::new());
+        serializer.serialize_unit_as_null(true);
+        value
+            .serialize(&mut serializer)
+            .map_err(|e| Error::Encode {
+                reason: e.to_string(),
+            })?;
+        let cbor = serializer.into_encoder().into_writer();
         // Serialisers can nest without bound; the receiver would refuse it.
         Value::from_cbor(cbor)
     }
@@ -210,7 +218,12 @@ pub(crate) fn scan_item(input: &[u8], mut pos: usize) -> Result<usize, Error> {
                 }
             }
             // A tag applies to the item that follows: not complete yet.
-            6 => completed = false,
+            6 => {
+                if input.get(pos) == Some(&0xff) {
+                    return Err(malformed("tag without a tagged item".into()));
+                }
+                completed = false;
+            }
             _ => match head.argument {
                 Argument::Indefinite => {
                     // A break: closes the innermost indefinite container.
@@ -346,6 +359,8 @@ mod tests {
         let json: serde_json::Value = value.decode().unwrap();
         assert_eq!(json, serde_json::json!({"ms": 250}));
         assert!(Value::null().is_null());
+        assert!(Value::encode(&serde_json::Value::Null).unwrap().is_null());
+        assert!(Value::encode(&()).unwrap().is_null());
         assert!(value.decode::<String>().is_err());
     }
 
@@ -392,6 +407,7 @@ mod tests {
             (&[0x1c], "reserved"),
             (&[0x01, 0x02], "trailing"),
             (&[0xf8, 0x10], "simple value"),
+            (&[0x9f, 0xc1, 0xff], "tag without"),
         ];
         for (cbor, expected) in cases {
             let error = Value::from_cbor(cbor.to_vec()).unwrap_err().to_string();

@@ -975,3 +975,39 @@ async fn an_oversized_response_fails_only_its_own_call() {
     let answer = within("a later call", a.call(call_request("m", int(2)))).await;
     assert_eq!(result_of(answer), tagged("B", &int(2)));
 }
+
+/// A request whose body variant this side does not know (a newer peer's
+/// addition) is answered "unsupported"; the connection keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unknown_request_variant_is_refused_without_closing() {
+    let (connection, mut raw) = raw_peer(Echo("A"), Limits::default());
+    connection.mark_ready();
+    // [id 9, request, [variant 99, []]]
+    raw.write_all(&frame(&[0x83, 0x09, 0x00, 0x82, 0x18, 0x63, 0x80]))
+        .await
+        .unwrap();
+    let answer = within("the refusal", read_message(&mut raw)).await;
+    assert_eq!(answer.id, 9);
+    assert_eq!(answer.kind, Kind::Response);
+    match answer.body {
+        Body::Error(error) => {
+            assert_eq!(error.module, "protocol");
+            assert_eq!(error.code, ErrorBody::CODE_UNSUPPORTED);
+            assert!(error.message.contains("unknown request variant 99"), "{error}");
+        }
+        other => panic!("expected an error answer, got {other:?}"),
+    }
+    // Still serving: a real request gets its answer.
+    write_message(
+        &mut raw,
+        &Message {
+            id: 10,
+            kind: Kind::Request,
+            body: Body::RuntimePing,
+        },
+    )
+    .await;
+    let answer = within("the ping answer", read_message(&mut raw)).await;
+    assert_eq!(answer.id, 10);
+    assert!(matches!(connection.state(), State::Ready));
+}
