@@ -993,7 +993,10 @@ async fn an_unknown_request_variant_is_refused_without_closing() {
         Body::Error(error) => {
             assert_eq!(error.module, "protocol");
             assert_eq!(error.code, ErrorBody::CODE_UNSUPPORTED);
-            assert!(error.message.contains("unknown request variant 99"), "{error}");
+            assert!(
+                error.message.contains("unknown request variant 99"),
+                "{error}"
+            );
         }
         other => panic!("expected an error answer, got {other:?}"),
     }
