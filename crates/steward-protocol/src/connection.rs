@@ -217,14 +217,21 @@ impl Peer {
             &self.inner.limits,
         )?;
         let (reply, response) = oneshot::channel();
-        {
+        let closed = {
             let mut pending = self.inner.pending();
-            if let Some(reason) = &pending.closed {
-                return Err(Error::ConnectionClosed {
-                    reason: reason.clone(),
-                });
+            match &pending.closed {
+                Some(reason) => Some(reason.clone()),
+                None => {
+                    pending.calls.insert(id, reply);
+                    None
+                }
             }
-            pending.calls.insert(id, reply);
+        };
+        if let Some(reason) = closed {
+            // Failing without ever yielding would let a caller's retry
+            // loop starve the tasks that could repair things.
+            tokio::task::consume_budget().await;
+            return Err(Error::ConnectionClosed { reason });
         }
         // Forget the call however this future ends (answered, dropped by a
         // deadline, failed to send).

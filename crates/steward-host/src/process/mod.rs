@@ -192,6 +192,9 @@ impl ProcessHost {
     }
 
     async fn ready(&self) -> Result<Ready, Error> {
+        // Callers retrying in a loop on errors must still yield, or they
+        // could starve the supervisor that restarts the process.
+        tokio::task::consume_budget().await;
         let mut phase = self.shared.phase.subscribe();
         loop {
             match &*phase.borrow_and_update() {
