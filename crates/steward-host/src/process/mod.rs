@@ -289,6 +289,9 @@ impl RuntimeHost for ProcessHost {
                     Err(_) => warn!("runtime did not answer the abort in time; killing it"),
                 }
             }
+            // Stop handing out the doomed connection at once: calls made
+            // from now on wait for the restarted process.
+            self.shared.phase.send_replace(Phase::Starting);
             self.shared.kill_and_restart.notify_one();
             Ok(())
         })
