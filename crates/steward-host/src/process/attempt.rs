@@ -93,10 +93,7 @@ pub(super) async fn start_process(
     config: &ProcessConfig,
     storage: Arc<dyn Storage>,
 ) -> Result<Running, String> {
-    let dir = tempfile::Builder::new()
-        .prefix("steward-")
-        .tempdir()
-        .map_err(|e| format!("cannot create a private directory: {e}"))?;
+    let dir = private_dir().map_err(|e| format!("cannot create a private directory: {e}"))?;
     let socket = dir.path().join("host.sock");
     let listener = UnixListener::bind(&socket)
         .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
@@ -194,6 +191,16 @@ pub(super) async fn start_process(
     })
 }
 
+/// A temporary directory only this user can enter (0700), for the socket:
+/// no other local user may connect to the host or pose as the runtime.
+fn private_dir() -> std::io::Result<TempDir> {
+    use std::os::unix::fs::PermissionsExt;
+    tempfile::Builder::new()
+        .prefix("steward-")
+        .permissions(std::fs::Permissions::from_mode(0o700))
+        .tempdir()
+}
+
 fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
     match status {
         Ok(status) => status.to_string(),
@@ -255,5 +262,24 @@ impl Handler for StorageHandler {
         result.unwrap_or_else(|error| {
             Body::Error(ErrorBody::new("host", CODE_STORAGE, error.to_string()))
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn the_socket_directory_is_private() {
+        let dir = super::private_dir().unwrap();
+        let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o700);
+        assert!(
+            dir.path()
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with("steward-")
+        );
     }
 }
