@@ -922,7 +922,14 @@ async fn garbage_fails_the_start() {
 async fn truncated_frame_fails_the_start() {
     failing_start_is_contained(
         faulty("truncated"),
-        &["bytes remaining on stream", "hung up", "write failed"],
+        // The runtime hangs up mid-frame; depending on timing the host sees
+        // the truncated frame, the hang-up, or a reset of the socket.
+        &[
+            "bytes remaining on stream",
+            "hung up",
+            "write failed",
+            "Connection reset by peer",
+        ],
     )
     .await;
 }
