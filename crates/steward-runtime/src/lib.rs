@@ -181,6 +181,32 @@ fn unexpected(request: &'static str, got: &Body) -> Error {
     })
 }
 
+/// A whole runtime `main`: logs to stderr (which the host copies into its
+/// own log, tagged with the runtime's id and version; filter with
+/// `RUST_LOG`), serves `runtime` on a single-threaded tokio runtime (a
+/// runtime process is small; one thread avoids cross-thread wake-ups on
+/// every call), and turns a failure into one line on stderr and exit
+/// status 1.
+pub fn main<R: Runtime>(name: &str, runtime: R) -> std::process::ExitCode {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .with_ansi(false)
+        .try_init();
+    let served = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|tokio| tokio.block_on(serve(runtime)).map_err(|e| e.to_string()));
+    match served {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Connects to the host named by `STEWARD_HOST` and serves `runtime` until
 /// the host shuts it down or goes away.
 pub async fn serve<R: Runtime>(runtime: R) -> Result<(), Error> {

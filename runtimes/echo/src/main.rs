@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value};
 
 #[derive(Parser)]
 #[command(about = "Example Steward runtime: echo (started by the Steward host)")]
@@ -117,21 +117,10 @@ impl Runtime for Echo {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(serve(Echo {
-        version: args.runtime_version,
-    })) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("steward-runtime-echo: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    steward_runtime::main(
+        "steward-runtime-echo",
+        Echo {
+            version: args.runtime_version,
+        },
+    )
 }

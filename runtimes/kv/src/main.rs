@@ -13,7 +13,7 @@
 
 use clap::Parser;
 use serde::Deserialize;
-use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value};
 
 #[derive(Parser)]
 #[command(about = "Example Steward runtime: kv (started by the Steward host)")]
@@ -121,21 +121,10 @@ fn extract_value(input: &Value) -> Result<Value, ErrorBody> {
 
 fn main() -> std::process::ExitCode {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match runtime.block_on(serve(Kv {
-        version: args.runtime_version,
-    })) {
-        Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("steward-runtime-kv: {error}");
-            std::process::ExitCode::FAILURE
-        }
-    }
+    steward_runtime::main(
+        "steward-runtime-kv",
+        Kv {
+            version: args.runtime_version,
+        },
+    )
 }
