@@ -35,6 +35,50 @@ pub enum Error {
     /// (`steward_protocol::Error::Remote`).
     #[error(transparent)]
     Protocol(#[from] steward_protocol::Error),
+    /// The aggregate has no active version (none set yet, or a
+    /// stop-then-start switch did not bring one up within the deadline).
+    #[error("runtime {runtime} has no active version")]
+    NoActiveVersion {
+        /// The runtime id.
+        runtime: Arc<str>,
+    },
+    /// The requested version is not one of the aggregate's versions.
+    #[error("runtime {runtime} has no version {version:?} (known: {known})")]
+    NoSuchVersion {
+        /// The runtime id.
+        runtime: Arc<str>,
+        /// The version asked for.
+        version: Arc<str>,
+        /// The versions it has, comma separated.
+        known: String,
+    },
+    /// A sub-runtime's id differs from the aggregate's.
+    #[error(
+        "runtime id mismatch: the aggregate is {aggregate:?} but its version {version:?} is runtime {runtime:?}"
+    )]
+    IdMismatch {
+        /// The aggregate's id.
+        aggregate: Arc<str>,
+        /// The version in question.
+        version: Arc<str>,
+        /// The sub-runtime's id.
+        runtime: String,
+    },
+    /// The operation needs at least one version, or would remove the
+    /// active one.
+    #[error("{0}")]
+    Versions(String),
+    /// The call was still running on a version being switched away from
+    /// when the drain timeout ran out, and was abandoned.
+    #[error(
+        "call abandoned: version {version} of runtime {runtime} was switched away and the call did not finish within the drain timeout"
+    )]
+    Drained {
+        /// The runtime id.
+        runtime: Arc<str>,
+        /// The version that was switched away from.
+        version: Arc<str>,
+    },
     /// Host storage failed.
     #[error("host storage: {0}")]
     Storage(String),

@@ -5,11 +5,14 @@
 //! with backoff when it dies, aborts and stops it, and serves its host
 //! storage requests from a [`Storage`]. Everything that happens to it is an
 //! [`Event`] (`Started`, `FailedToStart`, `Stopped`, `Updated`).
+//! [`Aggregate`] holds several versions of one runtime and switches the
+//! active one while calls keep flowing.
 //!
 //! This crate depends on `steward-worker` (supervision, backoff) and
 //! `steward-protocol` (the wire); it must never know about configuration
 //! files, stores or APIs (the agent's business).
 
+mod aggregate;
 mod error;
 mod event;
 mod process;
@@ -19,6 +22,7 @@ use steward_protocol::{Body, RuntimeInfoResponse};
 use steward_worker::BoxFuture;
 use tokio::sync::broadcast;
 
+pub use aggregate::{Aggregate, AggregateConfig, OnUnknownVersion, TransitionMode};
 pub use error::Error;
 pub use event::{Event, Exit};
 pub use process::{ProcessConfig, ProcessHost};

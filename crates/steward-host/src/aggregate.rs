@@ -1,0 +1,584 @@
+//! [`Aggregate`]: one logical runtime made of several versions of it, one
+//! active, switched while calls keep flowing (the seed's `multi.Aggregate`).
+//!
+//! Calls go to the active version; a switch is a *transition* run under a
+//! single async lock (transitions never overlap), while calls only read the
+//! active version through a `watch` channel — so no call ever waits for a
+//! transition, and no lock is held across an `.await` into a sub-runtime.
+//!
+//! The default transition is **make-before-break**: start the target, wait
+//! until it serves, route new calls to it, let the old version's calls in
+//! flight finish (bounded by a drain timeout), then stop the old version.
+//! **Stop-then-start** (the seed's order) stays available for runtimes that
+//! must never run twice at once; calls arriving in its gap wait for the new
+//! version within their deadline. This module must never spawn processes
+//! itself: it only drives `RuntimeHost`s.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use steward_protocol::{Body, RuntimeInfoResponse};
+use steward_worker::BoxFuture;
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use crate::{Error, Event, RuntimeHost};
+
+/// How a switch replaces the active version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TransitionMode {
+    /// Start the new version first, switch calls over, drain and stop the
+    /// old one: no call fails because of a switch. The default.
+    #[default]
+    MakeBeforeBreak,
+    /// Stop the old version first, then start the new one (the seed's
+    /// order), for runtimes that must never run twice at once. Calls in the
+    /// gap wait for the new version within their deadline.
+    StopThenStart,
+}
+
+/// What `set_version` does with an unknown version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnUnknownVersion {
+    /// Return `NoSuchVersion` and leave the active version serving. The
+    /// default: a typo must not cause an outage.
+    #[default]
+    KeepActive,
+    /// Return `NoSuchVersion` after stopping the active version (what the
+    /// seed does).
+    StopActive,
+}
+
+/// Settings of an [`Aggregate`].
+///
+/// | setting | default |
+/// |---|---|
+/// | `mode` | make-before-break |
+/// | `on_unknown_version` | keep the active version |
+/// | `start_timeout` (target serving) | 30 s |
+/// | `drain_timeout` (old version's calls in flight) | 10 s |
+/// | `stop_timeout` (old version's `Stopped`) | 15 s |
+/// | `call_wait` (a call waiting for an active version) | 30 s |
+#[derive(Debug, Clone)]
+pub struct AggregateConfig {
+    /// The transition order.
+    pub mode: TransitionMode,
+    /// The answer to an unknown version.
+    pub on_unknown_version: OnUnknownVersion,
+    /// How long a switch waits for the target to serve.
+    pub start_timeout: Duration,
+    /// How long the old version's calls in flight may take to finish; the
+    /// rest fail with [`Error::Drained`].
+    pub drain_timeout: Duration,
+    /// How long a switch waits for the old version to stop.
+    pub stop_timeout: Duration,
+    /// How long [`RuntimeHost::call`] waits for an active version before
+    /// failing with [`Error::NoActiveVersion`]; see also
+    /// [`Aggregate::call_within`].
+    pub call_wait: Duration,
+}
+
+impl Default for AggregateConfig {
+    fn default() -> Self {
+        Self {
+            mode: TransitionMode::default(),
+            on_unknown_version: OnUnknownVersion::default(),
+            start_timeout: Duration::from_secs(30),
+            drain_timeout: Duration::from_secs(10),
+            stop_timeout: Duration::from_secs(15),
+            call_wait: Duration::from_secs(30),
+        }
+    }
+}
+
+/// The version calls go to, with the bookkeeping of its calls in flight.
+#[derive(Clone)]
+struct Active {
+    version: Arc<str>,
+    host: Arc<dyn RuntimeHost>,
+    calls: Arc<InFlight>,
+}
+
+#[derive(Default)]
+struct InFlight {
+    count: AtomicUsize,
+    idle: Notify,
+    /// Fired when the drain timeout runs out: the remaining calls give up.
+    abandoned: CancellationToken,
+}
+
+/// Counts a call in flight for as long as it lives.
+struct CallGuard(Arc<InFlight>);
+
+impl CallGuard {
+    fn new(calls: &Arc<InFlight>) -> Self {
+        calls.count.fetch_add(1, Ordering::SeqCst);
+        Self(calls.clone())
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        if self.0.count.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.0.idle.notify_waiters();
+        }
+    }
+}
+
+/// Several versions of one runtime, one of them active.
+///
+/// A cheap handle; clones share everything. See the [module docs](self)
+/// for how switches work.
+#[derive(Clone)]
+pub struct Aggregate {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    id: Arc<str>,
+    config: AggregateConfig,
+    versions: Mutex<BTreeMap<Arc<str>, Version>>,
+    active: watch::Sender<Option<Active>>,
+    /// Versions whose events are forwarded besides the active one: a
+    /// version being switched away from, until its `Stopped`.
+    retiring: Mutex<BTreeSet<Arc<str>>>,
+    events: broadcast::Sender<Event>,
+    /// Transitions run one at a time; a second `set_version` waits its turn.
+    transition: tokio::sync::Mutex<()>,
+}
+
+struct Version {
+    host: Arc<dyn RuntimeHost>,
+    forwarder: JoinHandle<()>,
+}
+
+impl Drop for Version {
+    fn drop(&mut self) {
+        self.forwarder.abort();
+    }
+}
+
+const EVENT_BUFFER: usize = 256;
+
+impl Aggregate {
+    /// An aggregate of `versions` (at least one; every sub-runtime must have
+    /// the id `id`). Subscribes to every version's events; starts nothing;
+    /// no version is active until [`set_version`](Self::set_version).
+    pub fn new<I, V>(
+        id: impl Into<Arc<str>>,
+        versions: I,
+        config: AggregateConfig,
+    ) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = (V, Arc<dyn RuntimeHost>)>,
+        V: Into<Arc<str>>,
+    {
+        let (active, _) = watch::channel(None);
+        let (events, _) = broadcast::channel(EVENT_BUFFER);
+        let aggregate = Self {
+            shared: Arc::new(Shared {
+                id: id.into(),
+                config,
+                versions: Mutex::new(BTreeMap::new()),
+                active,
+                retiring: Mutex::new(BTreeSet::new()),
+                events,
+                transition: tokio::sync::Mutex::new(()),
+            }),
+        };
+        for (version, host) in versions {
+            aggregate.add_version(version, host)?;
+        }
+        if aggregate.versions().is_empty() {
+            return Err(Error::Versions(format!(
+                "runtime {} needs at least one version",
+                aggregate.shared.id
+            )));
+        }
+        Ok(aggregate)
+    }
+
+    /// Adds a version. Fails if the id differs or the version exists.
+    pub fn add_version(
+        &self,
+        version: impl Into<Arc<str>>,
+        host: Arc<dyn RuntimeHost>,
+    ) -> Result<(), Error> {
+        let version = version.into();
+        if host.id() != &*self.shared.id {
+            return Err(Error::IdMismatch {
+                aggregate: self.shared.id.clone(),
+                version,
+                runtime: host.id().to_owned(),
+            });
+        }
+        let mut versions = self.shared.versions();
+        if versions.contains_key(&version) {
+            return Err(Error::Versions(format!(
+                "runtime {} already has version {version}",
+                self.shared.id
+            )));
+        }
+        let forwarder = tokio::spawn(forward_events(
+            Arc::downgrade(&self.shared),
+            version.clone(),
+            host.watch_events(),
+        ));
+        versions.insert(version, Version { host, forwarder });
+        Ok(())
+    }
+
+    /// Removes a version and stops it. The active version cannot be
+    /// removed: switch away from it first.
+    pub async fn remove_version(&self, version: &str) -> Result<(), Error> {
+        let _turn = self.shared.transition.lock().await;
+        if self.active_version().as_deref() == Some(version) {
+            return Err(Error::Versions(format!(
+                "version {version} of runtime {} is active; switch to another version before removing it",
+                self.shared.id
+            )));
+        }
+        let removed = self.shared.versions().remove(version);
+        let Some(removed) = removed else {
+            return Err(self.no_such_version(version));
+        };
+        bounded_stop(&removed.host, self.shared.config.stop_timeout).await;
+        Ok(())
+    }
+
+    /// The versions, sorted.
+    pub fn versions(&self) -> Vec<String> {
+        self.shared
+            .versions()
+            .keys()
+            .map(|v| v.to_string())
+            .collect()
+    }
+
+    /// The active version, if any.
+    pub fn active_version(&self) -> Option<String> {
+        self.shared
+            .active
+            .borrow()
+            .as_ref()
+            .map(|active| active.version.to_string())
+    }
+
+    /// Makes `version` the active one (see the [module docs](self)).
+    ///
+    /// Nothing happens if it is already active. An unknown version gives
+    /// [`Error::NoSuchVersion`] (see [`OnUnknownVersion`]). If the target
+    /// fails to start, the previous version stays active (make-before-break)
+    /// or is started again (stop-then-start), and the start error is
+    /// returned. Transitions never overlap: a second call waits its turn.
+    pub async fn set_version(&self, version: &str) -> Result<(), Error> {
+        let _turn = self.shared.transition.lock().await;
+        let current = self.shared.active.borrow().clone();
+        if current
+            .as_ref()
+            .is_some_and(|active| &*active.version == version)
+        {
+            return Ok(());
+        }
+        let target = self
+            .shared
+            .versions()
+            .get_key_value(version)
+            .map(|(v, entry)| (v.clone(), entry.host.clone()));
+        let Some((target_version, target)) = target else {
+            if self.shared.config.on_unknown_version == OnUnknownVersion::StopActive
+                && let Some(current) = current
+            {
+                warn!(runtime = %self.shared.id, version, "unknown version: stopping the active one, as configured");
+                self.shared.active.send_replace(None);
+                self.retire(current).await;
+            }
+            return Err(self.no_such_version(version));
+        };
+        info!(runtime = %self.shared.id, from = ?current.as_ref().map(|a| &a.version), to = %target_version, mode = ?self.shared.config.mode, "switching version");
+        let next = Active {
+            version: target_version,
+            host: target,
+            calls: Arc::new(InFlight::default()),
+        };
+        match (self.shared.config.mode, current) {
+            (_, None) => {
+                self.start_serving(&next).await?;
+                self.shared.active.send_replace(Some(next));
+            }
+            (TransitionMode::MakeBeforeBreak, Some(current)) => {
+                self.start_serving(&next).await?;
+                self.retiring().insert(current.version.clone());
+                self.shared.active.send_replace(Some(next));
+                self.retire(current).await;
+            }
+            (TransitionMode::StopThenStart, Some(current)) => {
+                self.retiring().insert(current.version.clone());
+                self.shared.active.send_replace(None);
+                self.retire(current.clone()).await;
+                if let Err(error) = self.start_serving(&next).await {
+                    warn!(runtime = %self.shared.id, %error, version = %current.version, "new version failed to start; restarting the previous one");
+                    let previous = Active {
+                        calls: Arc::new(InFlight::default()),
+                        ..current
+                    };
+                    if self.start_serving(&previous).await.is_ok() {
+                        self.shared.active.send_replace(Some(previous));
+                    }
+                    return Err(error);
+                }
+                self.shared.active.send_replace(Some(next));
+            }
+        }
+        Ok(())
+    }
+
+    /// Starts `version` ahead of time without making it active, so that a
+    /// later [`set_version`](Self::set_version) to it is instant.
+    pub async fn set_next_version(&self, version: &str) -> Result<(), Error> {
+        let target = self
+            .shared
+            .versions()
+            .get(version)
+            .map(|entry| entry.host.clone());
+        let Some(target) = target else {
+            return Err(self.no_such_version(version));
+        };
+        let next = Active {
+            version: Arc::from(version),
+            host: target,
+            calls: Arc::new(InFlight::default()),
+        };
+        self.start_serving(&next).await
+    }
+
+    /// Like [`RuntimeHost::call`], waiting at most `wait` for a version to
+    /// become active.
+    pub async fn call_within(&self, body: Body, wait: Duration) -> Result<Body, Error> {
+        let (active, guard) = self.wait_active(wait).await?;
+        let abandoned = active.calls.abandoned.clone();
+        let result = tokio::select! {
+            biased;
+            result = active.host.call(body) => result,
+            () = abandoned.cancelled() => Err(Error::Drained {
+                runtime: self.shared.id.clone(),
+                version: active.version.clone(),
+            }),
+        };
+        drop(guard);
+        result
+    }
+
+    /// The active version, waiting up to `wait` for one, with the call
+    /// already counted in flight on it.
+    async fn wait_active(&self, wait: Duration) -> Result<(Active, CallGuard), Error> {
+        let mut active = self.shared.active.subscribe();
+        let found = tokio::time::timeout(wait, async {
+            loop {
+                // Counted while the borrow blocks a switch: a drain that
+                // starts after the switch can never miss this call.
+                if let Some(current) = &*active.borrow_and_update() {
+                    let guard = CallGuard::new(&current.calls);
+                    return Some((current.clone(), guard));
+                }
+                if active.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+        .await;
+        match found {
+            Ok(Some(found)) => Ok(found),
+            _ => Err(Error::NoActiveVersion {
+                runtime: self.shared.id.clone(),
+            }),
+        }
+    }
+
+    /// Starts `next` and waits until it serves or fails to start.
+    async fn start_serving(&self, next: &Active) -> Result<(), Error> {
+        let mut events = next.host.watch_events();
+        next.host.start()?;
+        let failed = async {
+            loop {
+                match events.recv().await {
+                    Ok(Event::FailedToStart { error, .. }) => return error,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        return "its event stream closed".to_owned();
+                    }
+                }
+            }
+        };
+        let outcome = tokio::time::timeout(self.shared.config.start_timeout, async {
+            tokio::select! {
+                info = next.host.info() => info.map(drop),
+                error = failed => Err(Error::FailedToStart {
+                    runtime: self.shared.id.clone(),
+                    version: next.version.clone(),
+                    reason: error,
+                }),
+            }
+        })
+        .await;
+        let result = outcome.unwrap_or_else(|_| {
+            Err(Error::FailedToStart {
+                runtime: self.shared.id.clone(),
+                version: next.version.clone(),
+                reason: format!("not serving within {:?}", self.shared.config.start_timeout),
+            })
+        });
+        if result.is_err() {
+            bounded_stop(&next.host, self.shared.config.stop_timeout).await;
+        }
+        result
+    }
+
+    /// Drains the old version's calls (bounded), abandons the rest, and
+    /// stops it (bounded).
+    async fn retire(&self, old: Active) {
+        let drained = tokio::time::timeout(self.shared.config.drain_timeout, async {
+            loop {
+                let idle = old.calls.idle.notified();
+                if old.calls.count.load(Ordering::SeqCst) == 0 {
+                    return;
+                }
+                idle.await;
+            }
+        })
+        .await;
+        if drained.is_err() {
+            warn!(
+                runtime = %self.shared.id,
+                version = %old.version,
+                left = old.calls.count.load(Ordering::SeqCst),
+                "calls still running after the drain timeout; abandoning them"
+            );
+            old.calls.abandoned.cancel();
+        }
+        bounded_stop(&old.host, self.shared.config.stop_timeout).await;
+        // Its final `Stopped` has been forwarded (or never will be).
+        self.retiring().remove(&old.version);
+    }
+
+    fn no_such_version(&self, version: &str) -> Error {
+        Error::NoSuchVersion {
+            runtime: self.shared.id.clone(),
+            version: Arc::from(version),
+            known: self.versions().join(", "),
+        }
+    }
+
+    fn retiring(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
+        self.shared
+            .retiring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn active(&self) -> Result<Active, Error> {
+        self.shared
+            .active
+            .borrow()
+            .clone()
+            .ok_or_else(|| Error::NoActiveVersion {
+                runtime: self.shared.id.clone(),
+            })
+    }
+}
+
+impl Shared {
+    fn versions(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Version>> {
+        self.versions.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Stops `host`, giving up waiting after `timeout` (the sub-runtime keeps
+/// stopping in the background).
+async fn bounded_stop(host: &Arc<dyn RuntimeHost>, timeout: Duration) {
+    if tokio::time::timeout(timeout, host.stop()).await.is_err() {
+        warn!(
+            runtime = host.id(),
+            ?timeout,
+            "sub-runtime did not stop in time"
+        );
+    }
+}
+
+/// Copies one version's events to the aggregate's subscribers while that
+/// version is active (or retiring, until its `Stopped`).
+async fn forward_events(
+    shared: std::sync::Weak<Shared>,
+    version: Arc<str>,
+    mut events: broadcast::Receiver<Event>,
+) {
+    loop {
+        let event = match events.recv().await {
+            Ok(event) => event,
+            Err(broadcast::error::RecvError::Lagged(missed)) => {
+                warn!(%version, missed, "aggregate fell behind a version's events");
+                continue;
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
+        let active = shared
+            .active
+            .borrow()
+            .as_ref()
+            .is_some_and(|a| a.version == version);
+        let retiring = shared
+            .retiring
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&version);
+        if active || retiring {
+            // No subscriber is not an error.
+            let _ = shared.events.send(event);
+        }
+    }
+}
+
+impl RuntimeHost for Aggregate {
+    fn id(&self) -> &str {
+        &self.shared.id
+    }
+
+    fn info(&self) -> BoxFuture<'_, Result<RuntimeInfoResponse, Error>> {
+        Box::pin(async move { self.active()?.host.info().await })
+    }
+
+    fn call(&self, body: Body) -> BoxFuture<'_, Result<Body, Error>> {
+        Box::pin(self.call_within(body, self.shared.config.call_wait))
+    }
+
+    fn watch_events(&self) -> broadcast::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    fn start(&self) -> Result<(), Error> {
+        match &*self.shared.active.borrow() {
+            Some(active) => active.host.start(),
+            None => Ok(()),
+        }
+    }
+
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>> {
+        Box::pin(async move { self.active()?.host.abort(force).await })
+    }
+
+    fn stop(&self) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let active = self.shared.active.borrow().clone();
+            if let Some(active) = active {
+                bounded_stop(&active.host, self.shared.config.stop_timeout).await;
+            }
+        })
+    }
+}
