@@ -28,6 +28,9 @@ use steward_host::{Event, MemoryStorage, ProcessConfig, ProcessHost, RuntimeHost
 use steward_protocol::{Body, CallRequest, Value};
 use steward_worker::Backoff;
 
+mod common;
+use common::{echo_binary, micros, millis, percentile};
+
 const FRAME: usize = 64;
 const SEQ_CALLS: usize = 20_000;
 const PIPELINE_TIME: Duration = Duration::from_secs(2);
@@ -99,26 +102,6 @@ fn raw_pingpong() -> String {
         micros(percentile(&times, 0.50)),
         micros(percentile(&times, 0.99))
     )
-}
-
-/// The echo runtime next to this example (`target/<profile>/`), built if
-/// missing so that the one `cargo run` command is enough.
-fn echo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("target/<profile>");
-    let echo = profile_dir.join("steward-runtime-echo");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "steward-runtime-echo"]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "building the echo runtime failed");
-    echo
 }
 
 fn host(echo: &PathBuf, restart_delay: Duration) -> ProcessHost {
@@ -250,18 +233,4 @@ async fn crash_to_started(echo: &PathBuf) -> String {
         "workload=crash_to_started lib=steward runs=10 restart_delay_ms=0 median_ms={:.2}",
         millis(percentile(&times, 0.5))
     )
-}
-
-/// The value at rank round(p·n), 1-based, of sorted samples.
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    let rank = (p * sorted.len() as f64 + 0.5) as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
-
-fn micros(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e6
-}
-
-fn millis(d: Duration) -> f64 {
-    d.as_secs_f64() * 1e3
 }
