@@ -112,7 +112,11 @@ async fn run(echo: &std::path::Path, mode: TransitionMode) -> String {
     let mut next_switch = started + SWITCH_EVERY;
     while next_switch < started + RUN {
         tokio::time::sleep_until(next_switch.into()).await;
-        let target = if switches.is_multiple_of(2) { "2.0.0" } else { "1.0.0" };
+        let target = if switches.is_multiple_of(2) {
+            "2.0.0"
+        } else {
+            "1.0.0"
+        };
         let t0 = Instant::now();
         aggregate.set_version(target).await.expect("switch");
         max_switch = max_switch.max(t0.elapsed());

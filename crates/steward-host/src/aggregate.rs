@@ -143,9 +143,16 @@ struct Shared {
     config: AggregateConfig,
     versions: Mutex<BTreeMap<Arc<str>, Version>>,
     active: watch::Sender<Option<Active>>,
-    /// Versions whose events are forwarded besides the active one: a
-    /// version being switched away from, until its `Stopped`.
-    retiring: Mutex<BTreeSet<Arc<str>>>,
+    /// Versions whose events reach subscribers: the active one, a target
+    /// while it starts, and a version being switched away from until its
+    /// final `Stopped` has been forwarded (the forwarder removes it then).
+    /// Decided before events happen, so no event races the decision.
+    forwarded: Mutex<BTreeSet<Arc<str>>>,
+    /// Woken when a forwarder drops a retired version from `forwarded`.
+    retired: Notify,
+    /// Versions started by `set_next_version`: their `Started` went
+    /// unforwarded, so activation announces them.
+    prewarmed: Mutex<BTreeSet<Arc<str>>>,
     events: broadcast::Sender<Event>,
     /// Transitions run one at a time; a second `set_version` waits its turn.
     transition: tokio::sync::Mutex<()>,
@@ -163,6 +170,10 @@ impl Drop for Version {
 }
 
 const EVENT_BUFFER: usize = 256;
+
+/// How long a switch waits for abandoned calls to answer and for the old
+/// version's final `Stopped` to be forwarded.
+const FORWARD_WAIT: Duration = Duration::from_secs(1);
 
 impl Aggregate {
     /// An aggregate of `versions` (at least one; every sub-runtime must have
@@ -185,7 +196,9 @@ impl Aggregate {
                 config,
                 versions: Mutex::new(BTreeMap::new()),
                 active,
-                retiring: Mutex::new(BTreeSet::new()),
+                forwarded: Mutex::new(BTreeSet::new()),
+                retired: Notify::new(),
+                prewarmed: Mutex::new(BTreeSet::new()),
                 events,
                 transition: tokio::sync::Mutex::new(()),
             }),
@@ -307,53 +320,75 @@ impl Aggregate {
         };
         match (self.shared.config.mode, current) {
             (_, None) => {
-                self.start_serving(&next).await?;
-                self.shared.active.send_replace(Some(next));
+                let info = self.start_serving(&next, true).await?;
+                self.activate(next, info);
             }
             (TransitionMode::MakeBeforeBreak, Some(current)) => {
-                self.start_serving(&next).await?;
-                self.retiring().insert(current.version.clone());
-                self.shared.active.send_replace(Some(next));
+                let info = self.start_serving(&next, true).await?;
+                self.activate(next, info);
                 self.retire(current).await;
             }
             (TransitionMode::StopThenStart, Some(current)) => {
-                self.retiring().insert(current.version.clone());
                 self.shared.active.send_replace(None);
                 self.retire(current.clone()).await;
-                if let Err(error) = self.start_serving(&next).await {
-                    warn!(runtime = %self.shared.id, %error, version = %current.version, "new version failed to start; restarting the previous one");
-                    let previous = Active {
-                        calls: Arc::new(InFlight::default()),
-                        ..current
-                    };
-                    if self.start_serving(&previous).await.is_ok() {
-                        self.shared.active.send_replace(Some(previous));
+                match self.start_serving(&next, true).await {
+                    Ok(info) => self.activate(next, info),
+                    Err(error) => {
+                        warn!(runtime = %self.shared.id, %error, version = %current.version, "new version failed to start; restarting the previous one");
+                        let previous = Active {
+                            calls: Arc::new(InFlight::default()),
+                            ..current
+                        };
+                        if let Ok(info) = self.start_serving(&previous, true).await {
+                            self.activate(previous, info);
+                        }
+                        return Err(error);
                     }
-                    return Err(error);
                 }
-                self.shared.active.send_replace(Some(next));
             }
         }
         Ok(())
     }
 
+    /// Routes new calls to `next`; announces it if it was pre-warmed (its
+    /// own `Started` was not forwarded then).
+    fn activate(&self, next: Active, info: RuntimeInfoResponse) {
+        let (version, prewarmed) = (
+            next.version.clone(),
+            self.shared.prewarmed().remove(&next.version),
+        );
+        self.shared.forwarded().insert(version.clone());
+        self.shared.active.send_replace(Some(next));
+        if prewarmed {
+            let _ = self.shared.events.send(Event::Started { version, info });
+        }
+    }
+
     /// Starts `version` ahead of time without making it active, so that a
-    /// later [`set_version`](Self::set_version) to it is instant.
+    /// later [`set_version`](Self::set_version) to it is instant. Waits for
+    /// a transition in progress. Its events are not forwarded until it
+    /// becomes active (then its `Started` is announced).
     pub async fn set_next_version(&self, version: &str) -> Result<(), Error> {
+        let _turn = self.shared.transition.lock().await;
+        if self.active_version().as_deref() == Some(version) {
+            return Ok(());
+        }
         let target = self
             .shared
             .versions()
-            .get(version)
-            .map(|entry| entry.host.clone());
-        let Some(target) = target else {
+            .get_key_value(version)
+            .map(|(v, entry)| (v.clone(), entry.host.clone()));
+        let Some((version, host)) = target else {
             return Err(self.no_such_version(version));
         };
         let next = Active {
-            version: Arc::from(version),
-            host: target,
+            version: version.clone(),
+            host,
             calls: Arc::new(InFlight::default()),
         };
-        self.start_serving(&next).await
+        self.start_serving(&next, false).await?;
+        self.shared.prewarmed().insert(version);
+        Ok(())
     }
 
     /// Like [`RuntimeHost::call`], waiting at most `wait` for a version to
@@ -362,12 +397,14 @@ impl Aggregate {
         let (active, guard) = self.wait_active(wait).await?;
         let abandoned = active.calls.abandoned.clone();
         let result = tokio::select! {
+            // Checked first: once abandoned, the answer is "drained", even
+            // if the stopping sub-runtime has failed the call meanwhile.
             biased;
-            result = active.host.call(body) => result,
             () = abandoned.cancelled() => Err(Error::Drained {
                 runtime: self.shared.id.clone(),
                 version: active.version.clone(),
             }),
+            result = active.host.call(body) => result,
         };
         drop(guard);
         result
@@ -399,8 +436,17 @@ impl Aggregate {
         }
     }
 
-    /// Starts `next` and waits until it serves or fails to start.
-    async fn start_serving(&self, next: &Active) -> Result<(), Error> {
+    /// Starts `next` and waits until it serves or fails to start. With
+    /// `forward`, its events (its `Started`, or why it failed) reach
+    /// subscribers from the start.
+    async fn start_serving(
+        &self,
+        next: &Active,
+        forward: bool,
+    ) -> Result<RuntimeInfoResponse, Error> {
+        if forward {
+            self.shared.forwarded().insert(next.version.clone());
+        }
         let mut events = next.host.watch_events();
         next.host.start()?;
         let failed = async {
@@ -416,7 +462,7 @@ impl Aggregate {
         };
         let outcome = tokio::time::timeout(self.shared.config.start_timeout, async {
             tokio::select! {
-                info = next.host.info() => info.map(drop),
+                info = next.host.info() => info,
                 error = failed => Err(Error::FailedToStart {
                     runtime: self.shared.id.clone(),
                     version: next.version.clone(),
@@ -434,14 +480,15 @@ impl Aggregate {
         });
         if result.is_err() {
             bounded_stop(&next.host, self.shared.config.stop_timeout).await;
+            self.shared.forwarded().remove(&next.version);
         }
         result
     }
 
-    /// Drains the old version's calls (bounded), abandons the rest, and
-    /// stops it (bounded).
+    /// Drains the old version's calls (bounded), abandons the rest, stops
+    /// it (bounded), and waits until its final `Stopped` was forwarded.
     async fn retire(&self, old: Active) {
-        let drained = tokio::time::timeout(self.shared.config.drain_timeout, async {
+        let all_done = || async {
             loop {
                 let idle = old.calls.idle.notified();
                 if old.calls.count.load(Ordering::SeqCst) == 0 {
@@ -449,9 +496,11 @@ impl Aggregate {
                 }
                 idle.await;
             }
-        })
-        .await;
-        if drained.is_err() {
+        };
+        if tokio::time::timeout(self.shared.config.drain_timeout, all_done())
+            .await
+            .is_err()
+        {
             warn!(
                 runtime = %self.shared.id,
                 version = %old.version,
@@ -459,10 +508,25 @@ impl Aggregate {
                 "calls still running after the drain timeout; abandoning them"
             );
             old.calls.abandoned.cancel();
+            // Let them answer "drained" before their runtime goes away.
+            let _ = tokio::time::timeout(FORWARD_WAIT, all_done()).await;
         }
         bounded_stop(&old.host, self.shared.config.stop_timeout).await;
-        // Its final `Stopped` has been forwarded (or never will be).
-        self.retiring().remove(&old.version);
+        // `stop` has returned, so its `Stopped` (if any) is on its way:
+        // give the forwarder a moment to pass it on.
+        let forwarded = tokio::time::timeout(FORWARD_WAIT, async {
+            loop {
+                let retired = self.shared.retired.notified();
+                if !self.shared.forwarded().contains(&old.version) {
+                    return;
+                }
+                retired.await;
+            }
+        })
+        .await;
+        if forwarded.is_err() {
+            self.shared.forwarded().remove(&old.version);
+        }
     }
 
     fn no_such_version(&self, version: &str) -> Error {
@@ -471,13 +535,6 @@ impl Aggregate {
             version: Arc::from(version),
             known: self.versions().join(", "),
         }
-    }
-
-    fn retiring(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
-        self.shared
-            .retiring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn active(&self) -> Result<Active, Error> {
@@ -495,6 +552,18 @@ impl Shared {
     fn versions(&self) -> MutexGuard<'_, BTreeMap<Arc<str>, Version>> {
         self.versions.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn forwarded(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
+        self.forwarded
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn prewarmed(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
+        self.prewarmed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Stops `host`, giving up waiting after `timeout` (the sub-runtime keeps
@@ -510,7 +579,8 @@ async fn bounded_stop(host: &Arc<dyn RuntimeHost>, timeout: Duration) {
 }
 
 /// Copies one version's events to the aggregate's subscribers while that
-/// version is active (or retiring, until its `Stopped`).
+/// version is in the forwarded set; drops a retired version from the set
+/// once its final `Stopped` went through.
 async fn forward_events(
     shared: std::sync::Weak<Shared>,
     version: Arc<str>,
@@ -528,19 +598,20 @@ async fn forward_events(
         let Some(shared) = shared.upgrade() else {
             return;
         };
+        if !shared.forwarded().contains(&version) {
+            continue;
+        }
+        let stopped = matches!(event, Event::Stopped { .. });
+        // No subscriber is not an error.
+        let _ = shared.events.send(event);
         let active = shared
             .active
             .borrow()
             .as_ref()
             .is_some_and(|a| a.version == version);
-        let retiring = shared
-            .retiring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .contains(&version);
-        if active || retiring {
-            // No subscriber is not an error.
-            let _ = shared.events.send(event);
+        if stopped && !active {
+            shared.forwarded().remove(&version);
+            shared.retired.notify_waiters();
         }
     }
 }
@@ -575,6 +646,9 @@ impl RuntimeHost for Aggregate {
 
     fn stop(&self) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            // Not in the middle of a switch: it would stop the old version
+            // and leave the new one running.
+            let _turn = self.shared.transition.lock().await;
             let active = self.shared.active.borrow().clone();
             if let Some(active) = active {
                 bounded_stop(&active.host, self.shared.config.stop_timeout).await;
