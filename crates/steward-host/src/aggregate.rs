@@ -131,8 +131,25 @@ impl Drop for CallGuard {
 
 /// Several versions of one runtime, one of them active.
 ///
-/// A cheap handle; clones share everything. See the [module docs](self)
-/// for how switches work.
+/// A cheap handle; clones share everything.
+///
+/// Calls go to the active version. A switch ([`set_version`](Self::set_version))
+/// runs under one async lock, so switches never overlap, while calls only
+/// read the active version — no call waits for a switch, and no lock is
+/// held across an `.await` into a sub-runtime.
+///
+/// - **Make-before-break** (the default): start the target, wait until it
+///   serves, route new calls to it, let the old version's calls in flight
+///   finish (bounded by `drain_timeout`, then they fail with
+///   [`Error::Drained`]), stop the old version. No call fails because of a
+///   switch.
+/// - **Stop-then-start** (the seed's order, for runtimes that must never
+///   run twice at once): stop the old version, start the new one; calls in
+///   the gap wait for the new version within their deadline.
+///
+/// Subscribers of [`watch_events`](RuntimeHost::watch_events) see the
+/// active version's events (each carries its version), the target's while
+/// it starts, and the old version's final `Stopped`.
 #[derive(Clone)]
 pub struct Aggregate {
     shared: Arc<Shared>,
@@ -281,7 +298,7 @@ impl Aggregate {
             .map(|active| active.version.to_string())
     }
 
-    /// Makes `version` the active one (see the [module docs](self)).
+    /// Makes `version` the active one (see [`Aggregate`] for the two modes).
     ///
     /// Nothing happens if it is already active. An unknown version gives
     /// [`Error::NoSuchVersion`] (see [`OnUnknownVersion`]). If the target
