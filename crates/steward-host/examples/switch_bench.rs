@@ -10,6 +10,11 @@
 //! failed calls, call latency p50/p99/max, the number of switches, the
 //! longest switch, and the longest window in which no call completed
 //! (`max_gap_ms`, over the whole run, so it bounds every switch's gap).
+//!
+//! `BENCH_THREADS=N` sets the host's tokio worker threads (default: one per
+//! core). With the default, the host's workers and the echo process share
+//! 2 cores, and the OS scheduler alone makes windows of a few ms without a
+//! completed call, switch or no switch.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -29,10 +34,15 @@ const RUN: Duration = Duration::from_secs(10);
 const SWITCH_EVERY: Duration = Duration::from_millis(500);
 
 fn main() {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Ok(threads) = std::env::var("BENCH_THREADS") {
+        builder.worker_threads(
+            threads
+                .parse()
+                .expect("BENCH_THREADS must be a positive integer"),
+        );
+    }
+    let runtime = builder.enable_all().build().expect("tokio runtime");
     runtime
         .block_on(runtime.spawn(async {
             let echo = echo_binary();
