@@ -181,6 +181,29 @@ fn unexpected(request: &'static str, got: &Body) -> Error {
     })
 }
 
+/// The error code of [`decode_args`]: arguments without the expected shape.
+pub const CODE_BAD_ARGS: u32 = 400;
+
+/// A call's arguments as `T`, or the error answer (module `module`, code
+/// [`CODE_BAD_ARGS`]) naming the method and what does not fit.
+pub fn decode_args<T: serde::de::DeserializeOwned>(
+    module: &str,
+    method: &str,
+    args: &Value,
+) -> Result<T, ErrorBody> {
+    args.decode()
+        .map_err(|e| ErrorBody::new(module, CODE_BAD_ARGS, format!("{method}: {e}")))
+}
+
+/// A call's result encoded as a [`Value`], or an internal-error answer.
+pub fn encode_result<T: serde::Serialize + ?Sized>(
+    module: &str,
+    result: &T,
+) -> Result<Value, ErrorBody> {
+    Value::encode(result)
+        .map_err(|e| ErrorBody::new(module, ErrorBody::CODE_INTERNAL, e.to_string()))
+}
+
 /// A whole runtime `main`: logs to stderr (which the host copies into its
 /// own log, tagged with the runtime's id and version; filter with
 /// `RUST_LOG`), serves `runtime` on a single-threaded tokio runtime (a

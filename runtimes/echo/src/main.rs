@@ -17,7 +17,10 @@ use std::time::Duration;
 
 use clap::Parser;
 use serde::Deserialize;
-use steward_runtime::{CallContext, ErrorBody, Runtime, Value};
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value, decode_args, encode_result};
+
+/// The `module` of this runtime's error answers.
+const MODULE: &str = "echo";
 
 #[derive(Parser)]
 #[command(about = "Example Steward runtime: echo (started by the Steward host)")]
@@ -32,7 +35,6 @@ struct Echo {
 }
 
 /// Error codes of module `echo`.
-const CODE_BAD_ARGS: u32 = 400;
 const CODE_NO_METHOD: u32 = 404;
 const CODE_ABORTED: u32 = ErrorBody::CODE_ABORTED;
 
@@ -61,16 +63,6 @@ impl serde::Serialize for ByteString {
     }
 }
 
-fn args<T: serde::de::DeserializeOwned>(method: &str, args: &Value) -> Result<T, ErrorBody> {
-    args.decode()
-        .map_err(|e| ErrorBody::new("echo", CODE_BAD_ARGS, format!("{method}: {e}")))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
-    Value::encode(value)
-        .map_err(|e| ErrorBody::new("echo", ErrorBody::CODE_INTERNAL, e.to_string()))
-}
-
 impl Runtime for Echo {
     fn version(&self) -> String {
         self.version.clone()
@@ -84,30 +76,30 @@ impl Runtime for Echo {
     ) -> Result<Value, ErrorBody> {
         match method {
             "echo" => Ok(input),
-            "version" => encode(&self.version),
+            "version" => encode_result(MODULE, &self.version),
             "sleep" => {
-                let Sleep { ms } = args(method, &input)?;
+                let Sleep { ms } = decode_args(MODULE, method, &input)?;
                 tokio::select! {
                     () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Value::null()),
                     () = ctx.aborted().cancelled() => {
-                        Err(ErrorBody::new("echo", CODE_ABORTED, "sleep aborted by the host"))
+                        Err(ErrorBody::new(MODULE, CODE_ABORTED, "sleep aborted by the host"))
                     }
                 }
             }
             "fail" => {
-                let Fail { code, message } = args(method, &input)?;
-                Err(ErrorBody::new("echo", code, message))
+                let Fail { code, message } = decode_args(MODULE, method, &input)?;
+                Err(ErrorBody::new(MODULE, code, message))
             }
             "crash" => {
                 tracing::warn!("crashing on request");
                 std::process::exit(101);
             }
             "big" => {
-                let Big { bytes } = args(method, &input)?;
-                encode(&ByteString(vec![0xab; bytes]))
+                let Big { bytes } = decode_args(MODULE, method, &input)?;
+                encode_result(MODULE, &ByteString(vec![0xab; bytes]))
             }
             other => Err(ErrorBody::new(
-                "echo",
+                MODULE,
                 CODE_NO_METHOD,
                 format!("no method {other:?}; try echo, version, sleep, fail, crash or big"),
             )),

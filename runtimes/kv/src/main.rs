@@ -13,7 +13,10 @@
 
 use clap::Parser;
 use serde::Deserialize;
-use steward_runtime::{CallContext, ErrorBody, Runtime, Value};
+use steward_runtime::{CallContext, ErrorBody, Runtime, Value, decode_args, encode_result};
+
+/// The `module` of this runtime's error answers.
+const MODULE: &str = "kv";
 
 #[derive(Parser)]
 #[command(about = "Example Steward runtime: kv (started by the Steward host)")]
@@ -27,7 +30,6 @@ struct Kv {
     version: String,
 }
 
-const CODE_BAD_ARGS: u32 = 400;
 const CODE_NO_METHOD: u32 = 404;
 const CODE_STORAGE: u32 = 503;
 
@@ -44,17 +46,8 @@ struct Put {
     key: String,
 }
 
-fn args<T: serde::de::DeserializeOwned>(method: &str, args: &Value) -> Result<T, ErrorBody> {
-    args.decode()
-        .map_err(|e| ErrorBody::new("kv", CODE_BAD_ARGS, format!("{method}: {e}")))
-}
-
 fn storage_error(error: steward_runtime::Error) -> ErrorBody {
-    ErrorBody::new("kv", CODE_STORAGE, format!("host storage: {error}"))
-}
-
-fn encode<T: serde::Serialize>(value: &T) -> Result<Value, ErrorBody> {
-    Value::encode(value).map_err(|e| ErrorBody::new("kv", ErrorBody::CODE_INTERNAL, e.to_string()))
+    ErrorBody::new(MODULE, CODE_STORAGE, format!("host storage: {error}"))
 }
 
 impl Runtime for Kv {
@@ -71,7 +64,7 @@ impl Runtime for Kv {
         let storage = ctx.storage();
         match method {
             "put" => {
-                let Put { key } = args(method, &input)?;
+                let Put { key } = decode_args(MODULE, method, &input)?;
                 // Store the value's CBOR as it came, without re-encoding.
                 let value = extract_value(&input)?;
                 storage
@@ -81,7 +74,7 @@ impl Runtime for Kv {
                 Ok(Value::null())
             }
             "get" => {
-                let Key { key } = args(method, &input)?;
+                let Key { key } = decode_args(MODULE, method, &input)?;
                 let found = storage
                     .get(&format!("{PREFIX}{key}"))
                     .await
@@ -89,7 +82,7 @@ impl Runtime for Kv {
                 Ok(found.unwrap_or_else(Value::null))
             }
             "delete" => {
-                let Key { key } = args(method, &input)?;
+                let Key { key } = decode_args(MODULE, method, &input)?;
                 storage
                     .delete(&format!("{PREFIX}{key}"))
                     .await
@@ -99,11 +92,11 @@ impl Runtime for Kv {
             "list" => {
                 let keys = storage.list(PREFIX).await.map_err(storage_error)?;
                 let keys: Vec<&str> = keys.iter().filter_map(|k| k.strip_prefix(PREFIX)).collect();
-                encode(&keys)
+                encode_result(MODULE, &keys)
             }
-            "version" => encode(&self.version),
+            "version" => encode_result(MODULE, &self.version),
             other => Err(ErrorBody::new(
-                "kv",
+                MODULE,
                 CODE_NO_METHOD,
                 format!("no method {other:?}; try put, get, delete, list or version"),
             )),
@@ -115,8 +108,14 @@ impl Runtime for Kv {
 fn extract_value(input: &Value) -> Result<Value, ErrorBody> {
     input
         .field("value")
-        .map_err(|e| ErrorBody::new("kv", CODE_BAD_ARGS, format!("put: {e}")))?
-        .ok_or_else(|| ErrorBody::new("kv", CODE_BAD_ARGS, "put: missing field `value`"))
+        .map_err(|e| ErrorBody::new(MODULE, steward_runtime::CODE_BAD_ARGS, format!("put: {e}")))?
+        .ok_or_else(|| {
+            ErrorBody::new(
+                MODULE,
+                steward_runtime::CODE_BAD_ARGS,
+                "put: missing field `value`",
+            )
+        })
 }
 
 fn main() -> std::process::ExitCode {
