@@ -314,12 +314,7 @@ impl Aggregate {
         {
             return Ok(());
         }
-        let target = self
-            .shared
-            .versions()
-            .get_key_value(version)
-            .map(|(v, entry)| (v.clone(), entry.host.clone()));
-        let Some((target_version, target)) = target else {
+        let Some(next) = self.candidate(version) else {
             if self.shared.config.on_unknown_version == OnUnknownVersion::StopActive
                 && let Some(current) = current
             {
@@ -329,12 +324,7 @@ impl Aggregate {
             }
             return Err(self.no_such_version(version));
         };
-        info!(runtime = %self.shared.id, from = ?current.as_ref().map(|a| &a.version), to = %target_version, mode = ?self.shared.config.mode, "switching version");
-        let next = Active {
-            version: target_version,
-            host: target,
-            calls: Arc::new(InFlight::default()),
-        };
+        info!(runtime = %self.shared.id, from = ?current.as_ref().map(|a| &a.version), to = %next.version, mode = ?self.shared.config.mode, "switching version");
         match (self.shared.config.mode, current) {
             (_, None) => {
                 let info = self.start_serving(&next, true).await?;
@@ -390,21 +380,11 @@ impl Aggregate {
         if self.active_version().as_deref() == Some(version) {
             return Ok(());
         }
-        let target = self
-            .shared
-            .versions()
-            .get_key_value(version)
-            .map(|(v, entry)| (v.clone(), entry.host.clone()));
-        let Some((version, host)) = target else {
+        let Some(next) = self.candidate(version) else {
             return Err(self.no_such_version(version));
         };
-        let next = Active {
-            version: version.clone(),
-            host,
-            calls: Arc::new(InFlight::default()),
-        };
         self.start_serving(&next, false).await?;
-        self.shared.prewarmed().insert(version);
+        self.shared.prewarmed().insert(next.version);
         Ok(())
     }
 
@@ -544,6 +524,17 @@ impl Aggregate {
         if forwarded.is_err() {
             self.shared.forwarded().remove(&old.version);
         }
+    }
+
+    /// `version` as a (not yet active) switch target, if it exists.
+    fn candidate(&self, version: &str) -> Option<Active> {
+        let versions = self.shared.versions();
+        let (version, entry) = versions.get_key_value(version)?;
+        Some(Active {
+            version: version.clone(),
+            host: entry.host.clone(),
+            calls: Arc::new(InFlight::default()),
+        })
     }
 
     fn no_such_version(&self, version: &str) -> Error {
