@@ -661,6 +661,24 @@ impl RuntimeHost for Aggregate {
             if let Some(active) = active {
                 bounded_stop(&active.host, self.shared.config.stop_timeout).await;
             }
+            // Then every other version: a pre-warmed one (`set_next_version`)
+            // or a target whose switch was cancelled may still run, and
+            // "stopped for good" must leave no process behind. Stopping a
+            // version that never started returns at once.
+            let others: Vec<_> = self
+                .shared
+                .versions()
+                .values()
+                .map(|version| version.host.clone())
+                .collect();
+            let stops = others.iter().map(|host| {
+                let host = host.clone();
+                let timeout = self.shared.config.stop_timeout;
+                tokio::spawn(async move { bounded_stop(&host, timeout).await })
+            });
+            for stop in stops.collect::<Vec<_>>() {
+                let _ = stop.await;
+            }
         })
     }
 }

@@ -782,7 +782,31 @@ async fn start_and_stop_drive_the_active_version_idempotently() {
     assert_eq!(a.starts(), 2, "start is not idempotent");
     a.wait_state(State::Started).await;
     assert_eq!(call(&agg).await, "1");
-    assert_eq!((b.start_calls(), b.stop_calls()), (0, 0));
+    // `stop` also asks the other versions (in case one was pre-warmed),
+    // which for a version that never started changes nothing.
+    assert_eq!((b.start_calls(), b.stops()), (0, 0));
+}
+
+/// `stop()` is "for good": a pre-warmed version stops too, not only the
+/// active one, so no process outlives the aggregate.
+#[tokio::test(start_paused = true)]
+async fn stop_also_stops_a_prewarmed_version() {
+    let log = Log::default();
+    let a = FakeRuntime::new("1", &log);
+    let b = FakeRuntime::new("2", &log);
+    let agg = aggregate(&[&a, &b], AggregateConfig::default());
+    agg.set_version("1").await.unwrap();
+    agg.set_next_version("2").await.unwrap();
+    assert_eq!(b.state(), State::Started);
+
+    agg.stop().await;
+    assert_eq!(a.state(), State::Stopped);
+    assert_eq!(
+        b.state(),
+        State::Stopped,
+        "the pre-warmed version kept running"
+    );
+    assert_eq!(agg.active_version().as_deref(), Some("1"));
 }
 
 /// `abort(force)` and `info()` go to the active version.

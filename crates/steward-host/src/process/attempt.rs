@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
-use tracing::{info, warn};
+use tracing::{Instrument, info, warn};
 
 use super::ProcessConfig;
 use super::group::ProcessGroup;
@@ -213,13 +213,17 @@ fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
 fn forward_output(stream: Option<impl AsyncRead + Unpin + Send + 'static>, name: &'static str) {
     let Some(stream) = stream else { return };
     let span = tracing::Span::current();
-    tokio::spawn(async move {
-        let _entered = span.enter();
-        let mut lines = BufReader::new(stream).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            info!(stream = name, "{line}");
+    // `instrument`, not `span.enter()`: an entered guard held across an
+    // await leaks the span into whatever else the thread polls meanwhile.
+    tokio::spawn(
+        async move {
+            let mut lines = BufReader::new(stream).lines();
+            while let Ok(Some(line)) = lines.next_line().await {
+                info!(stream = name, "{line}");
+            }
         }
-    });
+        .instrument(span),
+    );
 }
 
 /// Serves the runtime's host storage requests, in its namespace.

@@ -260,7 +260,9 @@ impl RuntimeHost for ProcessHost {
         self.shared.phase.send_replace(Phase::Starting);
         let shared = self.shared.clone();
         let span =
-            info_span!("runtime", id = %shared.config.runtime_id, version = %shared.config.version);
+            // A root span: a runtime's logs belong to the runtime, not to
+            // whichever task happened to start it.
+            info_span!(parent: None, "runtime", id = %shared.config.runtime_id, version = %shared.config.version);
         *supervisor = Some(SimpleWorker::spawn(move |stop: CancellationToken| {
             async move {
                 supervise(&shared, stop).await;

@@ -1,0 +1,141 @@
+//! Every error the API answers, as one JSON shape with a fitting status:
+//! `{"error": {"module": "...", "code": N, "message": "..."}}`.
+//!
+//! Errors of the agent itself have module `steward` and the HTTP status as
+//! their code; a runtime's own errors keep the runtime's module and code.
+//! This module must never log or retry: it only translates.
+
+use axum::Json;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use steward_protocol::ErrorBody;
+
+use super::types::{ErrorDetail, ErrorResponse};
+
+/// The module of errors raised by the agent itself.
+pub const MODULE: &str = "steward";
+
+/// An error answer.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// The error body.
+    pub detail: ErrorDetail,
+}
+
+impl ApiError {
+    /// An error of the agent itself.
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            detail: ErrorDetail {
+                module: MODULE.to_owned(),
+                code: u32::from(status.as_u16()),
+                message: message.into(),
+            },
+        }
+    }
+
+    /// 404 for a runtime id the config does not have.
+    pub fn no_runtime(id: &str) -> Self {
+        Self::new(
+            StatusCode::NOT_FOUND,
+            format!("no runtime {id:?}; `GET /v1/runtimes` lists them"),
+        )
+    }
+
+    /// An error a runtime answered, with the status that fits its code.
+    pub fn from_runtime(body: ErrorBody) -> Self {
+        let status = status_of_runtime_code(body.code);
+        Self {
+            status,
+            detail: ErrorDetail {
+                module: body.module,
+                code: body.code,
+                message: body.message,
+            },
+        }
+    }
+
+    /// A failure of the host (not of the runtime's own logic).
+    pub fn from_host(error: steward_host::Error) -> Self {
+        use steward_host::Error as Host;
+        match error {
+            Host::Protocol(steward_protocol::Error::Remote(body)) => Self::from_runtime(body),
+            Host::NoSuchVersion { .. } => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            Host::NoActiveVersion { .. }
+            | Host::Stopped { .. }
+            | Host::FailedToStart { .. }
+            | Host::Drained { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+            Host::Lost { .. } | Host::Protocol(_) => {
+                Self::new(StatusCode::BAD_GATEWAY, error.to_string())
+            }
+            other => Self::new(StatusCode::INTERNAL_SERVER_ERROR, other.to_string()),
+        }
+    }
+}
+
+/// The HTTP status for a runtime's error code: codes that are HTTP error
+/// statuses (400–599) are used as they are, which is the convention the
+/// example runtimes follow; the protocol's own codes map to their meaning;
+/// any other code is the runtime's business and reads as a plain failure.
+pub fn status_of_runtime_code(code: u32) -> StatusCode {
+    match code {
+        400..=599 => u16::try_from(code)
+            .ok()
+            .and_then(|code| StatusCode::from_u16(code).ok())
+            .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        ErrorBody::CODE_UNSUPPORTED => StatusCode::NOT_IMPLEMENTED,
+        ErrorBody::CODE_NOT_READY => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorBody::CODE_ABORTED => StatusCode::CONFLICT,
+        ErrorBody::CODE_BUSY => StatusCode::TOO_MANY_REQUESTS,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(ErrorResponse { error: self.detail })).into_response()
+    }
+}
+
+/// A JSON request body whose every failure is an [`ApiError`]: too large
+/// → 413, not JSON or the wrong shape → 400 naming the problem. Unlike
+/// axum's `Json` it does not insist on a `Content-Type` (so `curl -d`
+/// works), and an empty body reads as `{}` (so optional bodies can be
+/// left out).
+pub struct JsonBody<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|rejection| {
+                let status = rejection.status();
+                if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::new(status, "request body is larger than the agent accepts (see `steward run --max-request-bytes`)")
+                } else {
+                    ApiError::new(status, rejection.body_text())
+                }
+            })?;
+        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+            b"{}"
+        } else {
+            &bytes
+        };
+        serde_json::from_slice(bytes)
+            .map(JsonBody)
+            .map_err(|error| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid JSON request body: {error}"),
+                )
+            })
+    }
+}

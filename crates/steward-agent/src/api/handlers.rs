@@ -1,0 +1,302 @@
+//! The API's request handlers: look the runtime up, do one thing, answer
+//! JSON. Switches go through desired state (see `runtimes`), never
+//! straight to the aggregate.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use steward_host::{RuntimeHost, TransitionMode};
+use steward_protocol::{Body, CallRequest as WireCall, CallResponse as WireResult};
+
+use super::AppState;
+use super::error::{ApiError, JsonBody};
+use super::types::{
+    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, RuntimeDetail, RuntimeInfo,
+    RuntimeList, RuntimeSummary, VersionRequest, VersionResponse,
+};
+use crate::json;
+use crate::metrics;
+use crate::runtimes::{Hosted, RuntimeStatus};
+
+/// How long `PUT …/version` waits for the switch before answering 504
+/// (the switch itself goes on).
+const SWITCH_WAIT: Duration = Duration::from_secs(120);
+
+pub(super) async fn health() -> Json<Health> {
+    Json(Health {
+        status: "ok".to_owned(),
+    })
+}
+
+pub(super) async fn metrics(State(state): State<AppState>) -> Response {
+    match &state.api.prometheus {
+        Some(handle) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics are not available: another metrics recorder is installed in this process",
+        )
+        .into_response(),
+    }
+}
+
+fn lookup(state: &AppState, id: &str) -> Result<Arc<Hosted>, ApiError> {
+    state
+        .api
+        .registry
+        .get(id)
+        .ok_or_else(|| ApiError::no_runtime(id))
+}
+
+fn summary(hosted: &Hosted, status: &RuntimeStatus, desired: Option<String>) -> RuntimeSummary {
+    RuntimeSummary {
+        id: hosted.id.clone(),
+        active_version: hosted.active_version(),
+        desired_version: desired,
+        versions: hosted.config().version_names(),
+        state: serde_json::to_value(status.state)
+            .ok()
+            .and_then(|state| state.as_str().map(str::to_owned))
+            .unwrap_or_default(),
+    }
+}
+
+fn store_error(error: steward_store::Error) -> ApiError {
+    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeList>, ApiError> {
+    let mut desired = state
+        .api
+        .store
+        .desired_versions()
+        .await
+        .map_err(store_error)?;
+    let runtimes = state
+        .api
+        .registry
+        .all()
+        .iter()
+        .map(|hosted| summary(hosted, &hosted.status(), desired.remove(&hosted.id)))
+        .collect();
+    Ok(Json(RuntimeList { runtimes }))
+}
+
+pub(super) async fn detail(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<RuntimeDetail>, ApiError> {
+    let hosted = lookup(&state, &id)?;
+    let desired = state
+        .api
+        .store
+        .desired_version(&id)
+        .await
+        .map_err(store_error)?;
+    let status = hosted.status();
+    let config = hosted.config();
+    Ok(Json(RuntimeDetail {
+        summary: summary(&hosted, &status, desired),
+        transition: match config.transition {
+            TransitionMode::MakeBeforeBreak => "make-before-break",
+            TransitionMode::StopThenStart => "stop-then-start",
+        }
+        .to_owned(),
+        call_timeout_ms: u64::try_from(config.call_timeout.as_millis()).unwrap_or(u64::MAX),
+        info: status.info.as_ref().map(|info| RuntimeInfo {
+            protocol_version: format!(
+                "{}.{}",
+                info.protocol_version.major, info.protocol_version.minor
+            ),
+            runtime_version: info.runtime_version.clone(),
+            features: info.features.clone(),
+        }),
+        restarts: status.restarts,
+        last_error: status.last_error.clone(),
+        started_at: status
+            .started_at
+            .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+    }))
+}
+
+pub(super) async fn call(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<CallRequest>,
+) -> Result<Json<CallResponse>, ApiError> {
+    let hosted = lookup(&state, &id)?;
+    let args = json::from_json(&request.args)
+        .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
+    let aggregate = hosted.aggregate().ok_or_else(|| not_running(&hosted))?;
+    let deadline = hosted.config().call_timeout;
+    let version = aggregate.active_version().unwrap_or_default();
+    let started = Instant::now();
+    let body = Body::RuntimeCallRequest(WireCall {
+        method: request.method,
+        args,
+    });
+    let answer = tokio::time::timeout(deadline, aggregate.call_within(body, deadline)).await;
+    let result = match answer {
+        Ok(Ok(Body::RuntimeCallResponse(WireResult { result }))) => json::to_json(&result)
+            .map_err(|message| ApiError::new(StatusCode::BAD_GATEWAY, message)),
+        Ok(Ok(other)) => Err(ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            format!("runtime {id} answered a call with {other:?} instead of a call response"),
+        )),
+        Ok(Err(error)) => Err(ApiError::from_host(error)),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "runtime {id} did not answer within its call timeout ({}); raise `call-timeout` in the config if that is expected",
+                humantime::format_duration(deadline)
+            ),
+        )),
+    };
+    let error = result
+        .as_ref()
+        .err()
+        .map(|error| (error.detail.module.as_str(), error.detail.code));
+    metrics::record_call(&id, &version, started.elapsed(), error);
+    result.map(|result| Json(CallResponse { result }))
+}
+
+fn not_running(hosted: &Hosted) -> ApiError {
+    let status = hosted.status();
+    let mut message = format!("runtime {} is not running", hosted.id);
+    if let Some(error) = status.last_error {
+        message.push_str(&format!(" (last error: {error})"));
+    }
+    message.push_str("; it is restarted automatically");
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
+}
+
+pub(super) async fn set_version(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<VersionRequest>,
+) -> Result<Json<VersionResponse>, ApiError> {
+    let hosted = lookup(&state, &id)?;
+    let version = request.version;
+    let config = hosted.config();
+    if config.version(&version).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!(
+                "runtime {id} has no version {version:?} (known: {})",
+                config.version_names().join(", ")
+            ),
+        ));
+    }
+    if hosted.aggregate().is_none() {
+        return Err(not_running(&hosted));
+    }
+    let previous = hosted.active_version();
+    if previous.as_deref() == Some(version.as_str()) {
+        // Already there; make sure desired state says so too.
+        state
+            .api
+            .store
+            .set_desired_version(&id, &version)
+            .await
+            .map_err(store_error)?;
+        return Ok(Json(VersionResponse {
+            id,
+            version,
+            previous,
+        }));
+    }
+    let mut outcomes = hosted.outcomes();
+    let seen = outcomes.borrow_and_update().generation;
+    state
+        .api
+        .store
+        .set_desired_version(&id, &version)
+        .await
+        .map_err(store_error)?;
+    let waited = tokio::time::timeout(SWITCH_WAIT, async {
+        loop {
+            if outcomes.changed().await.is_err() {
+                return Err(ApiError::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    format!("runtime {id} stopped before the switch to {version} finished"),
+                ));
+            }
+            let outcome = outcomes.borrow_and_update().clone();
+            if outcome.generation <= seen {
+                continue;
+            }
+            if outcome.version == version {
+                return Ok(outcome);
+            }
+            // A switch to another version finished first: ours is next,
+            // unless a later request replaced it.
+            let desired = state
+                .api
+                .store
+                .desired_version(&id)
+                .await
+                .map_err(store_error)?;
+            if desired.as_deref() != Some(version.as_str()) {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "the switch of runtime {id} to {version} was superseded by a request for {}",
+                        desired.as_deref().unwrap_or("no version")
+                    ),
+                ));
+            }
+        }
+    })
+    .await;
+    match waited {
+        Ok(Ok(outcome)) => match outcome.error {
+            None => Ok(Json(VersionResponse {
+                id,
+                version,
+                previous,
+            })),
+            Some(error) => Err(ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "switching runtime {id} to {version} failed, {} stays active: {error}",
+                    previous.as_deref().unwrap_or("no version")
+                ),
+            )),
+        },
+        Ok(Err(error)) => Err(error),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the switch of runtime {id} to {version} did not finish within {}; it goes on in the background (see `steward status`)",
+                humantime::format_duration(SWITCH_WAIT)
+            ),
+        )),
+    }
+}
+
+pub(super) async fn abort(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<AbortRequest>,
+) -> Result<Json<AbortResponse>, ApiError> {
+    let hosted = lookup(&state, &id)?;
+    let aggregate = hosted.aggregate().ok_or_else(|| not_running(&hosted))?;
+    aggregate
+        .abort(request.force)
+        .await
+        .map_err(ApiError::from_host)?;
+    Ok(Json(AbortResponse {
+        id,
+        force: request.force,
+    }))
+}

@@ -1,0 +1,62 @@
+//! `GET /v1/events`: the agent's events as server-sent events, one JSON
+//! [`AgentEvent`](crate::events::AgentEvent) per `data:` line, optionally
+//! for one runtime. A reader that falls behind gets an `event: lagged`
+//! message saying how many events it missed, then carries on. Streams end
+//! when the server shuts down, so they never hold a shutdown up.
+
+use std::convert::Infallible;
+
+use axum::extract::{Query, State};
+use axum::response::sse::{Event, KeepAlive, Sse};
+use futures_util::Stream;
+use serde::Deserialize;
+use tokio::sync::broadcast::error::RecvError;
+
+use super::AppState;
+use super::error::ApiError;
+
+#[derive(Debug, Deserialize)]
+pub(super) struct Filter {
+    runtime: Option<String>,
+}
+
+pub(super) async fn events(
+    State(state): State<AppState>,
+    Query(filter): Query<Filter>,
+) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+    if let Some(id) = &filter.runtime
+        && state.api.registry.get(id).is_none()
+    {
+        return Err(ApiError::no_runtime(id));
+    }
+    let receiver = state.api.events.subscribe();
+    let shutdown = state.shutdown.clone();
+    let stream = futures_util::stream::unfold(
+        (receiver, shutdown, filter.runtime),
+        |(mut receiver, shutdown, runtime)| async move {
+            loop {
+                let received = tokio::select! {
+                    () = shutdown.cancelled() => return None,
+                    received = receiver.recv() => received,
+                };
+                let event = match received {
+                    Ok(event) => {
+                        if runtime.as_ref().is_some_and(|id| *id != event.runtime) {
+                            continue;
+                        }
+                        match Event::default().json_data(&event) {
+                            Ok(sse) => sse,
+                            Err(_) => continue,
+                        }
+                    }
+                    Err(RecvError::Lagged(missed)) => Event::default()
+                        .event("lagged")
+                        .data(format!("{{\"missed\":{missed}}}")),
+                    Err(RecvError::Closed) => return None,
+                };
+                return Some((Ok(event), (receiver, shutdown, runtime)));
+            }
+        },
+    );
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}

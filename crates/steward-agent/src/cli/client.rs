@@ -1,0 +1,468 @@
+//! The client commands: one HTTP request each (two for `status`), output
+//! for people or, with `--json`, for programs. This module must never
+//! print a multi-line error: failures are one [`ClientError`] line.
+
+use std::fmt;
+use std::path::Path;
+
+use futures_util::StreamExt;
+use reqwest::{Method, StatusCode};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::api::types::{
+    AbortResponse, CallResponse, ErrorResponse, RuntimeDetail, RuntimeList, VersionResponse,
+};
+use crate::events::AgentEvent;
+
+/// Why a client command failed.
+#[derive(Debug)]
+pub(super) enum ClientError {
+    /// Bad arguments (exit status 2).
+    Usage(String),
+    /// The agent could not be reached.
+    Unreachable { api: String, reason: String },
+    /// The agent answered with an error.
+    Api {
+        status: StatusCode,
+        error: ErrorResponse,
+    },
+    /// Anything else (an unreadable answer, a broken stream).
+    Other(String),
+}
+
+impl ClientError {
+    pub(super) fn exit_status(&self) -> u8 {
+        match self {
+            ClientError::Usage(_) => 2,
+            _ => 1,
+        }
+    }
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ClientError::Usage(message) | ClientError::Other(message) => f.write_str(message),
+            ClientError::Unreachable { api, reason } => write!(
+                f,
+                "cannot reach the steward API at {api} ({reason}); is `steward run` running? (set --api or STEWARD_API)"
+            ),
+            ClientError::Api { status, error } => {
+                let detail = &error.error;
+                if detail.module == crate::api::MODULE {
+                    write!(f, "{} ({})", detail.message, status.as_u16())
+                } else {
+                    write!(
+                        f,
+                        "{} error {}: {} ({})",
+                        detail.module,
+                        detail.code,
+                        detail.message,
+                        status.as_u16()
+                    )
+                }
+            }
+        }
+    }
+}
+
+/// A connection to one agent's API.
+pub(super) struct Client {
+    base: String,
+    http: reqwest::Client,
+    token: Option<String>,
+}
+
+/// The root cause of a transport error, which is what a user can act on
+/// ("Connection refused"), rather than reqwest's outer layers.
+fn root_cause(error: &reqwest::Error) -> String {
+    let mut source: &dyn std::error::Error = error;
+    while let Some(next) = source.source() {
+        source = next;
+    }
+    source.to_string()
+}
+
+impl Client {
+    pub(super) fn new(api: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
+        let base = api.trim_end_matches('/').to_owned();
+        if !base.starts_with("http://") && !base.starts_with("https://") {
+            return Err(ClientError::Usage(format!(
+                "--api {api:?} is not an http:// URL (e.g. http://127.0.0.1:7171)"
+            )));
+        }
+        let token = match token_file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|error| {
+                    ClientError::Usage(format!("token file {}: {error}", path.display()))
+                })?;
+                Some(text.trim().to_owned())
+            }
+            None => None,
+        };
+        let http = reqwest::Client::builder()
+            .build()
+            .map_err(|error| ClientError::Other(format!("cannot build an HTTP client: {error}")))?;
+        Ok(Self { base, http, token })
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<reqwest::Response, ClientError> {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|error| ClientError::Unreachable {
+                api: self.base.clone(),
+                reason: root_cause(&error),
+            })?;
+        let status = response.status();
+        if status.is_success() {
+            return Ok(response);
+        }
+        let text = response.text().await.unwrap_or_default();
+        match serde_json::from_str::<ErrorResponse>(&text) {
+            Ok(error) => Err(ClientError::Api { status, error }),
+            Err(_) => Err(ClientError::Other(format!(
+                "the API answered {status} without an error body: {}",
+                text.trim()
+            ))),
+        }
+    }
+
+    async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        self.send(method, path, body)
+            .await?
+            .json()
+            .await
+            .map_err(|error| ClientError::Other(format!("unreadable answer from the API: {error}")))
+    }
+
+    pub(super) async fn status(&self, json: bool) -> Result<(), ClientError> {
+        let list: RuntimeList = self
+            .request(Method::GET, "/v1/runtimes", None::<&()>)
+            .await?;
+        let mut details = Vec::with_capacity(list.runtimes.len());
+        for runtime in &list.runtimes {
+            let detail: RuntimeDetail = self
+                .request(
+                    Method::GET,
+                    &format!("/v1/runtimes/{}", runtime.id),
+                    None::<&()>,
+                )
+                .await?;
+            details.push(detail);
+        }
+        if json {
+            print_json(&serde_json::json!({ "runtimes": details }));
+            return Ok(());
+        }
+        if details.is_empty() {
+            println!("no runtimes (the config has none)");
+            return Ok(());
+        }
+        print!("{}", status_table(&details));
+        Ok(())
+    }
+
+    pub(super) async fn call(
+        &self,
+        runtime: &str,
+        method: &str,
+        args: Option<&str>,
+    ) -> Result<(), ClientError> {
+        let args: serde_json::Value = match args {
+            Some(text) => serde_json::from_str(text).map_err(|error| {
+                ClientError::Usage(format!(
+                    "ARGS_JSON is not valid JSON ({error}); e.g. '{{\"key\": \"a\"}}' or '\"text\"'"
+                ))
+            })?,
+            None => serde_json::Value::Null,
+        };
+        let answer: CallResponse = self
+            .request(
+                Method::POST,
+                &format!("/v1/runtimes/{}/call", path_segment(runtime)),
+                Some(&serde_json::json!({ "method": method, "args": args })),
+            )
+            .await?;
+        print_json(&answer.result);
+        Ok(())
+    }
+
+    pub(super) async fn set_version(
+        &self,
+        runtime: &str,
+        version: &str,
+    ) -> Result<(), ClientError> {
+        let answer: VersionResponse = self
+            .request(
+                Method::PUT,
+                &format!("/v1/runtimes/{}/version", path_segment(runtime)),
+                Some(&serde_json::json!({ "version": version })),
+            )
+            .await?;
+        match answer.previous {
+            Some(previous) if previous != answer.version => {
+                println!("{}: now at {} (was {previous})", answer.id, answer.version);
+            }
+            _ => println!("{}: at {}", answer.id, answer.version),
+        }
+        Ok(())
+    }
+
+    pub(super) async fn abort(&self, runtime: &str, force: bool) -> Result<(), ClientError> {
+        let answer: AbortResponse = self
+            .request(
+                Method::POST,
+                &format!("/v1/runtimes/{}/abort", path_segment(runtime)),
+                Some(&serde_json::json!({ "force": force })),
+            )
+            .await?;
+        if answer.force {
+            println!("{}: killed and restarting", answer.id);
+        } else {
+            println!("{}: aborted its work in progress", answer.id);
+        }
+        Ok(())
+    }
+
+    pub(super) async fn events(
+        &self,
+        runtime: Option<&str>,
+        json: bool,
+    ) -> Result<(), ClientError> {
+        let path = match runtime {
+            Some(id) => format!("/v1/events?runtime={}", path_segment(id)),
+            None => "/v1/events".to_owned(),
+        };
+        let response = self.send(Method::GET, &path, None::<&()>).await?;
+        let mut stream = response.bytes_stream();
+        let mut parser = SseParser::default();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|error| {
+                ClientError::Other(format!("the event stream broke: {}", root_cause(&error)))
+            })?;
+            for message in parser.push(&chunk) {
+                match message.event.as_deref() {
+                    Some("lagged") => eprintln!("(fell behind; missed events: {})", message.data),
+                    _ if json => println!("{}", message.data),
+                    _ => match serde_json::from_str::<AgentEvent>(&message.data) {
+                        Ok(event) => println!("{}", event.to_line()),
+                        Err(_) => println!("{}", message.data),
+                    },
+                }
+            }
+        }
+        Err(ClientError::Other(
+            "the agent closed the event stream (it is shutting down)".to_owned(),
+        ))
+    }
+}
+
+/// Percent-encodes what a path segment cannot hold as is. Runtime ids are
+/// `[A-Za-z0-9._-]`, so this only matters for typos, which then get a
+/// clean 404 instead of a confusing route.
+fn path_segment(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for byte in text.bytes() {
+        if byte.is_ascii_alphanumeric() || b"-._~".contains(&byte) {
+            out.push(char::from(byte));
+        } else {
+            out.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    out
+}
+
+fn print_json(value: &impl Serialize) {
+    match serde_json::to_string_pretty(value) {
+        Ok(text) => println!("{text}"),
+        Err(error) => eprintln!("error: cannot print the answer: {error}"),
+    }
+}
+
+/// The `steward status` table.
+fn status_table(details: &[RuntimeDetail]) -> String {
+    let header = [
+        "RUNTIME",
+        "ACTIVE",
+        "DESIRED",
+        "STATE",
+        "RESTARTS",
+        "VERSIONS",
+        "LAST ERROR",
+    ];
+    let rows: Vec<[String; 7]> = details
+        .iter()
+        .map(|detail| {
+            let summary = &detail.summary;
+            [
+                summary.id.clone(),
+                summary
+                    .active_version
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned()),
+                summary
+                    .desired_version
+                    .clone()
+                    .unwrap_or_else(|| "-".to_owned()),
+                summary.state.clone(),
+                detail.restarts.to_string(),
+                summary.versions.join(","),
+                detail.last_error.clone().unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    let mut widths = header.map(str::len);
+    for row in &rows {
+        for (width, cell) in widths.iter_mut().zip(row) {
+            *width = (*width).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let mut line = |cells: &[&str]| {
+        let last = cells.len() - 1;
+        for (i, cell) in cells.iter().enumerate() {
+            if i == last {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<width$}  ", width = widths[i]));
+            }
+        }
+        out.push('\n');
+    };
+    line(&header);
+    for row in &rows {
+        let cells: Vec<&str> = row.iter().map(String::as_str).collect();
+        line(&cells);
+    }
+    out
+}
+
+/// One server-sent event.
+#[derive(Debug, Default, PartialEq)]
+struct SseMessage {
+    event: Option<String>,
+    data: String,
+}
+
+/// Splits a server-sent-events byte stream into messages (the parts of
+/// the format the agent uses: `event:`, `data:`, comments, blank lines).
+#[derive(Default)]
+struct SseParser {
+    buffer: Vec<u8>,
+    current: SseMessage,
+    has_data: bool,
+}
+
+impl SseParser {
+    fn push(&mut self, chunk: &[u8]) -> Vec<SseMessage> {
+        self.buffer.extend_from_slice(chunk);
+        let mut messages = Vec::new();
+        while let Some(end) = self.buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = self.buffer.drain(..=end).collect();
+            let line = String::from_utf8_lossy(&line);
+            let line = line.trim_end_matches(['\n', '\r']);
+            if line.is_empty() {
+                if self.has_data {
+                    messages.push(std::mem::take(&mut self.current));
+                    self.has_data = false;
+                }
+                self.current = SseMessage::default();
+            } else if line.starts_with(':') {
+                // A comment (keep-alive).
+            } else if let Some(data) = line.strip_prefix("data:") {
+                if self.has_data {
+                    self.current.data.push('\n');
+                }
+                self.current
+                    .data
+                    .push_str(data.strip_prefix(' ').unwrap_or(data));
+                self.has_data = true;
+            } else if let Some(event) = line.strip_prefix("event:") {
+                self.current.event = Some(event.trim_start().to_owned());
+            }
+        }
+        messages
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::types::RuntimeSummary;
+
+    #[test]
+    fn sse_parser_handles_split_chunks_comments_and_named_events() {
+        let mut parser = SseParser::default();
+        assert!(parser.push(b": keep-alive\n\ndata: {\"a\"").is_empty());
+        let messages = parser.push(b":1}\n\nevent: lagged\ndata: {\"missed\":3}\n\n");
+        assert_eq!(
+            messages,
+            vec![
+                SseMessage {
+                    event: None,
+                    data: "{\"a\":1}".to_owned()
+                },
+                SseMessage {
+                    event: Some("lagged".to_owned()),
+                    data: "{\"missed\":3}".to_owned()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn path_segments_are_escaped() {
+        assert_eq!(path_segment("echo-1.0_x"), "echo-1.0_x");
+        assert_eq!(path_segment("a/b c"), "a%2Fb%20c");
+    }
+
+    #[test]
+    fn status_table_aligns_columns() {
+        let detail = |id: &str, error: Option<&str>| RuntimeDetail {
+            summary: RuntimeSummary {
+                id: id.to_owned(),
+                active_version: Some("1.0.0".to_owned()),
+                desired_version: Some("1.0.0".to_owned()),
+                versions: vec!["1.0.0".to_owned(), "2.0.0".to_owned()],
+                state: "running".to_owned(),
+            },
+            transition: "make-before-break".to_owned(),
+            call_timeout_ms: 30_000,
+            info: None,
+            restarts: 0,
+            last_error: error.map(str::to_owned),
+            started_at: None,
+        };
+        let table = status_table(&[detail("echo", None), detail("kv-store", Some("boom"))]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 3);
+        assert!(
+            lines[0].starts_with(
+                "RUNTIME   ACTIVE  DESIRED  STATE    RESTARTS  VERSIONS     LAST ERROR"
+            )
+        );
+        assert!(
+            lines[1].starts_with("echo      1.0.0   1.0.0    running  0         1.0.0,2.0.0  -")
+        );
+        assert!(lines[2].ends_with("boom"));
+    }
+}

@@ -1,0 +1,329 @@
+//! The `steward` command line: `run` starts the agent; `status`, `call`,
+//! `set-version`, `abort` and `events` are clients of a running agent's
+//! API; `config check|demo` work on config files offline.
+//!
+//! Output is for people by default (tables, one line per event) and for
+//! programs with `--json`. Every failure is one line on stderr starting
+//! with `error:` and a non-zero exit status: 2 for a bad config or bad
+//! arguments, 1 for everything else. This module must never talk to a
+//! runtime or the store directly: clients go through the API.
+
+mod client;
+
+use std::ffi::OsString;
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOptions};
+use crate::config::{self, CommandResolver};
+use client::Client;
+
+/// The default API URL of the clients.
+pub const DEFAULT_API: &str = "http://127.0.0.1:7171";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "steward",
+    version,
+    about = "Hosts versioned runtimes under supervision and switches their versions without downtime.",
+    after_help = "Start with `steward run` (a demo config when none is given), then try `steward status` in another terminal."
+)]
+struct Cli {
+    /// The agent's API, for the client commands.
+    #[arg(long, global = true, env = "STEWARD_API", default_value = DEFAULT_API)]
+    api: String,
+    /// A file holding the API's bearer token: `run` requires it from
+    /// clients, the client commands present it.
+    #[arg(long, global = true, env = "STEWARD_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the agent: host the runtimes of a config, serve the control API.
+    Run {
+        /// The TOML config (watched for changes); without it, a built-in
+        /// demo config hosts the example runtimes `echo` and `kv`.
+        #[arg(long, value_name = "FILE")]
+        config: Option<PathBuf>,
+        /// Where desired state and the runtimes' storage live [default:
+        /// the user's data directory, e.g. ~/.local/share/steward].
+        #[arg(long, value_name = "DIR")]
+        data_dir: Option<PathBuf>,
+        /// The API's address; port 0 picks a free port. A non-loopback
+        /// address requires --token-file.
+        #[arg(long, value_name = "ADDR", default_value = DEFAULT_LISTEN)]
+        listen: SocketAddr,
+        /// The largest request body the API accepts, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
+        max_request_bytes: usize,
+    },
+    /// Show every runtime: versions, state, restarts, last error.
+    Status {
+        /// Print the API's JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Call a runtime's method and print its answer as JSON.
+    Call {
+        /// The runtime's id.
+        runtime: String,
+        /// The method.
+        method: String,
+        /// The arguments, as JSON [default: null].
+        args: Option<String>,
+    },
+    /// Switch a runtime to another version; returns once it serves.
+    SetVersion {
+        /// The runtime's id.
+        runtime: String,
+        /// The version to switch to.
+        version: String,
+    },
+    /// Ask a runtime to abandon its work in progress.
+    Abort {
+        /// The runtime's id.
+        runtime: String,
+        /// Kill and restart its process instead of asking.
+        #[arg(long)]
+        force: bool,
+    },
+    /// Follow the agent's events live (Ctrl-C to stop).
+    Events {
+        /// Only this runtime's events.
+        #[arg(long, value_name = "ID")]
+        runtime: Option<String>,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run a built-in example runtime (the agent starts these itself).
+    #[command(hide = true)]
+    ExampleRuntime {
+        /// `echo` or `kv`.
+        name: String,
+        /// Its arguments, e.g. `--version 1.0.0`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Check a config file; print every problem as file:line:column.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
+    /// Print the built-in demo config, a starting point for your own.
+    Demo,
+}
+
+/// The error status of bad configs and arguments.
+const EXIT_USAGE: u8 = 2;
+
+/// Runs the command line; the body of `steward`'s `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Command::ExampleRuntime { name, args } = cli.command {
+        return example_runtime(&name, args);
+    }
+    let is_run = matches!(cli.command, Command::Run { .. });
+    init_logging(if is_run { "info" } else { "warn" });
+    let tokio = if is_run {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    };
+    let tokio = match tokio {
+        Ok(tokio) => tokio,
+        Err(error) => return fail(1, format!("cannot start the async runtime: {error}")),
+    };
+    tokio.block_on(dispatch(cli))
+}
+
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_env("STEWARD_LOG")
+        .or_else(|_| EnvFilter::try_from_default_env())
+        .unwrap_or_else(|_| EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init();
+}
+
+fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(status)
+}
+
+fn example_runtime(name: &str, args: Vec<OsString>) -> ExitCode {
+    let program = OsString::from(format!("steward example-runtime {name}"));
+    let argv = std::iter::once(program).chain(args);
+    match name {
+        "echo" => steward_runtime_echo::main_from(argv),
+        "kv" => steward_runtime_kv::main_from(argv),
+        other => fail(
+            EXIT_USAGE,
+            format!("no example runtime {other:?}; there are `echo` and `kv`"),
+        ),
+    }
+}
+
+async fn dispatch(cli: Cli) -> ExitCode {
+    let client = || Client::new(&cli.api, cli.token_file.as_deref());
+    let result = match cli.command {
+        Command::Run {
+            config,
+            data_dir,
+            listen,
+            max_request_bytes,
+        } => {
+            return run(RunOptions {
+                config,
+                data_dir,
+                listen,
+                token_file: cli.token_file.clone(),
+                max_request_bytes,
+            })
+            .await;
+        }
+        Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
+        Command::Config(ConfigCommand::Demo) => {
+            print!("{}", config::DEMO_TOML);
+            return ExitCode::SUCCESS;
+        }
+        Command::ExampleRuntime { .. } => unreachable!("handled before the async runtime"),
+        Command::Status { json } => match client() {
+            Ok(client) => client.status(json).await,
+            Err(error) => Err(error),
+        },
+        Command::Call {
+            runtime,
+            method,
+            args,
+        } => match client() {
+            Ok(client) => client.call(&runtime, &method, args.as_deref()).await,
+            Err(error) => Err(error),
+        },
+        Command::SetVersion { runtime, version } => match client() {
+            Ok(client) => client.set_version(&runtime, &version).await,
+            Err(error) => Err(error),
+        },
+        Command::Abort { runtime, force } => match client() {
+            Ok(client) => client.abort(&runtime, force).await,
+            Err(error) => Err(error),
+        },
+        Command::Events { runtime, json } => match client() {
+            Ok(client) => client.events(runtime.as_deref(), json).await,
+            Err(error) => Err(error),
+        },
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => fail(error.exit_status(), error),
+    }
+}
+
+fn config_check(file: &std::path::Path) -> ExitCode {
+    match config::load(file, &CommandResolver::from_env()) {
+        Ok(config) => {
+            println!(
+                "{}: ok ({} runtime{})",
+                file.display(),
+                config.runtimes.len(),
+                if config.runtimes.len() == 1 { "" } else { "s" }
+            );
+            ExitCode::SUCCESS
+        }
+        Err(errors) => {
+            for error in &errors.0 {
+                eprintln!("error: {error}");
+            }
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+async fn run(options: RunOptions) -> ExitCode {
+    let listen = options.listen;
+    match agent::run(options, |agent| print_banner(agent, listen)).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(crate::Error::Config(errors)) => {
+            for error in &errors.0 {
+                eprintln!("error: {error}");
+            }
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(error) => fail(1, error),
+    }
+}
+
+/// What a newcomer sees first: where the API is and what to try.
+fn print_banner(agent: &Agent, asked: SocketAddr) {
+    let program = program_hint();
+    let api_flag = if asked.to_string() == DEFAULT_LISTEN {
+        String::new()
+    } else {
+        format!(" --api http://{}", agent.addr)
+    };
+    println!(
+        "steward {}: control API on http://{}",
+        env!("CARGO_PKG_VERSION"),
+        agent.addr
+    );
+    println!("data dir: {}", agent.data_dir.display());
+    println!("runtimes: {}", agent.runtimes.join(", "));
+    println!();
+    println!("Try, in another terminal:");
+    println!("  {program}{api_flag} status");
+    if agent.runtimes.iter().any(|id| id == "echo") {
+        println!("  {program}{api_flag} call echo echo '{{\"hello\": \"world\"}}'");
+        println!("  {program}{api_flag} set-version echo 2.0.0");
+    } else if let Some(first) = agent.runtimes.first() {
+        println!("  {program}{api_flag} call {first} version");
+        println!("  {program}{api_flag} events");
+    }
+    println!("Stop with Ctrl-C.");
+}
+
+/// How to invoke this binary from the current directory: `steward` if it
+/// is what `PATH` finds, else its path (relative when under the current
+/// directory, as after `cargo run`).
+fn program_hint() -> String {
+    let Ok(exe) = std::env::current_exe() else {
+        return "steward".to_owned();
+    };
+    let on_path = std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            dir.join("steward")
+                .canonicalize()
+                .is_ok_and(|found| exe.canonicalize().is_ok_and(|exe| exe == found))
+        })
+    });
+    if on_path {
+        return "steward".to_owned();
+    }
+    let relative = std::env::current_dir()
+        .ok()
+        .and_then(|cwd| exe.strip_prefix(cwd).ok().map(PathBuf::from));
+    match relative {
+        Some(relative) => format!("./{}", relative.display()),
+        None => exe.display().to_string(),
+    }
+}

@@ -1,0 +1,61 @@
+//! The agent's one error type. Messages are written for the operator who
+//! reads them on a terminal: they say what failed and what to do.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::config::ConfigErrors;
+
+/// What can stop `steward run` from starting or make it fail.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The config file is invalid (every problem, with file:line:column).
+    #[error("{0}")]
+    Config(#[from] ConfigErrors),
+    /// The data dir could not be created or used.
+    #[error("data dir {path}: {reason}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// No data dir was given and the user's data directory is unknown.
+    #[error("cannot find the user's data directory; pass --data-dir DIR")]
+    NoDataDir,
+    /// The embedded store failed to open.
+    #[error(transparent)]
+    Store(#[from] steward_store::Error),
+    /// The API address could not be bound.
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A non-loopback address without a token.
+    #[error(
+        "refusing to serve the control API on non-loopback address {addr} without authentication; pass --token-file FILE (a file holding a secret token), or listen on 127.0.0.1"
+    )]
+    TokenRequired {
+        /// The address asked for.
+        addr: SocketAddr,
+    },
+    /// The token file could not be read or is empty.
+    #[error("token file {path}: {reason}")]
+    TokenFile {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The supervision tree failed.
+    #[error(transparent)]
+    Worker(#[from] steward_worker::Error),
+    /// Anything else that prevents the agent from running (e.g. the tokio
+    /// runtime or the signal handlers).
+    #[error("{0}")]
+    Startup(String),
+}

@@ -1,0 +1,29 @@
+//! The Steward agent and its command line: the program people run.
+//!
+//! `steward run` hosts the runtimes of a TOML [config](config) under one
+//! supervision tree ([`agent`]): each runtime is an [`Aggregate`] of its
+//! versions, driven by a per-runtime worker that reconciles it with the
+//! desired version kept in the embedded store ([`steward_store`]). A
+//! control API ([`api`]) on loopback lets an operator list, call, switch
+//! and abort runtimes, follow their events and scrape metrics; the other
+//! subcommands ([`cli`]) are clients of that API.
+//!
+//! This crate composes the others and owns everything about files, HTTP
+//! and the command line; it must never reach into a runtime process other
+//! than through [`steward_host`], nor into the database other than through
+//! [`steward_store`].
+//!
+//! [`Aggregate`]: steward_host::Aggregate
+
+pub mod agent;
+pub mod api;
+pub mod cli;
+pub mod config;
+mod error;
+pub mod events;
+mod json;
+mod metrics;
+mod runtimes;
+mod storage;
+
+pub use error::Error;

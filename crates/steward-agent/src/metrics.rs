@@ -1,0 +1,116 @@
+//! Prometheus metrics: names, labels and the recorder behind `/metrics`.
+//! Recording goes through the `metrics` facade, so code that records never
+//! knows whether an exporter is installed (in unit tests it is not); this
+//! module must never render or serve anything but the text format.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `steward_calls_total` | counter | runtime, version, outcome (`ok`/`error`) |
+//! | `steward_call_errors_total` | counter | runtime, version, module, code |
+//! | `steward_call_duration_seconds` | histogram | runtime, version |
+//! | `steward_runtime_restarts_total` | counter | runtime, version |
+//! | `steward_runtime_start_failures_total` | counter | runtime, version |
+//! | `steward_runtime_up` | gauge | runtime, version |
+//! | `steward_version_switches_total` | counter | runtime, outcome (`ok`/`error`) |
+
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+
+const CALLS: &str = "steward_calls_total";
+const CALL_ERRORS: &str = "steward_call_errors_total";
+const CALL_DURATION: &str = "steward_call_duration_seconds";
+const RESTARTS: &str = "steward_runtime_restarts_total";
+const START_FAILURES: &str = "steward_runtime_start_failures_total";
+const UP: &str = "steward_runtime_up";
+const SWITCHES: &str = "steward_version_switches_total";
+
+/// Call latency buckets, seconds: from a loopback round trip (~50 µs) to
+/// the default call deadline.
+const CALL_BUCKETS: &[f64] = &[
+    0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0,
+];
+
+/// Installs the process-wide Prometheus recorder and returns the handle
+/// that renders it. `None` if a recorder is already installed (then
+/// `/metrics` says so instead of serving someone else's numbers).
+pub(crate) fn install() -> Option<PrometheusHandle> {
+    let handle = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(CALL_DURATION.to_owned()), CALL_BUCKETS)
+        .ok()?
+        .install_recorder()
+        .ok()?;
+    metrics::describe_counter!(CALLS, "Calls made through the agent, by outcome.");
+    metrics::describe_counter!(CALL_ERRORS, "Calls that failed, by error module and code.");
+    metrics::describe_histogram!(
+        CALL_DURATION,
+        metrics::Unit::Seconds,
+        "Latency of calls made through the agent."
+    );
+    metrics::describe_counter!(
+        RESTARTS,
+        "Unexpected exits of a runtime process (each is followed by a restart)."
+    );
+    metrics::describe_counter!(
+        START_FAILURES,
+        "Failed attempts to start a runtime process."
+    );
+    metrics::describe_gauge!(UP, "1 while the runtime version's process serves, else 0.");
+    metrics::describe_counter!(SWITCHES, "Version switches, by outcome.");
+    Some(handle)
+}
+
+/// Keeps histogram storage bounded (the exporter leaves it to its user).
+pub(crate) async fn upkeep(handle: PrometheusHandle) {
+    let mut every = tokio::time::interval(Duration::from_secs(5));
+    loop {
+        every.tick().await;
+        handle.run_upkeep();
+    }
+}
+
+/// Records one call's outcome; `error` is the error's (module, code).
+pub(crate) fn record_call(
+    runtime: &str,
+    version: &str,
+    elapsed: Duration,
+    error: Option<(&str, u32)>,
+) {
+    let labels = [
+        ("runtime", runtime.to_owned()),
+        ("version", version.to_owned()),
+    ];
+    metrics::histogram!(CALL_DURATION, &labels).record(elapsed.as_secs_f64());
+    let outcome = if error.is_some() { "error" } else { "ok" };
+    metrics::counter!(CALLS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "outcome" => outcome)
+        .increment(1);
+    if let Some((module, code)) = error {
+        metrics::counter!(CALL_ERRORS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "module" => module.to_owned(), "code" => code.to_string())
+            .increment(1);
+    }
+}
+
+/// Records an unexpected exit of a runtime process.
+pub(crate) fn record_restart(runtime: &str, version: &str) {
+    metrics::counter!(RESTARTS, "runtime" => runtime.to_owned(), "version" => version.to_owned())
+        .increment(1);
+}
+
+/// Records a failed start attempt.
+pub(crate) fn record_start_failure(runtime: &str, version: &str) {
+    metrics::counter!(START_FAILURES, "runtime" => runtime.to_owned(), "version" => version.to_owned())
+        .increment(1);
+}
+
+/// Records whether a version's process serves.
+pub(crate) fn record_up(runtime: &str, version: &str, up: bool) {
+    metrics::gauge!(UP, "runtime" => runtime.to_owned(), "version" => version.to_owned())
+        .set(if up { 1.0 } else { 0.0 });
+}
+
+/// Records a version switch.
+pub(crate) fn record_switch(runtime: &str, ok: bool) {
+    metrics::counter!(SWITCHES, "runtime" => runtime.to_owned(), "outcome" => if ok { "ok" } else { "error" })
+        .increment(1);
+}
