@@ -423,14 +423,17 @@ async fn read_loop<R, H>(
             frame = reader.next() => frame,
         };
         let frame = match frame {
-            None => break Some("the other side hung up".to_owned()),
+            None => break Some((false, "the other side hung up".to_owned())),
             Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
-                break Some(format!(
-                    "bad frame: {error} (the limit is {} bytes)",
-                    limits.max_frame_bytes
+                break Some((
+                    true,
+                    format!(
+                        "bad frame: {error} (the limit is {} bytes)",
+                        limits.max_frame_bytes
+                    ),
                 ));
             }
-            Some(Err(error)) => break Some(format!("bad frame: {error}")),
+            Some(Err(error)) => break Some((true, format!("bad frame: {error}"))),
             Some(Ok(frame)) => frame,
         };
         let message = match decode_message(&frame, &limits) {
@@ -457,7 +460,7 @@ async fn read_loop<R, H>(
                     );
                     continue;
                 }
-                None => break Some(format!("bad frame: {error}")),
+                None => break Some((true, format!("bad frame: {error}"))),
             },
         };
         let id = message.id;
@@ -510,8 +513,14 @@ async fn read_loop<R, H>(
             }
         }
     };
-    if let Some(reason) = reason {
-        warn!(%reason, "closing connection");
+    if let Some((abnormal, reason)) = reason {
+        // A hang-up is how every connection ends (the owner of the other
+        // side logs why); a bad frame is news.
+        if abnormal {
+            warn!(%reason, "closing connection");
+        } else {
+            debug!(%reason, "closing connection");
+        }
         inner.close(&reason);
     }
     // Tell the other side we are done (EOF), after any write in progress.

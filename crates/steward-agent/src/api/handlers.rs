@@ -151,7 +151,10 @@ pub(super) async fn call(
             .map_err(|message| ApiError::new(StatusCode::BAD_GATEWAY, message)),
         Ok(Ok(other)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
-            format!("runtime {id} answered a call with {other:?} instead of a call response"),
+            format!(
+                "runtime {id} answered a call with {} instead of a call response",
+                other.name()
+            ),
         )),
         Ok(Err(error)) => Err(ApiError::from_host(error)),
         Err(_) => Err(ApiError::new(

@@ -32,7 +32,6 @@ pub(super) struct Running {
     /// kill then catches anything the child left behind.
     group: ProcessGroup,
     exit_status: Option<String>,
-    _dir: TempDir,
 }
 
 impl Running {
@@ -135,7 +134,11 @@ pub(super) async fn start_process(
             ));
         }
     };
+    // The connection is all we need now: removing the socket and its
+    // directory at once means nobody else can connect, and a host killed
+    // with SIGKILL later leaves nothing behind in the temp dir.
     drop(listener);
+    drop(dir);
 
     let (read, write) = stream.into_split();
     let connection = Connection::start(
@@ -187,7 +190,6 @@ pub(super) async fn start_process(
         child,
         group,
         exit_status: None,
-        _dir: dir,
     })
 }
 
