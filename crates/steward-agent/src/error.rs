@@ -28,7 +28,9 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] steward_store::Error),
     /// The API address could not be bound.
-    #[error("cannot listen on {addr}: {reason}")]
+    #[error(
+        "cannot listen on {addr}: {reason} (is another steward agent running? pick another address with --listen)"
+    )]
     Listen {
         /// The address asked for.
         addr: SocketAddr,

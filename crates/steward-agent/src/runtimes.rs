@@ -532,6 +532,19 @@ fn note_event(hosted: &Hosted, bus: &EventBus, event: Event) {
     ));
 }
 
+/// Whether going from `old` to `new` can be done on the running aggregate:
+/// versions added or removed, `active` (it only seeds an empty store) and
+/// the call timeout (read per call). Anything that changes how a process
+/// runs needs a restart.
+fn changes_in_place(old: &RuntimeConfig, new: &RuntimeConfig) -> bool {
+    old.transition == new.transition
+        && old.restart == new.restart
+        && new.versions.iter().all(|version| {
+            old.version(&version.version)
+                .is_none_or(|previous| previous == version)
+        })
+}
+
 /// Applies configs to the agent's runner: starts a worker per new runtime,
 /// stops removed ones, and changes the rest in place where it can.
 pub(crate) struct Manager {
@@ -580,12 +593,7 @@ impl Manager {
             return Ok(());
         }
         hosted.set_config(new.clone());
-        let in_place = old.transition == new.transition
-            && old.restart == new.restart
-            && new.versions.iter().all(|version| {
-                old.version(&version.version)
-                    .is_none_or(|previous| previous == version)
-            });
+        let in_place = changes_in_place(&old, new);
         if in_place && let Some(aggregate) = hosted.aggregate() {
             let mut applied = true;
             for version in &new.versions {
@@ -619,5 +627,55 @@ impl Manager {
         info!(runtime = %new.id, "runtime settings changed: restarting it");
         self.stop_runtime(&new.id).await;
         self.context.start_worker(&self.runner, hosted.clone())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CommandResolver, DEMO_TOML, parse};
+    use std::path::Path;
+    use std::time::Duration;
+
+    fn echo() -> RuntimeConfig {
+        let exe = std::env::current_exe().unwrap();
+        let resolver = CommandResolver {
+            exe_dir: None,
+            path: exe.parent().map(|dir| dir.as_os_str().to_owned()),
+        };
+        let text = DEMO_TOML.replace(
+            "command = \"steward\"",
+            &format!("command = {:?}", exe.display().to_string()),
+        );
+        let config = parse(&text, Path::new("demo.toml"), &resolver).unwrap();
+        config.runtime("echo").unwrap().clone()
+    }
+
+    #[test]
+    fn adding_and_removing_versions_and_timeouts_change_in_place() {
+        let old = echo();
+        let mut new = old.clone();
+        new.versions.pop();
+        new.call_timeout = Duration::from_secs(1);
+        assert!(changes_in_place(&old, &new));
+        let mut more = old.clone();
+        let mut extra = more.versions[0].clone();
+        extra.version = "3.0.0".to_owned();
+        more.versions.push(extra);
+        assert!(changes_in_place(&old, &more));
+    }
+
+    #[test]
+    fn process_settings_need_a_restart() {
+        let old = echo();
+        let mut args = old.clone();
+        args.versions[0].args.push("--verbose".to_owned());
+        assert!(!changes_in_place(&old, &args));
+        let mut transition = old.clone();
+        transition.transition = steward_host::TransitionMode::StopThenStart;
+        assert!(!changes_in_place(&old, &transition));
+        let mut restart = old.clone();
+        restart.restart.max = Duration::from_secs(1);
+        assert!(!changes_in_place(&old, &restart));
     }
 }
