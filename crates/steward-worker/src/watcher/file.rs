@@ -14,8 +14,9 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
-use notify_debouncer_mini::notify::{RecommendedWatcher, RecursiveMode};
-use notify_debouncer_mini::{Config, DebounceEventResult, Debouncer, new_debouncer_opt};
+use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
+use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
+use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
 use tracing::debug;
 
 use super::queue::{ChangeSender, QueueWatcher, change_queue};
@@ -164,7 +165,7 @@ impl Target {
 /// watcher with that error, after the changes still pending.
 pub struct FileWatcher<C: Change> {
     queue: QueueWatcher<C>,
-    debouncer: Mutex<Option<Debouncer<RecommendedWatcher>>>,
+    debouncer: Mutex<Option<Debouncer<RecommendedWatcher, NoCache>>>,
     _change: PhantomData<fn() -> C>,
 }
 
@@ -201,35 +202,43 @@ impl<C: Change> FileWatcher<C> {
             let Some(live) = &sender else { return };
             match result {
                 Ok(events) => {
-                    let paths: Vec<PathBuf> = events
+                    let mut paths: Vec<PathBuf> = events
                         .into_iter()
-                        .map(|event| event.path)
+                        .filter(|event| changes_content(&event.kind))
+                        .flat_map(|event| event.event.paths)
                         .filter(|path| handler_target.relative(path).is_some())
                         .collect();
+                    dedup_in_order(&mut paths);
                     if !paths.is_empty() {
                         debug!(dir = %handler_target.dir.display(), changed = paths.len(), "file change");
                         live.send(to_change(&handler_target, &paths));
                     }
                 }
-                Err(error) => {
+                Err(errors) => {
                     let sender: ChangeSender<C> = sender.take().expect("checked above");
-                    sender.close(Err(Error::other(error)));
+                    let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
+                    sender.close(Err(Error::msg(format!(
+                        "watching {} failed: {}",
+                        handler_target.dir.display(),
+                        errors.join("; ")
+                    ))));
                 }
             }
         };
-        let debouncer_config = Config::default()
-            .with_timeout(config.debounce)
-            .with_batch_mode(true);
-        let mut debouncer =
-            new_debouncer_opt::<_, RecommendedWatcher>(debouncer_config, handler)
-                .map_err(|e| Error::msg(format!("cannot watch {}: {e}", target.dir.display())))?;
+        let mut debouncer = new_debouncer_opt::<_, RecommendedWatcher, NoCache>(
+            config.debounce,
+            None,
+            handler,
+            NoCache,
+            Default::default(),
+        )
+        .map_err(|e| Error::msg(format!("cannot watch {}: {e}", target.dir.display())))?;
         let mode = if config.recursive && target.file.is_none() {
             RecursiveMode::Recursive
         } else {
             RecursiveMode::NonRecursive
         };
         debouncer
-            .watcher()
             .watch(&target.dir, mode)
             .map_err(|e| Error::msg(format!("cannot watch {}: {e}", target.dir.display())))?;
         Ok(Self {
@@ -238,6 +247,24 @@ impl<C: Change> FileWatcher<C> {
             _change: PhantomData,
         })
     }
+}
+
+/// Whether an event can mean new content. Reads are not changes: inotify
+/// reports every open, and a consumer that reads the file on each change
+/// (a config observer) would otherwise wake itself up forever. A close
+/// after writing is kept: it is when a write is complete.
+fn changes_content(kind: &EventKind) -> bool {
+    match kind {
+        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
+        EventKind::Access(_) => false,
+        _ => true,
+    }
+}
+
+/// Drops repeated paths, keeping the first occurrence of each.
+fn dedup_in_order(paths: &mut Vec<PathBuf>) {
+    let mut seen = std::collections::HashSet::new();
+    paths.retain(|path| seen.insert(path.clone()));
 }
 
 impl<C: Change> Worker for FileWatcher<C> {
