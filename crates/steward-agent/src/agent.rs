@@ -78,8 +78,12 @@ pub struct Agent {
     pub addr: SocketAddr,
     /// The data dir in use.
     pub data_dir: PathBuf,
-    /// The ids of the runtimes of the initial config.
-    pub runtimes: Vec<String>,
+    /// The runtimes of the initial config: id and versions.
+    pub runtimes: Vec<(String, Vec<String>)>,
+    /// Whether the API requires a token.
+    pub token_required: bool,
+    /// Whether the demo config runs (no `--config`).
+    pub demo: bool,
 }
 
 impl Agent {
@@ -115,15 +119,8 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
             addr: options.listen,
         });
     }
-    let data_dir = match &options.data_dir {
-        Some(dir) => dir.clone(),
-        None => default_data_dir().ok_or(Error::NoDataDir)?,
-    };
-    std::fs::create_dir_all(&data_dir).map_err(|error| Error::DataDir {
-        path: data_dir.clone(),
-        reason: format!("cannot create it: {error}"),
-    })?;
-    let store = Store::open(data_dir.join(STORE_FILE)).await?;
+    // The address first: a busy port (the usual mistake) then leaves
+    // nothing behind on disk.
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|error| Error::Listen {
@@ -134,6 +131,15 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         addr: options.listen,
         reason: error.to_string(),
     })?;
+    let data_dir = match &options.data_dir {
+        Some(dir) => dir.clone(),
+        None => default_data_dir().ok_or(Error::NoDataDir)?,
+    };
+    std::fs::create_dir_all(&data_dir).map_err(|error| Error::DataDir {
+        path: data_dir.clone(),
+        reason: format!("cannot create it: {error}"),
+    })?;
+    let store = Store::open(data_dir.join(STORE_FILE)).await?;
     let prometheus = metrics::install();
     if let Some(handle) = &prometheus {
         tokio::spawn(metrics::upkeep(handle.clone()));
@@ -156,11 +162,17 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         token: token.map(Arc::from),
         max_request_bytes: options.max_request_bytes,
     };
+    let token_required = api_state.token.is_some();
     start_api(&runner, api_state, listener, addr)?;
     if let Some(path) = &options.config {
         start_config_observer(&runner, path.clone(), resolver)?;
     }
-    let runtimes = initial.runtimes.iter().map(|r| r.id.clone()).collect();
+    let runtimes = initial
+        .runtimes
+        .iter()
+        .map(|runtime| (runtime.id.clone(), runtime.version_names()))
+        .collect();
+
     start_manager(&runner, context, initial, options.config.is_some())?;
     info!(%addr, data_dir = %data_dir.display(), "agent started");
     Ok(Agent {
@@ -168,6 +180,8 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         addr,
         data_dir,
         runtimes,
+        token_required,
+        demo: options.config.is_none(),
     })
 }
 

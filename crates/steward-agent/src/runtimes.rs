@@ -507,7 +507,9 @@ fn note_event(hosted: &Hosted, bus: &EventBus, event: Event) {
                 (None, reason) => reason.to_owned(),
             };
             let mut status = hosted.status_mut();
-            if exit.reason != "stopped" {
+            // `aborted` is a kill the operator asked for (`abort --force`):
+            // a restart, but neither a failure nor news.
+            if exit.reason != "stopped" && exit.reason != "aborted" {
                 metrics::record_restart(id, version);
                 status.restarts += 1;
                 status.last_error = Some(format!("version {version} exited: {described}"));
@@ -608,8 +610,15 @@ impl Manager {
                     }
                 }
             }
+            let active = aggregate.active_version();
             for version in &old.versions {
-                if new.version(&version.version).is_none() {
+                if new.version(&version.version).is_none()
+                    && active.as_deref() == Some(&version.version)
+                {
+                    // Removing the active version means restarting at the
+                    // config's `active` (below), not an in-place change.
+                    applied = false;
+                } else if new.version(&version.version).is_none() {
                     info!(runtime = %new.id, version = %version.version, "version removed");
                     if let Err(error) = aggregate.remove_version(&version.version).await {
                         warn!(runtime = %new.id, %error, "cannot remove the version in place");

@@ -87,7 +87,12 @@ fn root_cause(error: &reqwest::Error) -> String {
 impl Client {
     pub(super) fn new(api: &str, token_file: Option<&Path>) -> Result<Self, ClientError> {
         let base = api.trim_end_matches('/').to_owned();
-        if !base.starts_with("http://") && !base.starts_with("https://") {
+        if base.starts_with("https://") {
+            return Err(ClientError::Usage(format!(
+                "--api {api:?}: the agent serves plain HTTP only; use http://, and reach a remote agent through an SSH tunnel"
+            )));
+        }
+        if !base.starts_with("http://") {
             return Err(ClientError::Usage(format!(
                 "--api {api:?} is not an http:// URL (e.g. http://127.0.0.1:7171)"
             )));
@@ -97,7 +102,14 @@ impl Client {
                 let text = std::fs::read_to_string(path).map_err(|error| {
                     ClientError::Usage(format!("token file {}: {error}", path.display()))
                 })?;
-                Some(text.trim().to_owned())
+                let token = text.trim();
+                if token.is_empty() {
+                    return Err(ClientError::Usage(format!(
+                        "token file {} is empty",
+                        path.display()
+                    )));
+                }
+                Some(token.to_owned())
             }
             None => None,
         };

@@ -78,6 +78,7 @@ enum Command {
         /// The method.
         method: String,
         /// The arguments, as JSON [default: null].
+        #[arg(value_name = "ARGS_JSON")]
         args: Option<String>,
     },
     /// Switch a runtime to another version; returns once it serves.
@@ -274,32 +275,56 @@ async fn run(options: RunOptions) -> ExitCode {
     }
 }
 
-/// What a newcomer sees first: where the API is and what to try.
+/// What a newcomer sees first: where the API is and what to try. The
+/// hints are commands that work as printed (address, token, runtimes).
 fn print_banner(agent: &Agent, asked: SocketAddr) {
-    let program = program_hint();
-    let api_flag = if asked.to_string() == DEFAULT_LISTEN {
-        String::new()
-    } else {
-        format!(" --api http://{}", agent.addr)
-    };
     println!(
         "steward {}: control API on http://{}",
         env!("CARGO_PKG_VERSION"),
         agent.addr
     );
     println!("data dir: {}", agent.data_dir.display());
-    println!("runtimes: {}", agent.runtimes.join(", "));
+    if agent.runtimes.is_empty() {
+        println!("runtimes: none yet (add [[runtime]] tables to the config file; it is watched)");
+    } else {
+        let ids: Vec<&str> = agent.runtimes.iter().map(|(id, _)| id.as_str()).collect();
+        println!("runtimes: {}", ids.join(", "));
+    }
     println!();
     println!("Try, in another terminal:");
-    println!("  {program}{api_flag} status");
-    if agent.runtimes.iter().any(|id| id == "echo") {
-        println!("  {program}{api_flag} call echo echo '{{\"hello\": \"world\"}}'");
-        println!("  {program}{api_flag} set-version echo 2.0.0");
-    } else if let Some(first) = agent.runtimes.first() {
-        println!("  {program}{api_flag} call {first} version");
-        println!("  {program}{api_flag} events");
+    for hint in hints(agent, asked) {
+        println!("  {hint}");
     }
     println!("Stop with Ctrl-C.");
+}
+
+fn hints(agent: &Agent, asked: SocketAddr) -> Vec<String> {
+    let mut program = program_hint();
+    if asked.to_string() != DEFAULT_LISTEN {
+        // A wildcard address is not one a client can connect to.
+        let mut reachable = agent.addr;
+        if reachable.ip().is_unspecified() {
+            reachable.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+        }
+        program.push_str(&format!(" --api http://{reachable}"));
+    }
+    if agent.token_required {
+        program.push_str(" --token-file FILE");
+    }
+    let mut hints = vec![format!("{program} status")];
+    if agent.demo {
+        hints.push(format!(
+            "{program} call echo echo '{{\"hello\": \"world\"}}'"
+        ));
+        hints.push(format!("{program} set-version echo 2.0.0"));
+        return hints;
+    }
+    if let Some((id, versions)) = agent.runtimes.iter().find(|(_, v)| v.len() > 1) {
+        let other = versions.last().map(String::as_str).unwrap_or_default();
+        hints.push(format!("{program} set-version {id} {other}"));
+    }
+    hints.push(format!("{program} events"));
+    hints
 }
 
 /// How to invoke this binary from the current directory: `steward` if it

@@ -396,6 +396,13 @@ async fn supervise(shared: &Shared, stop: CancellationToken) {
                 (exit, Duration::ZERO)
             }
             End::Died(mut exit) => {
+                // Calls in flight learn what happened to the process, not
+                // that the host killed it (which is only the clean-up of
+                // its group). The first reason a connection gets sticks.
+                running.connection.close(&match &exit.status {
+                    Some(status) => format!("the runtime {} ({status})", exit.reason),
+                    None => format!("the runtime's {}", exit.reason),
+                });
                 let status = running.kill().await;
                 exit.status.get_or_insert(status);
                 warn!(reason = %exit.reason, status = ?exit.status, "runtime stopped unexpectedly");
