@@ -252,6 +252,16 @@ fn start_config_observer(
                 let text = read.map_err(|error| {
                     format!("{}: cannot read the config: {error}", path.display())
                 })?;
+                // An editor saving in place truncates first: an empty file
+                // is most likely caught mid-save, and applying it would stop
+                // every runtime. A config meant to host nothing can say so
+                // with a comment.
+                if text.trim().is_empty() {
+                    return Err(format!(
+                        "{}: config edit ignored, the file is empty (caught mid-save?); to host no runtimes, leave a comment in it",
+                        path.display()
+                    ));
+                }
                 config::parse(&text, &path, &resolver).map_err(|errors| {
                     format!("config edit ignored, the running config stays:\n{errors}")
                 })

@@ -441,15 +441,23 @@ impl Aggregate {
         next: &Active,
         forward: bool,
     ) -> Result<RuntimeInfoResponse, Error> {
-        if forward {
+        // A forwarded start learns of a failure from the aggregate's own
+        // stream, i.e. only once subscribers got the `FailedToStart` too:
+        // the version leaves the forwarded set below, and doing that
+        // before the forwarder relayed the event would lose it.
+        let mut events = if forward {
             self.shared.forwarded().insert(next.version.clone());
-        }
-        let mut events = next.host.watch_events();
+            self.shared.events.subscribe()
+        } else {
+            next.host.watch_events()
+        };
         next.host.start()?;
         let failed = async {
             loop {
                 match events.recv().await {
-                    Ok(Event::FailedToStart { error, .. }) => return error,
+                    Ok(Event::FailedToStart { version, error }) if version == next.version => {
+                        return error;
+                    }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
                     Err(broadcast::error::RecvError::Closed) => {
                         return "its event stream closed".to_owned();

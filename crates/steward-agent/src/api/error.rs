@@ -99,7 +99,19 @@ pub fn status_of_runtime_code(code: u32) -> StatusCode {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(ErrorResponse { error: self.detail })).into_response()
+        let too_large = self.status == StatusCode::PAYLOAD_TOO_LARGE;
+        let mut response =
+            (self.status, Json(ErrorResponse { error: self.detail })).into_response();
+        if too_large {
+            // The rest of the oversized body was not read, so the
+            // connection cannot carry another request: say so, rather than
+            // let the client reuse it and fail.
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
 
