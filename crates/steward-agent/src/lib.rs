@@ -1,6 +1,6 @@
 //! The Steward agent and its command line: the program people run.
 //!
-//! `steward run` hosts the runtimes of a TOML [config](config) under one
+//! `steward run` hosts the runtimes of a TOML [`config`] under one
 //! supervision tree ([`agent`]): each runtime is an [`Aggregate`] of its
 //! versions, driven by a per-runtime worker that reconciles it with the
 //! desired version kept in the embedded store ([`steward_store`]). A
