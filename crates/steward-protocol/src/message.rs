@@ -260,12 +260,62 @@ pub struct StorageKey {
 }
 
 /// A stored value, if present.
-#[derive(Debug, Clone, PartialEq, Encode, Decode)]
-#[cbor(array)]
+///
+/// Encoded by hand: "no such key" is the field left out (`[]`), so a
+/// stored CBOR `null` (`[null]`) stays a present value. The derived
+/// decoding of an `Option` would read that `null` as absent, and a runtime
+/// could not tell a stored `null` from a missing key.
+#[derive(Debug, Clone, PartialEq)]
 pub struct StorageValue {
     /// `None` when the key is absent.
-    #[n(0)]
     pub value: Option<Value>,
+}
+
+impl<C> Encode<C> for StorageValue {
+    fn encode<W: minicbor::encode::Write>(
+        &self,
+        e: &mut minicbor::Encoder<W>,
+        ctx: &mut C,
+    ) -> Result<(), minicbor::encode::Error<W::Error>> {
+        match &self.value {
+            None => e.array(0)?.ok(),
+            Some(value) => {
+                e.array(1)?;
+                <Value as Encode<C>>::encode(value, e, ctx)
+            }
+        }
+    }
+}
+
+impl<'b, C> Decode<'b, C> for StorageValue {
+    fn decode(d: &mut minicbor::Decoder<'b>, ctx: &mut C) -> Result<Self, minicbor::decode::Error> {
+        let mut value = None;
+        match d.array()? {
+            Some(len) => {
+                for index in 0..len {
+                    if index == 0 {
+                        value = Some(<Value as Decode<C>>::decode(d, ctx)?);
+                    } else {
+                        // Fields a later minor version may add.
+                        d.skip()?;
+                    }
+                }
+            }
+            None => {
+                let mut index = 0;
+                while d.datatype()? != minicbor::data::Type::Break {
+                    if index == 0 {
+                        value = Some(<Value as Decode<C>>::decode(d, ctx)?);
+                    } else {
+                        d.skip()?;
+                    }
+                    index += 1;
+                }
+                d.skip()?;
+            }
+        }
+        Ok(Self { value })
+    }
 }
 
 /// A key and the value to store under it.

@@ -138,6 +138,38 @@ fn layout_matches_the_documentation() {
     );
 }
 
+/// "No such key" is the value left out; a stored CBOR `null` is a present
+/// value, not "no such key" (a runtime must be able to tell them apart).
+#[test]
+fn a_stored_null_is_not_an_absent_value() {
+    let get = |payload: &[u8]| match decode_message(payload, &Limits::default()).unwrap().body {
+        Body::HostStorageGetResponse(StorageValue { value }) => value,
+        other => panic!("decoded {other:?}"),
+    };
+    assert_eq!(get(&[0x83, 0x01, 0x01, 0x82, 0x0a, 0x81, 0x80]), None);
+    assert_eq!(
+        get(&[0x83, 0x01, 0x01, 0x82, 0x0a, 0x81, 0x81, 0xf6]),
+        Some(Value::null())
+    );
+    // Indefinite length, and a field a later minor version might add.
+    assert_eq!(
+        get(&[0x83, 0x01, 0x01, 0x82, 0x0a, 0x81, 0x9f, 0x05, 0x06, 0xff]),
+        Some(Value::from_cbor(vec![0x05]).unwrap())
+    );
+    assert_eq!(get(&[0x83, 0x01, 0x01, 0x82, 0x0a, 0x81, 0x9f, 0xff]), None);
+    let stored_null = Message {
+        id: 1,
+        kind: Kind::Response,
+        body: Body::HostStorageGetResponse(StorageValue {
+            value: Some(Value::null()),
+        }),
+    };
+    assert_eq!(
+        &encode_message(&stored_null).unwrap()[..],
+        [0x83, 0x01, 0x01, 0x82, 0x0a, 0x81, 0x81, 0xf6]
+    );
+}
+
 #[test]
 fn trailing_bytes_are_refused() {
     let mut frame = encode_message(&Message {
