@@ -99,11 +99,6 @@ impl Agent {
     pub async fn wait(&self) -> Result<(), Error> {
         self.runner.wait().await.map_err(Error::from)
     }
-
-    /// The runner, to wait on it without consuming the agent.
-    pub fn runner(&self) -> &Runner {
-        &self.runner
-    }
 }
 
 /// Checks everything, opens the store, binds the API and starts the tree.

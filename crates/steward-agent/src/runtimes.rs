@@ -22,7 +22,6 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
-use serde::Serialize;
 use steward_host::{
     Aggregate, AggregateConfig, Event, ProcessConfig, ProcessHost, RuntimeHost, Storage,
 };
@@ -44,8 +43,7 @@ pub(crate) fn worker_id(runtime: &str) -> String {
 }
 
 /// Where a runtime is, as the API reports it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum RuntimeState {
     /// Its worker is starting it (first start, or after a worker restart).
     Starting,
@@ -57,6 +55,20 @@ pub(crate) enum RuntimeState {
     Failed,
     /// Stopped (agent shutting down, or removed from the config).
     Stopped,
+}
+
+impl RuntimeState {
+    /// Its name in the API: `starting`, `running`, `restarting`, `failed`
+    /// or `stopped`.
+    pub(crate) fn as_str(self) -> &'static str {
+        match self {
+            RuntimeState::Starting => "starting",
+            RuntimeState::Running => "running",
+            RuntimeState::Restarting => "restarting",
+            RuntimeState::Failed => "failed",
+            RuntimeState::Stopped => "stopped",
+        }
+    }
 }
 
 /// What the API shows about a runtime besides its config.

@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Agent, Api, DEADLINE, Options};
+use support::{Agent, Api, Options, answer_parts};
 use tempfile::TempDir;
 
 /// Asserts an agent error answer: `status`, JSON, module `steward`, the
@@ -171,17 +171,9 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
         .send()
         .await
         .expect("a chunked request");
-    let status = response.status();
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let text = response.text().await.unwrap_or_default();
     assert_agent_error(
         "a big chunked body",
-        &(status, content_type, text),
+        &answer_parts(response, "a big chunked body").await,
         StatusCode::PAYLOAD_TOO_LARGE,
     );
 
@@ -278,19 +270,12 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_non_loopback_address_requires_a_token() {
     let dir = TempDir::new().unwrap();
-    let mut command = Options {
+    let output = Options {
         listen: "0.0.0.0:0".to_owned(),
         ..Options::demo(dir.path())
     }
-    .command();
-    let output = tokio::time::timeout(
-        DEADLINE,
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("`steward run` on 0.0.0.0 without a token must exit at once")
-    .unwrap()
-    .unwrap();
+    .run_to_exit("`steward run` on 0.0.0.0 without a token must exit at once")
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("--token-file"), "stderr: {stderr}");
@@ -302,20 +287,13 @@ async fn a_non_loopback_address_requires_a_token() {
     // An empty token file is refused too.
     let empty = dir.path().join("empty-token");
     std::fs::write(&empty, "\n").unwrap();
-    let mut command = Options {
+    let output = Options {
         listen: "0.0.0.0:0".to_owned(),
         token_file: Some(empty),
         ..Options::demo(dir.path())
     }
-    .command();
-    let output = tokio::time::timeout(
-        DEADLINE,
-        tokio::task::spawn_blocking(move || command.output()),
-    )
-    .await
-    .expect("`steward run` with an empty token must exit at once")
-    .unwrap()
-    .unwrap();
+    .run_to_exit("`steward run` with an empty token must exit at once")
+    .await;
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
     assert!(stderr.contains("empty-token"), "stderr: {stderr}");

@@ -396,15 +396,9 @@ async fn config_check_demo_and_run_with_an_invalid_file() {
         (&missing, format!("{missing}:1:1: ")),
     ] {
         let data = dir.path().join("data");
-        let mut command = Options::with_config(&data, Path::new(file)).command();
-        let output = tokio::time::timeout(
-            DEADLINE,
-            tokio::task::spawn_blocking(move || command.output()),
-        )
-        .await
-        .expect("`steward run` with an invalid config must exit at once")
-        .unwrap()
-        .unwrap();
+        let output = Options::with_config(&data, Path::new(file))
+            .run_to_exit("`steward run` with an invalid config must exit at once")
+            .await;
         let stderr = String::from_utf8_lossy(&output.stderr);
         assert_eq!(output.status.code(), Some(2), "stderr: {stderr}");
         assert!(stderr.contains(&expected), "no {expected} in {stderr}");

@@ -64,15 +64,21 @@ fn summary(hosted: &Hosted, status: &RuntimeStatus, desired: Option<String>) -> 
         active_version: hosted.active_version(),
         desired_version: desired,
         versions: hosted.config().version_names(),
-        state: serde_json::to_value(status.state)
-            .ok()
-            .and_then(|state| state.as_str().map(str::to_owned))
-            .unwrap_or_default(),
+        state: status.state.as_str().to_owned(),
     }
 }
 
 fn store_error(error: steward_store::Error) -> ApiError {
     ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+}
+
+async fn desired_version(state: &AppState, id: &str) -> Result<Option<String>, ApiError> {
+    state
+        .api
+        .store
+        .desired_version(id)
+        .await
+        .map_err(store_error)
 }
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeList>, ApiError> {
@@ -97,12 +103,7 @@ pub(super) async fn detail(
     Path(id): Path<String>,
 ) -> Result<Json<RuntimeDetail>, ApiError> {
     let hosted = lookup(&state, &id)?;
-    let desired = state
-        .api
-        .store
-        .desired_version(&id)
-        .await
-        .map_err(store_error)?;
+    let desired = desired_version(&state, &id).await?;
     let status = hosted.status();
     let config = hosted.config();
     Ok(Json(RuntimeDetail {
@@ -204,20 +205,8 @@ pub(super) async fn set_version(
         return Err(not_running(&hosted));
     }
     let previous = hosted.active_version();
-    if previous.as_deref() == Some(version.as_str()) {
-        // Already there; make sure desired state says so too.
-        state
-            .api
-            .store
-            .set_desired_version(&id, &version)
-            .await
-            .map_err(store_error)?;
-        return Ok(Json(VersionResponse {
-            id,
-            version,
-            previous,
-        }));
-    }
+    // Subscribed before the write, so the outcome of the switch it causes
+    // cannot be missed.
     let mut outcomes = hosted.outcomes();
     let seen = outcomes.borrow_and_update().generation;
     state
@@ -226,6 +215,14 @@ pub(super) async fn set_version(
         .set_desired_version(&id, &version)
         .await
         .map_err(store_error)?;
+    if previous.as_deref() == Some(version.as_str()) {
+        // Already there (the write only made desired state say so too).
+        return Ok(Json(VersionResponse {
+            id,
+            version,
+            previous,
+        }));
+    }
     let waited = tokio::time::timeout(SWITCH_WAIT, async {
         loop {
             if outcomes.changed().await.is_err() {
@@ -243,12 +240,7 @@ pub(super) async fn set_version(
             }
             // A switch to another version finished first: ours is next,
             // unless a later request replaced it.
-            let desired = state
-                .api
-                .store
-                .desired_version(&id)
-                .await
-                .map_err(store_error)?;
+            let desired = desired_version(&state, &id).await?;
             if desired.as_deref() != Some(version.as_str()) {
                 return Err(ApiError::new(
                     StatusCode::CONFLICT,

@@ -173,11 +173,7 @@ impl Client {
         let mut details = Vec::with_capacity(list.runtimes.len());
         for runtime in &list.runtimes {
             let detail: RuntimeDetail = self
-                .request(
-                    Method::GET,
-                    &format!("/v1/runtimes/{}", runtime.id),
-                    None::<&()>,
-                )
+                .request(Method::GET, &runtime_path(&runtime.id, ""), None::<&()>)
                 .await?;
             details.push(detail);
         }
@@ -210,7 +206,7 @@ impl Client {
         let answer: CallResponse = self
             .request(
                 Method::POST,
-                &format!("/v1/runtimes/{}/call", path_segment(runtime)),
+                &runtime_path(runtime, "call"),
                 Some(&serde_json::json!({ "method": method, "args": args })),
             )
             .await?;
@@ -226,7 +222,7 @@ impl Client {
         let answer: VersionResponse = self
             .request(
                 Method::PUT,
-                &format!("/v1/runtimes/{}/version", path_segment(runtime)),
+                &runtime_path(runtime, "version"),
                 Some(&serde_json::json!({ "version": version })),
             )
             .await?;
@@ -243,7 +239,7 @@ impl Client {
         let answer: AbortResponse = self
             .request(
                 Method::POST,
-                &format!("/v1/runtimes/{}/abort", path_segment(runtime)),
+                &runtime_path(runtime, "abort"),
                 Some(&serde_json::json!({ "force": force })),
             )
             .await?;
@@ -286,6 +282,16 @@ impl Client {
             "the agent closed the event stream (it is shutting down)".to_owned(),
         ))
     }
+}
+
+/// `/v1/runtimes/{runtime}`, then `/{tail}` unless `tail` is empty.
+fn runtime_path(runtime: &str, tail: &str) -> String {
+    let mut path = format!("/v1/runtimes/{}", path_segment(runtime));
+    if !tail.is_empty() {
+        path.push('/');
+        path.push_str(tail);
+    }
+    path
 }
 
 /// Percent-encodes what a path segment cannot hold as is. Runtime ids are

@@ -65,6 +65,25 @@ enum Command {
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
         max_request_bytes: usize,
     },
+    #[command(flatten)]
+    Client(ClientCommand),
+    /// Work with config files.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Run a built-in example runtime (the agent starts these itself).
+    #[command(hide = true)]
+    ExampleRuntime {
+        /// `echo` or `kv`.
+        name: String,
+        /// Its arguments, e.g. `--version 1.0.0`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+}
+
+/// The commands that are clients of a running agent's API.
+#[derive(Debug, Subcommand)]
+enum ClientCommand {
     /// Show every runtime: versions, state, restarts, last error.
     Status {
         /// Print the API's JSON instead of a table.
@@ -104,18 +123,6 @@ enum Command {
         /// Print one JSON object per line.
         #[arg(long)]
         json: bool,
-    },
-    /// Work with config files.
-    #[command(subcommand)]
-    Config(ConfigCommand),
-    /// Run a built-in example runtime (the agent starts these itself).
-    #[command(hide = true)]
-    ExampleRuntime {
-        /// `echo` or `kv`.
-        name: String,
-        /// Its arguments, e.g. `--version 1.0.0`.
-        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-        args: Vec<OsString>,
     },
 }
 
@@ -187,8 +194,7 @@ fn example_runtime(name: &str, args: Vec<OsString>) -> ExitCode {
 }
 
 async fn dispatch(cli: Cli) -> ExitCode {
-    let client = || Client::new(&cli.api, cli.token_file.as_deref());
-    let result = match cli.command {
+    let command = match cli.command {
         Command::Run {
             config,
             data_dir,
@@ -199,7 +205,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 config,
                 data_dir,
                 listen,
-                token_file: cli.token_file.clone(),
+                token_file: cli.token_file,
                 max_request_bytes,
             })
             .await;
@@ -210,30 +216,25 @@ async fn dispatch(cli: Cli) -> ExitCode {
             return ExitCode::SUCCESS;
         }
         Command::ExampleRuntime { .. } => unreachable!("handled before the async runtime"),
-        Command::Status { json } => match client() {
-            Ok(client) => client.status(json).await,
-            Err(error) => Err(error),
+        Command::Client(command) => command,
+    };
+    let result = match Client::new(&cli.api, cli.token_file.as_deref()) {
+        Ok(client) => match command {
+            ClientCommand::Status { json } => client.status(json).await,
+            ClientCommand::Call {
+                runtime,
+                method,
+                args,
+            } => client.call(&runtime, &method, args.as_deref()).await,
+            ClientCommand::SetVersion { runtime, version } => {
+                client.set_version(&runtime, &version).await
+            }
+            ClientCommand::Abort { runtime, force } => client.abort(&runtime, force).await,
+            ClientCommand::Events { runtime, json } => {
+                client.events(runtime.as_deref(), json).await
+            }
         },
-        Command::Call {
-            runtime,
-            method,
-            args,
-        } => match client() {
-            Ok(client) => client.call(&runtime, &method, args.as_deref()).await,
-            Err(error) => Err(error),
-        },
-        Command::SetVersion { runtime, version } => match client() {
-            Ok(client) => client.set_version(&runtime, &version).await,
-            Err(error) => Err(error),
-        },
-        Command::Abort { runtime, force } => match client() {
-            Ok(client) => client.abort(&runtime, force).await,
-            Err(error) => Err(error),
-        },
-        Command::Events { runtime, json } => match client() {
-            Ok(client) => client.events(runtime.as_deref(), json).await,
-            Err(error) => Err(error),
-        },
+        Err(error) => Err(error),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -126,6 +126,20 @@ impl Options {
         command.env("STEWARD_LOG", "info");
         command
     }
+
+    /// Runs `steward run …` that must exit at once (a start error), within
+    /// the deadline; `why` says why it must (for the failure message).
+    pub async fn run_to_exit(&self, why: &str) -> std::process::Output {
+        let mut command = self.command();
+        tokio::time::timeout(
+            DEADLINE,
+            tokio::task::spawn_blocking(move || command.output()),
+        )
+        .await
+        .unwrap_or_else(|_| panic!("{why}"))
+        .unwrap()
+        .unwrap()
+    }
 }
 
 /// Text a reader thread collects from a child's pipe.
@@ -552,18 +566,7 @@ impl Api {
             .send()
             .await
             .unwrap_or_else(|error| panic!("{method} {path}: {error}"));
-        let status = response.status();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|value| value.to_str().ok())
-            .unwrap_or_default()
-            .to_owned();
-        let text = response
-            .text()
-            .await
-            .unwrap_or_else(|error| panic!("{method} {path}: reading the body: {error}"));
-        (status, content_type, text)
+        answer_parts(response, &format!("{method} {path}")).await
     }
 
     /// Sends a request with an optional JSON body; returns the status and
@@ -959,4 +962,21 @@ pub fn write_atomically(path: &Path, text: &str) {
     ));
     std::fs::write(&temp, text).expect("cannot write the temp config");
     std::fs::rename(&temp, path).expect("cannot rename the temp config");
+}
+
+/// An answer's status, `Content-Type` and body text; `what` names the
+/// request in failure messages.
+pub async fn answer_parts(response: reqwest::Response, what: &str) -> (StatusCode, String, String) {
+    let status = response.status();
+    let content_type = response
+        .headers()
+        .get("content-type")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    let text = response
+        .text()
+        .await
+        .unwrap_or_else(|error| panic!("{what}: reading the body: {error}"));
+    (status, content_type, text)
 }

@@ -202,15 +202,14 @@ impl<C: Change> FileWatcher<C> {
             let Some(live) = &sender else { return };
             match result {
                 Ok(events) => {
-                    let mut paths: Vec<PathBuf> = events
+                    let paths: Vec<PathBuf> = events
                         .into_iter()
                         .filter(|event| changes_content(&event.kind))
                         .flat_map(|event| event.event.paths)
                         .filter(|path| handler_target.relative(path).is_some())
                         .collect();
-                    dedup_in_order(&mut paths);
                     if !paths.is_empty() {
-                        debug!(dir = %handler_target.dir.display(), changed = paths.len(), "file change");
+                        debug!(dir = %handler_target.dir.display(), paths = paths.len(), "file change");
                         live.send(to_change(&handler_target, &paths));
                     }
                 }
@@ -259,12 +258,6 @@ fn changes_content(kind: &EventKind) -> bool {
         EventKind::Access(_) => false,
         _ => true,
     }
-}
-
-/// Drops repeated paths, keeping the first occurrence of each.
-fn dedup_in_order(paths: &mut Vec<PathBuf>) {
-    let mut seen = std::collections::HashSet::new();
-    paths.retain(|path| seen.insert(path.clone()));
 }
 
 impl<C: Change> Worker for FileWatcher<C> {
