@@ -23,7 +23,7 @@ use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::SystemTime;
 
 use steward_host::{
-    Aggregate, AggregateConfig, Event, ProcessConfig, ProcessHost, RuntimeHost, Storage,
+    Aggregate, AggregateConfig, Event, ExitReason, ProcessConfig, ProcessHost, RuntimeHost, Storage,
 };
 use steward_protocol::RuntimeInfoResponse;
 use steward_store::Store;
@@ -509,28 +509,26 @@ fn note_event(hosted: &Hosted, bus: &EventBus, event: Event) {
             if active.as_deref() == Some(&**version) {
                 status.state = RuntimeState::Restarting;
             }
-            Some(error.clone())
+            Some(error.to_string())
         }
-        Event::Stopped { version, exit } => {
+        Event::Stopped { version, reason } => {
             metrics::record_up(id, version, false);
-            let described = match (&exit.status, exit.reason.as_str()) {
-                (Some(status), "stopped") => status.clone(),
-                (Some(status), reason) => format!("{reason} ({status})"),
-                (None, reason) => reason.to_owned(),
+            let described = match reason {
+                ExitReason::Stopped { status } => status.to_string(),
+                other => other.to_string(),
             };
             let mut status = hosted.status_mut();
-            // `aborted` is a kill the operator asked for (`abort --force`):
+            // `Aborted` is a kill the operator asked for (`abort --force`):
             // a restart, but neither a failure nor news.
-            if exit.reason != "stopped" && exit.reason != "aborted" {
+            if reason.is_failure() {
                 metrics::record_restart(id, version);
                 status.restarts += 1;
                 status.last_error = Some(format!("version {version} exited: {described}"));
             }
             if active.as_deref() == Some(&**version) {
-                status.state = if exit.reason == "stopped" {
-                    RuntimeState::Stopped
-                } else {
-                    RuntimeState::Restarting
+                status.state = match reason {
+                    ExitReason::Stopped { .. } => RuntimeState::Stopped,
+                    _ => RuntimeState::Restarting,
                 };
                 status.info = None;
             }
@@ -538,12 +536,13 @@ fn note_event(hosted: &Hosted, bus: &EventBus, event: Event) {
         }
         Event::Updated { what, .. } => Some(what.clone()),
     };
-    bus.publish(AgentEvent::now(
-        id,
-        &**event.version(),
-        event.kind(),
-        message,
-    ));
+    let kind = match &event {
+        Event::Started { .. } => "started",
+        Event::FailedToStart { .. } => "failed_to_start",
+        Event::Stopped { .. } => "stopped",
+        Event::Updated { .. } => "updated",
+    };
+    bus.publish(AgentEvent::now(id, &**event.version(), kind, message));
 }
 
 /// Whether going from `old` to `new` can be done on the running aggregate:

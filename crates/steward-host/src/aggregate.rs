@@ -26,7 +26,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Error, Event, RuntimeHost};
+use crate::{Error, Event, RuntimeHost, StartError};
 
 /// How a switch replaces the active version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -224,10 +224,9 @@ impl Aggregate {
             aggregate.add_version(version, host)?;
         }
         if aggregate.versions().is_empty() {
-            return Err(Error::Versions(format!(
-                "runtime {} needs at least one version",
-                aggregate.shared.id
-            )));
+            return Err(Error::NoVersions {
+                runtime: aggregate.shared.id.clone(),
+            });
         }
         Ok(aggregate)
     }
@@ -248,10 +247,10 @@ impl Aggregate {
         }
         let mut versions = self.shared.versions();
         if versions.contains_key(&version) {
-            return Err(Error::Versions(format!(
-                "runtime {} already has version {version}",
-                self.shared.id
-            )));
+            return Err(Error::VersionExists {
+                runtime: self.shared.id.clone(),
+                version,
+            });
         }
         let forwarder = tokio::spawn(forward_events(
             Arc::downgrade(&self.shared),
@@ -267,10 +266,10 @@ impl Aggregate {
     pub async fn remove_version(&self, version: &str) -> Result<(), Error> {
         let _turn = self.shared.transition.lock().await;
         if self.active_version().as_deref() == Some(version) {
-            return Err(Error::Versions(format!(
-                "version {version} of runtime {} is active; switch to another version before removing it",
-                self.shared.id
-            )));
+            return Err(Error::VersionActive {
+                runtime: self.shared.id.clone(),
+                version: Arc::from(version),
+            });
         }
         let removed = self.shared.versions().remove(version);
         let Some(removed) = removed else {
@@ -459,9 +458,7 @@ impl Aggregate {
                         return error;
                     }
                     Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
-                    Err(broadcast::error::RecvError::Closed) => {
-                        return "its event stream closed".to_owned();
-                    }
+                    Err(broadcast::error::RecvError::Closed) => return StartError::HostGone,
                 }
             }
         };
@@ -480,7 +477,9 @@ impl Aggregate {
             Err(Error::FailedToStart {
                 runtime: self.shared.id.clone(),
                 version: next.version.clone(),
-                reason: format!("not serving within {:?}", self.shared.config.start_timeout),
+                reason: StartError::NotServing {
+                    within: self.shared.config.start_timeout,
+                },
             })
         });
         if result.is_err() {

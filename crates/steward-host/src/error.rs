@@ -2,6 +2,8 @@
 
 use std::sync::Arc;
 
+use crate::StartError;
+
 /// What can go wrong hosting a runtime.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -15,7 +17,7 @@ pub enum Error {
         /// The configured version.
         version: Arc<str>,
         /// What went wrong.
-        reason: String,
+        reason: StartError,
     },
     /// The runtime was stopped; calls are refused until it is started again.
     #[error("runtime {runtime} is stopped")]
@@ -64,10 +66,30 @@ pub enum Error {
         /// The sub-runtime's id.
         runtime: String,
     },
-    /// The operation needs at least one version, or would remove the
-    /// active one.
-    #[error("{0}")]
-    Versions(String),
+    /// An aggregate was made without any version.
+    #[error("runtime {runtime} needs at least one version")]
+    NoVersions {
+        /// The runtime id.
+        runtime: Arc<str>,
+    },
+    /// The version to add exists already.
+    #[error("runtime {runtime} already has version {version}")]
+    VersionExists {
+        /// The runtime id.
+        runtime: Arc<str>,
+        /// The version.
+        version: Arc<str>,
+    },
+    /// The version to remove is the active one.
+    #[error(
+        "version {version} of runtime {runtime} is active; switch to another version before removing it"
+    )]
+    VersionActive {
+        /// The runtime id.
+        runtime: Arc<str>,
+        /// The version.
+        version: Arc<str>,
+    },
     /// The call was still running on a version being switched away from
     /// when the drain timeout ran out, and was abandoned.
     #[error(

@@ -1,9 +1,15 @@
-//! What happens to a hosted runtime, as events. Plain data: this module
-//! must never hold a handle to a process.
+//! What happens to a hosted runtime, as events with typed causes: why a
+//! process ended ([`ExitReason`]) and why a start failed ([`StartError`]).
+//! Callers match on them (a restart counter, a status page) instead of
+//! comparing text, so a renamed cause fails to compile. Plain data: this
+//! module must never hold a handle to a process.
 
+use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
-use steward_protocol::RuntimeInfoResponse;
+use steward_protocol::{ProtocolVersion, RuntimeInfoResponse};
 
 /// Something that happened to a runtime.
 #[derive(Debug, Clone, PartialEq)]
@@ -20,15 +26,15 @@ pub enum Event {
         /// The configured version.
         version: Arc<str>,
         /// What went wrong.
-        error: String,
+        error: StartError,
     },
     /// The process is gone, whatever the cause (always sent after
     /// `Started`).
     Stopped {
         /// The configured version.
         version: Arc<str>,
-        /// How it ended.
-        exit: Exit,
+        /// How and why it ended.
+        reason: ExitReason,
     },
     /// Something about the running runtime changed without a restart.
     Updated {
@@ -40,17 +46,6 @@ pub enum Event {
 }
 
 impl Event {
-    /// The event's kind, for logs and APIs: `started`, `failed_to_start`,
-    /// `stopped` or `updated`.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Event::Started { .. } => "started",
-            Event::FailedToStart { .. } => "failed_to_start",
-            Event::Stopped { .. } => "stopped",
-            Event::Updated { .. } => "updated",
-        }
-    }
-
     /// The version the event is about.
     pub fn version(&self) -> &Arc<str> {
         match self {
@@ -62,12 +57,261 @@ impl Event {
     }
 }
 
-/// How a runtime process ended.
+/// How a process ended, as the operating system reported it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exit {
-    /// Why the host thinks it ended: `stopped`, `crashed`, `aborted`,
-    /// `connection lost`.
-    pub reason: String,
-    /// The exit status, e.g. `exit status: 101` or `signal: 9 (SIGKILL)`.
-    pub status: Option<String>,
+pub enum ProcessStatus {
+    /// It exited with this code.
+    Code(i32),
+    /// A signal killed it.
+    Signal(i32),
+    /// The status could not be read (the message says why).
+    Unknown(Arc<str>),
+}
+
+impl ProcessStatus {
+    /// Whether it exited with code 0.
+    pub fn success(&self) -> bool {
+        *self == ProcessStatus::Code(0)
+    }
+}
+
+impl From<std::process::ExitStatus> for ProcessStatus {
+    fn from(status: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        match (status.code(), status.signal()) {
+            (Some(code), _) => ProcessStatus::Code(code),
+            (None, Some(signal)) => ProcessStatus::Signal(signal),
+            (None, None) => ProcessStatus::Unknown(Arc::from(status.to_string())),
+        }
+    }
+}
+
+impl From<std::io::Result<std::process::ExitStatus>> for ProcessStatus {
+    fn from(status: std::io::Result<std::process::ExitStatus>) -> Self {
+        match status {
+            Ok(status) => status.into(),
+            Err(error) => ProcessStatus::Unknown(Arc::from(error.to_string())),
+        }
+    }
+}
+
+impl fmt::Display for ProcessStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProcessStatus::Code(code) => write!(f, "exit status: {code}"),
+            ProcessStatus::Signal(signal) => match nix::sys::signal::Signal::try_from(*signal) {
+                Ok(name) => write!(f, "signal: {signal} ({})", name.as_str()),
+                Err(_) => write!(f, "signal: {signal}"),
+            },
+            ProcessStatus::Unknown(why) => write!(f, "status unknown ({why})"),
+        }
+    }
+}
+
+/// Why a runtime process ended.
+///
+/// Only [`Crashed`](Self::Crashed) and
+/// [`ConnectionLost`](Self::ConnectionLost) are failures of the runtime;
+/// the others are the host doing what it was asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ExitReason {
+    /// The host stopped it (a stop or a version switch), politely first.
+    Stopped {
+        /// How it exited.
+        status: ProcessStatus,
+    },
+    /// It exited by itself while serving.
+    Crashed {
+        /// How it exited.
+        status: ProcessStatus,
+    },
+    /// The host killed it on request (`abort` forced, or an abort it did
+    /// not answer) and starts it again at once.
+    Aborted {
+        /// How it exited.
+        status: ProcessStatus,
+    },
+    /// Its connection ended (it hung up, or sent a bad frame) while the
+    /// process was still alive; the host killed it.
+    ConnectionLost {
+        /// What happened to the connection.
+        cause: Arc<str>,
+        /// How it exited once killed.
+        status: ProcessStatus,
+    },
+}
+
+impl ExitReason {
+    /// How the process exited.
+    pub fn status(&self) -> &ProcessStatus {
+        match self {
+            ExitReason::Stopped { status }
+            | ExitReason::Crashed { status }
+            | ExitReason::Aborted { status }
+            | ExitReason::ConnectionLost { status, .. } => status,
+        }
+    }
+
+    /// Whether the runtime failed (as opposed to being stopped or killed
+    /// on request): what restart counters count.
+    pub fn is_failure(&self) -> bool {
+        matches!(
+            self,
+            ExitReason::Crashed { .. } | ExitReason::ConnectionLost { .. }
+        )
+    }
+}
+
+impl fmt::Display for ExitReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ExitReason::Stopped { status } => write!(f, "stopped ({status})"),
+            ExitReason::Crashed { status } => write!(f, "crashed ({status})"),
+            ExitReason::Aborted { status } => write!(f, "aborted ({status})"),
+            ExitReason::ConnectionLost { cause, status } => {
+                write!(f, "connection lost: {cause} ({status})")
+            }
+        }
+    }
+}
+
+/// Why a runtime did not start: each step of a start that can fail.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum StartError {
+    /// The private socket directory could not be created.
+    #[error("cannot create a private directory for its socket: {reason}")]
+    SocketDir {
+        /// The operating system's message.
+        reason: String,
+    },
+    /// The host could not listen on the socket.
+    #[error("cannot listen on {}: {reason}", path.display())]
+    Listen {
+        /// The socket path.
+        path: PathBuf,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// The program could not be run.
+    #[error("cannot run {}: {reason}", program.display())]
+    Spawn {
+        /// The program.
+        program: PathBuf,
+        /// The operating system's message.
+        reason: String,
+    },
+    /// The process exited before it connected to the host.
+    #[error("exited before connecting to the host ({status})")]
+    ExitedBeforeConnecting {
+        /// How it exited.
+        status: ProcessStatus,
+    },
+    /// The host could not accept the process's connection.
+    #[error("cannot accept its connection: {reason}")]
+    Accept {
+        /// The operating system's message.
+        reason: String,
+    },
+    /// The process did not connect in time.
+    #[error("did not connect to the host within {}", humantime::format_duration(*within))]
+    ConnectTimeout {
+        /// The accept timeout.
+        within: Duration,
+    },
+    /// The process exited during the handshake.
+    #[error("exited during the handshake ({status})")]
+    ExitedDuringHandshake {
+        /// How it exited.
+        status: ProcessStatus,
+    },
+    /// The handshake failed on the wire or was refused.
+    #[error("handshake failed: {reason}")]
+    Handshake {
+        /// The protocol error.
+        reason: String,
+    },
+    /// The process did not answer the handshake in time.
+    #[error("did not answer the handshake within {}", humantime::format_duration(*within))]
+    HandshakeTimeout {
+        /// The handshake timeout.
+        within: Duration,
+    },
+    /// The process answered the handshake with something else.
+    #[error("answered the handshake with {got}")]
+    UnexpectedAnswer {
+        /// The name of the body it sent.
+        got: &'static str,
+    },
+    /// The process speaks another major protocol version.
+    #[error("speaks protocol {runtime}, the host speaks {host} (major versions must match)")]
+    ProtocolMismatch {
+        /// What the runtime speaks.
+        runtime: ProtocolVersion,
+        /// What the host speaks.
+        host: ProtocolVersion,
+    },
+    /// The process reported another version than it is configured as.
+    #[error("reported version {reported:?}, but is configured as version {configured:?}")]
+    VersionMismatch {
+        /// What it reported.
+        reported: String,
+        /// What the host expected.
+        configured: Arc<str>,
+    },
+    /// The version did not serve within an aggregate's start timeout.
+    #[error("not serving within {}", humantime::format_duration(*within))]
+    NotServing {
+        /// The start timeout.
+        within: Duration,
+    },
+    /// The version's event stream closed while it was starting (its host
+    /// was dropped).
+    #[error("its host went away while it was starting")]
+    HostGone,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_read_like_the_operating_system_says_them() {
+        assert_eq!(ProcessStatus::Code(3).to_string(), "exit status: 3");
+        assert_eq!(ProcessStatus::Signal(9).to_string(), "signal: 9 (SIGKILL)");
+        assert!(ProcessStatus::Code(0).success());
+        assert!(!ProcessStatus::Signal(15).success());
+    }
+
+    #[test]
+    fn only_crashes_and_lost_connections_are_failures() {
+        let status = ProcessStatus::Code(0);
+        assert!(
+            !ExitReason::Stopped {
+                status: status.clone()
+            }
+            .is_failure()
+        );
+        assert!(
+            !ExitReason::Aborted {
+                status: status.clone()
+            }
+            .is_failure()
+        );
+        assert!(
+            ExitReason::Crashed {
+                status: status.clone()
+            }
+            .is_failure()
+        );
+        let lost = ExitReason::ConnectionLost {
+            cause: Arc::from("bad frame: malformed message"),
+            status: ProcessStatus::Signal(9),
+        };
+        assert!(lost.is_failure());
+        assert_eq!(
+            lost.to_string(),
+            "connection lost: bad frame: malformed message (signal: 9 (SIGKILL))"
+        );
+    }
 }

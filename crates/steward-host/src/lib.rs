@@ -4,7 +4,8 @@
 //! Unix socket. [`ProcessHost`] starts it, checks its handshake, restarts it
 //! with backoff when it dies, aborts and stops it, and serves its host
 //! storage requests from a [`Storage`]. Everything that happens to it is an
-//! [`Event`] (`Started`, `FailedToStart`, `Stopped`, `Updated`).
+//! [`Event`] (`Started`, `FailedToStart`, `Stopped`, `Updated`), with a
+//! typed cause ([`ExitReason`], [`StartError`]).
 //! [`Aggregate`] holds several versions of one runtime and switches the
 //! active one while calls keep flowing.
 //!
@@ -17,6 +18,8 @@ mod error;
 mod event;
 mod process;
 mod storage;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
 use steward_protocol::{Body, RuntimeInfoResponse};
 use steward_worker::BoxFuture;
@@ -24,7 +27,7 @@ use tokio::sync::broadcast;
 
 pub use aggregate::{Aggregate, AggregateConfig, OnUnknownVersion, TransitionMode};
 pub use error::Error;
-pub use event::{Event, Exit};
+pub use event::{Event, ExitReason, ProcessStatus, StartError};
 pub use process::{ProcessConfig, ProcessHost};
 pub use storage::{MemoryStorage, Storage};
 

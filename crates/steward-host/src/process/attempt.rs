@@ -21,7 +21,7 @@ use tracing::{Instrument, info, warn};
 
 use super::ProcessConfig;
 use super::group::ProcessGroup;
-use crate::Storage;
+use crate::{ProcessStatus, StartError, Storage};
 
 /// A process that passed its handshake.
 pub(super) struct Running {
@@ -31,7 +31,7 @@ pub(super) struct Running {
     /// Declared after `child` so that it is dropped after it: the group
     /// kill then catches anything the child left behind.
     group: ProcessGroup,
-    exit_status: Option<String>,
+    exit_status: Option<ProcessStatus>,
 }
 
 impl Running {
@@ -40,27 +40,24 @@ impl Running {
     }
 
     /// Waits for the process to exit; returns its status. Cancel safe.
-    pub(super) async fn exited(&mut self) -> String {
+    pub(super) async fn exited(&mut self) -> ProcessStatus {
         if let Some(status) = &self.exit_status {
             return status.clone();
         }
-        let status = match self.child.wait().await {
-            Ok(status) => status.to_string(),
-            Err(error) => format!("unknown ({error})"),
-        };
+        let status = ProcessStatus::from(self.child.wait().await);
         self.exit_status = Some(status.clone());
         status
     }
 
     /// Kills the whole process group and reaps the process.
-    pub(super) async fn kill(&mut self) -> String {
+    pub(super) async fn kill(&mut self) -> ProcessStatus {
         self.connection.close("runtime killed by the host");
         self.group.signal(Signal::SIGKILL);
         self.exited().await
     }
 
     /// `RuntimeShutdown`, a grace period, SIGTERM, a grace period, SIGKILL.
-    pub(super) async fn stop_gracefully(&mut self, config: &ProcessConfig) -> String {
+    pub(super) async fn stop_gracefully(&mut self, config: &ProcessConfig) -> ProcessStatus {
         let asked = tokio::time::timeout(
             config.shutdown_grace,
             self.connection.call(Body::RuntimeShutdown),
@@ -91,47 +88,43 @@ impl Running {
 pub(super) async fn start_process(
     config: &ProcessConfig,
     storage: Arc<dyn Storage>,
-) -> Result<Running, String> {
-    let dir = private_dir().map_err(|e| format!("cannot create a private directory: {e}"))?;
+) -> Result<Running, StartError> {
+    let dir = private_dir().map_err(|e| StartError::SocketDir {
+        reason: e.to_string(),
+    })?;
     let socket = dir.path().join("host.sock");
-    let listener = UnixListener::bind(&socket)
-        .map_err(|e| format!("cannot listen on {}: {e}", socket.display()))?;
-
-    let mut command = Command::new(&config.program);
-    command
-        .args(&config.args)
-        .env_clear()
-        .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        .env(HOST_SOCKET_ENV, &socket)
-        .process_group(0)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
-    let mut child = command
-        .spawn()
-        .map_err(|e| format!("cannot run {}: {e}", config.program.display()))?;
-    let group = child
-        .id()
-        .and_then(ProcessGroup::new)
-        .ok_or_else(|| "the process exited at once".to_string())?;
+    let listener = UnixListener::bind(&socket).map_err(|e| StartError::Listen {
+        path: socket.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut child = spawn(config, &socket).await?;
+    let group =
+        child
+            .id()
+            .and_then(ProcessGroup::new)
+            .ok_or(StartError::ExitedBeforeConnecting {
+                status: ProcessStatus::Unknown(Arc::from("it was reaped at once")),
+            })?;
     forward_output(child.stdout.take(), "stdout");
     forward_output(child.stderr.take(), "stderr");
 
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(config.accept_timeout, listener.accept()) => accepted,
         status = child.wait() => {
-            return Err(format!("exited before connecting to the host ({})", describe(status)));
+            return Err(StartError::ExitedBeforeConnecting { status: status.into() });
         }
     };
     let stream = match accepted {
         Ok(Ok((stream, _))) => stream,
-        Ok(Err(error)) => return Err(format!("cannot accept its connection: {error}")),
+        Ok(Err(error)) => {
+            return Err(StartError::Accept {
+                reason: error.to_string(),
+            });
+        }
         Err(_) => {
-            return Err(format!(
-                "did not connect to the host within {:?}",
-                config.accept_timeout
-            ));
+            return Err(StartError::ConnectTimeout {
+                within: config.accept_timeout,
+            });
         }
     };
     // The connection is all we need now: removing the socket and its
@@ -150,40 +143,12 @@ pub(super) async fn start_process(
         },
         config.limits,
     );
-    let handshake = connection.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
-        runtime_id: config.runtime_id.to_string(),
-        protocol_version: PROTOCOL_VERSION,
-        expected_version: config.version.to_string(),
-    }));
-    let answer = tokio::select! {
-        answer = tokio::time::timeout(config.handshake_timeout, handshake) => answer,
+    let info = tokio::select! {
+        info = handshake(config, &connection) => info?,
         status = child.wait() => {
-            return Err(format!("exited during the handshake ({})", describe(status)));
+            return Err(StartError::ExitedDuringHandshake { status: status.into() });
         }
     };
-    let info = match answer {
-        Ok(Ok(Body::RuntimeInfoResponse(info))) => info,
-        Ok(Ok(other)) => return Err(format!("answered the handshake with {}", other.name())),
-        Ok(Err(error)) => return Err(format!("handshake failed: {error}")),
-        Err(_) => {
-            return Err(format!(
-                "did not answer the handshake within {:?}",
-                config.handshake_timeout
-            ));
-        }
-    };
-    if info.protocol_version.major != PROTOCOL_VERSION.major {
-        return Err(format!(
-            "speaks protocol {}, the host speaks {} (major versions must match)",
-            info.protocol_version, PROTOCOL_VERSION
-        ));
-    }
-    if info.runtime_version != *config.version {
-        return Err(format!(
-            "reported version {:?}, but is configured as version {:?}",
-            info.runtime_version, config.version
-        ));
-    }
     Ok(Running {
         connection,
         info,
@@ -191,6 +156,74 @@ pub(super) async fn start_process(
         group,
         exit_status: None,
     })
+}
+
+/// Starts the program in a process group of its own, with nothing of the
+/// host's environment but its socket.
+///
+/// `Command::spawn` is synchronous (fork, exec, and on a loaded machine
+/// milliseconds of page-table copying), so it runs on a blocking thread:
+/// calls served by the same tokio worker thread must not stall behind a
+/// start.
+async fn spawn(config: &ProcessConfig, socket: &std::path::Path) -> Result<Child, StartError> {
+    let mut command = Command::new(&config.program);
+    command
+        .args(&config.args)
+        .env_clear()
+        .envs(config.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .env(HOST_SOCKET_ENV, socket)
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let spawn_error = |reason: String| StartError::Spawn {
+        program: config.program.clone(),
+        reason,
+    };
+    tokio::task::spawn_blocking(move || command.spawn())
+        .await
+        .map_err(|error| spawn_error(format!("the spawning thread failed: {error}")))?
+        .map_err(|error| spawn_error(error.to_string()))
+}
+
+/// Asks the runtime who it is and checks the answer against the config.
+async fn handshake(
+    config: &ProcessConfig,
+    connection: &Connection,
+) -> Result<RuntimeInfoResponse, StartError> {
+    let request = connection.call(Body::RuntimeInfoRequest(RuntimeInfoRequest {
+        runtime_id: config.runtime_id.to_string(),
+        protocol_version: PROTOCOL_VERSION,
+        expected_version: config.version.to_string(),
+    }));
+    let info = match tokio::time::timeout(config.handshake_timeout, request).await {
+        Ok(Ok(Body::RuntimeInfoResponse(info))) => info,
+        Ok(Ok(other)) => return Err(StartError::UnexpectedAnswer { got: other.name() }),
+        Ok(Err(error)) => {
+            return Err(StartError::Handshake {
+                reason: error.to_string(),
+            });
+        }
+        Err(_) => {
+            return Err(StartError::HandshakeTimeout {
+                within: config.handshake_timeout,
+            });
+        }
+    };
+    if info.protocol_version.major != PROTOCOL_VERSION.major {
+        return Err(StartError::ProtocolMismatch {
+            runtime: info.protocol_version,
+            host: PROTOCOL_VERSION,
+        });
+    }
+    if info.runtime_version != *config.version {
+        return Err(StartError::VersionMismatch {
+            reported: info.runtime_version,
+            configured: config.version.clone(),
+        });
+    }
+    Ok(info)
 }
 
 /// A temporary directory only this user can enter (0700), for the socket:
@@ -201,13 +234,6 @@ fn private_dir() -> std::io::Result<TempDir> {
         .prefix("steward-")
         .permissions(std::fs::Permissions::from_mode(0o700))
         .tempdir()
-}
-
-fn describe(status: std::io::Result<std::process::ExitStatus>) -> String {
-    match status {
-        Ok(status) => status.to_string(),
-        Err(error) => format!("status unknown: {error}"),
-    }
 }
 
 /// Copies the runtime's output lines into the log, within the runtime's

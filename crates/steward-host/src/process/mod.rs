@@ -15,15 +15,14 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use steward_protocol::{Body, Connection, Limits, RuntimeInfoResponse};
-use steward_worker::{Backoff, BoxFuture, SimpleWorker, Worker};
+use steward_worker::{Backoff, BackoffState, BoxFuture, SimpleWorker, Worker};
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::{Error, Event, Exit, RuntimeHost, Storage};
-
-use self::attempt::start_process;
+use self::attempt::{Running, start_process};
+use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 
 /// How to run one version of a runtime, and how patient to be with it.
 ///
@@ -158,6 +157,13 @@ struct Shared {
 
 /// Events kept for subscribers that fall behind.
 const EVENT_BUFFER: usize = 256;
+
+impl Shared {
+    fn emit(&self, event: Event) {
+        // No subscriber is not an error.
+        let _ = self.events.send(event);
+    }
+}
 
 impl ProcessHost {
     /// A host for `config`, serving host storage from `storage`. Nothing
@@ -313,107 +319,48 @@ impl RuntimeHost for ProcessHost {
     }
 }
 
+/// How long a process whose connection ended gets to exit by itself
+/// before the host kills it: a crash usually closes the socket a moment
+/// before the exit is reaped, and one cause must get one report (crashed,
+/// with its status), not whichever of the two the host noticed first.
+const EXIT_AFTER_HANG_UP: Duration = Duration::from_millis(250);
+
+/// What ended a serving process.
+enum End {
+    /// The host is stopping it for good.
+    Stop,
+    /// An abort asked for a kill and a fresh start.
+    Restart,
+    /// The process exited by itself.
+    Exited(ProcessStatus),
+    /// The connection ended, with this cause, while the process lived.
+    HungUp(Arc<str>),
+}
+
 /// Starts, watches and restarts the process until `stop` fires.
 async fn supervise(shared: &Shared, stop: CancellationToken) {
-    let config = &shared.config;
-    let mut backoff = config.backoff.start();
-    let emit = |event: Event| {
-        // No subscriber is not an error.
-        let _ = shared.events.send(event);
-    };
+    let mut backoff = shared.config.backoff.start();
     loop {
         shared.phase.send_replace(Phase::Starting);
         let attempt = tokio::select! {
             biased;
             () = stop.cancelled() => break,
-            attempt = start_process(config, shared.storage.clone()) => attempt,
+            attempt = start_process(&shared.config, shared.storage.clone()) => attempt,
         };
-        let mut running = match attempt {
-            Ok(running) => running,
-            Err(reason) => {
-                warn!(%reason, "runtime failed to start");
-                emit(Event::FailedToStart {
-                    version: config.version.clone(),
-                    error: reason,
+        let delay = match attempt {
+            Ok(running) => match serve(shared, running, &stop, &mut backoff).await {
+                Some(delay) => delay,
+                None => break,
+            },
+            Err(error) => {
+                warn!(%error, "runtime failed to start");
+                shared.emit(Event::FailedToStart {
+                    version: shared.config.version.clone(),
+                    error,
                 });
-                let delay = backoff.next_delay(None);
-                tokio::select! {
-                    biased;
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(delay) => continue,
-                }
+                backoff.next_delay(None)
             }
         };
-        let started_at = Instant::now();
-        info!(pid = running.pid(), "runtime started");
-        shared.phase.send_replace(Phase::Ready(Ready {
-            connection: running.connection.clone(),
-            info: running.info.clone(),
-        }));
-        emit(Event::Started {
-            version: config.version.clone(),
-            info: running.info.clone(),
-        });
-        enum End {
-            Stop,
-            Restart,
-            Died(Exit),
-        }
-        let connection = running.connection.clone();
-        let end = tokio::select! {
-            biased;
-            () = stop.cancelled() => End::Stop,
-            () = shared.kill_and_restart.notified() => End::Restart,
-            status = running.exited() => End::Died(Exit {
-                reason: "crashed".into(),
-                status: Some(status),
-            }),
-            reason = connection.closed() => End::Died(Exit {
-                reason: format!("connection lost: {reason}"),
-                status: None,
-            }),
-        };
-        shared.phase.send_replace(Phase::Starting);
-        let (exit, delay) = match end {
-            End::Stop => {
-                let status = running.stop_gracefully(config).await;
-                emit(Event::Stopped {
-                    version: config.version.clone(),
-                    exit: Exit {
-                        reason: "stopped".into(),
-                        status: Some(status),
-                    },
-                });
-                break;
-            }
-            End::Restart => {
-                let status = running.kill().await;
-                let exit = Exit {
-                    reason: "aborted".into(),
-                    status: Some(status),
-                };
-                // A deliberate kill restarts at once.
-                (exit, Duration::ZERO)
-            }
-            End::Died(mut exit) => {
-                // Calls in flight learn what happened to the process, not
-                // that the host killed it (which is only the clean-up of
-                // its group). The first reason a connection gets sticks.
-                running.connection.close(&match &exit.status {
-                    Some(status) => format!("the runtime {} ({status})", exit.reason),
-                    None => format!("the runtime's {}", exit.reason),
-                });
-                let status = running.kill().await;
-                exit.status.get_or_insert(status);
-                warn!(reason = %exit.reason, status = ?exit.status, "runtime stopped unexpectedly");
-                (exit, backoff.next_delay(Some(started_at.elapsed())))
-            }
-        };
-        emit(Event::Stopped {
-            version: config.version.clone(),
-            exit,
-        });
-        drop(running);
         if !delay.is_zero() {
             tokio::select! {
                 biased;
@@ -423,4 +370,75 @@ async fn supervise(shared: &Shared, stop: CancellationToken) {
         }
     }
     shared.phase.send_replace(Phase::Stopped);
+}
+
+/// Publishes a started process, waits until it ends, and reports how.
+/// Returns the delay before the next start, or `None` once stopped for
+/// good.
+async fn serve(
+    shared: &Shared,
+    mut running: Running,
+    stop: &CancellationToken,
+    backoff: &mut BackoffState,
+) -> Option<Duration> {
+    let config = &shared.config;
+    let started_at = Instant::now();
+    info!(pid = running.pid(), "runtime started");
+    shared.phase.send_replace(Phase::Ready(Ready {
+        connection: running.connection.clone(),
+        info: running.info.clone(),
+    }));
+    shared.emit(Event::Started {
+        version: config.version.clone(),
+        info: running.info.clone(),
+    });
+    let connection = running.connection.clone();
+    let end = tokio::select! {
+        biased;
+        () = stop.cancelled() => End::Stop,
+        () = shared.kill_and_restart.notified() => End::Restart,
+        status = running.exited() => End::Exited(status),
+        cause = connection.closed() => End::HungUp(cause),
+    };
+    shared.phase.send_replace(Phase::Starting);
+    let (reason, delay) = match end {
+        End::Stop => {
+            let status = running.stop_gracefully(config).await;
+            (ExitReason::Stopped { status }, None)
+        }
+        // A deliberate kill restarts at once.
+        End::Restart => {
+            let status = running.kill().await;
+            (ExitReason::Aborted { status }, Some(Duration::ZERO))
+        }
+        End::Exited(status) => {
+            let reason = ExitReason::Crashed { status };
+            (reason, Some(backoff.next_delay(Some(started_at.elapsed()))))
+        }
+        End::HungUp(cause) => {
+            let exited = tokio::time::timeout(EXIT_AFTER_HANG_UP, running.exited()).await;
+            let reason = match exited {
+                Ok(status) => ExitReason::Crashed { status },
+                Err(_) => ExitReason::ConnectionLost {
+                    cause,
+                    status: running.kill().await,
+                },
+            };
+            (reason, Some(backoff.next_delay(Some(started_at.elapsed()))))
+        }
+    };
+    if reason.is_failure() {
+        // Calls in flight learn what happened to the process, not that
+        // the host killed it (which is only the clean-up of its group).
+        // The first reason a connection gets sticks.
+        running.connection.close(&format!("the runtime {reason}"));
+        warn!(%reason, "runtime stopped unexpectedly");
+    }
+    // Whatever is left of the group goes with the process.
+    running.kill().await;
+    shared.emit(Event::Stopped {
+        version: config.version.clone(),
+        reason,
+    });
+    delay
 }
