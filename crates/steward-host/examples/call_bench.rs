@@ -29,13 +29,14 @@ use steward_protocol::{Body, CallRequest, Value};
 use steward_worker::Backoff;
 
 mod common;
-use common::{echo_binary, micros, millis, percentile};
+use common::{AS_RUNTIME, echo_binary, micros, millis, percentile};
 
 const FRAME: usize = 64;
 const SEQ_CALLS: usize = 20_000;
 const PIPELINE_TIME: Duration = Duration::from_secs(2);
 
 fn main() {
+    common::serve_if_runtime();
     let args: Vec<String> = std::env::args().collect();
     if let [_, flag, path] = args.as_slice()
         && flag == "--raw-peer"
@@ -105,7 +106,8 @@ fn raw_pingpong() -> String {
 }
 
 fn host(echo: &PathBuf, restart_delay: Duration) -> ProcessHost {
-    let mut config = ProcessConfig::new("echo", "1.0.0", echo).args(["--version", "1.0.0"]);
+    let mut config =
+        ProcessConfig::new("echo", "1.0.0", echo).args([AS_RUNTIME, "--version", "1.0.0"]);
     config.backoff = Backoff::constant(restart_delay);
     ProcessHost::new(config, Arc::new(MemoryStorage::new()))
 }

@@ -27,13 +27,14 @@ use steward_host::{
 use steward_protocol::{Body, CallRequest, Value};
 
 mod common;
-use common::{echo_binary, micros, millis, percentile};
+use common::{AS_RUNTIME, echo_binary, micros, millis, percentile};
 
 const CALLERS: usize = 64;
 const RUN: Duration = Duration::from_secs(10);
 const SWITCH_EVERY: Duration = Duration::from_millis(500);
 
 fn main() {
+    common::serve_if_runtime();
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(threads) = std::env::var("BENCH_THREADS") {
         builder.worker_threads(
@@ -59,7 +60,8 @@ fn main() {
 fn aggregate(echo: &std::path::Path, mode: TransitionMode) -> Aggregate {
     let storage = Arc::new(MemoryStorage::new());
     let versions = ["1.0.0", "2.0.0"].map(|version| {
-        let config = ProcessConfig::new("echo", version, echo).args(["--version", version]);
+        let config =
+            ProcessConfig::new("echo", version, echo).args([AS_RUNTIME, "--version", version]);
         let host: Arc<dyn RuntimeHost> = Arc::new(ProcessHost::new(config, storage.clone()));
         (version, host)
     });

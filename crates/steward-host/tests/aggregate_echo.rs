@@ -20,7 +20,7 @@ const SWITCHES: u32 = 20;
 fn echo_aggregate(mode: TransitionMode) -> Aggregate {
     let storage = Arc::new(MemoryStorage::new());
     let versions = ["1.0.0", "2.0.0"].map(|version| {
-        let config = support::config("echo", "echo", version, &["--version", version]);
+        let config = support::config("echo", version, &["--version", version]);
         let host: Arc<dyn RuntimeHost> = Arc::new(ProcessHost::new(config, storage.clone()));
         (version, host)
     });

@@ -1,5 +1,6 @@
-//! The process host against real runtime processes (`echo`, `kv`,
-//! `faulty`): start, calls both ways, stop, abort and restart, big frames,
+//! The process host against real runtime processes (this crate's
+//! `steward-test-runtime`, well-behaved or broken on purpose): start, calls
+//! both ways, stop, abort and restart, big frames,
 //! every way a runtime can fail to start, SIGKILL under load, host storage
 //! across versions, and no leaked process, zombie or private directory.
 //!
@@ -235,7 +236,7 @@ fn tagged(tag: &str) -> Vec<Proc> {
 fn runtime_process(tag: &str) -> Proc {
     let found: Vec<Proc> = tagged(tag)
         .into_iter()
-        .filter(|p| p.comm.starts_with("steward-runtim") && !p.is_zombie())
+        .filter(|p| p.comm.starts_with("steward-test-r") && !p.is_zombie())
         .collect();
     assert_eq!(
         found.len(),
@@ -433,7 +434,7 @@ async fn start_call_stop() {
     let _table = shared_table().await;
     let host = ProcessHost::new(
         tag(
-            support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]),
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
             "basic",
         ),
         Arc::new(MemoryStorage::new()),
@@ -478,7 +479,7 @@ async fn start_call_stop() {
     .await;
     match failed {
         Err(Error::Protocol(steward_protocol::Error::Remote(body))) => {
-            assert_eq!(body, ErrorBody::new("echo", 7, "as asked"));
+            assert_eq!(body, ErrorBody::new("test", 7, "as asked"));
         }
         other => panic!("fail answered {other:?}"),
     }
@@ -526,7 +527,7 @@ async fn dropping_the_last_handle_stops_the_process() {
     let _table = shared_table().await;
     let host = ProcessHost::new(
         tag(
-            support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]),
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
             "dropped",
         ),
         Arc::new(MemoryStorage::new()),
@@ -554,7 +555,7 @@ async fn forced_abort_restarts_the_process() {
     let _table = shared_table().await;
     let host = ProcessHost::new(
         tag(
-            support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]),
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
             "force",
         ),
         Arc::new(MemoryStorage::new()),
@@ -602,7 +603,7 @@ async fn gentle_abort_keeps_the_process() {
     let _table = shared_table().await;
     let host = ProcessHost::new(
         tag(
-            support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]),
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
             "gentle",
         ),
         Arc::new(MemoryStorage::new()),
@@ -683,7 +684,7 @@ async fn runtime_calls_the_host_during_calls() {
     let _table = shared_table().await;
     let storage = Arc::new(MemoryStorage::new());
     let host = ProcessHost::new(
-        support::config("kv", "kv", "1.0.0", &["--version", "1.0.0"]),
+        support::config("kv", "1.0.0", &["--version", "1.0.0"]),
         storage.clone(),
     );
     let mut events = host.watch_events();
@@ -798,11 +799,11 @@ async fn storage_is_shared_across_versions() {
     let _table = shared_table().await;
     let storage = Arc::new(MemoryStorage::new());
     let old = ProcessHost::new(
-        support::config("kv", "kv", "1.0.0", &["--version", "1.0.0"]),
+        support::config("kv", "1.0.0", &["--version", "1.0.0"]),
         storage.clone(),
     );
     let new = ProcessHost::new(
-        support::config("kv", "kv", "1.1.0", &["--version", "1.1.0"]),
+        support::config("kv", "1.1.0", &["--version", "1.1.0"]),
         storage.clone(),
     );
     let (mut old_events, mut new_events) = (old.watch_events(), new.watch_events());
@@ -917,7 +918,7 @@ async fn failing_start_is_contained(failing: ProcessConfig, any_of: &[&str]) {
 }
 
 fn faulty(mode: &str) -> ProcessConfig {
-    support::config("faulty", "faulty", "1.0.0", &["--mode", mode])
+    support::config("faulty", "1.0.0", &["--mode", mode])
 }
 
 /// A runtime announcing a 64 MiB frame (over the 16 MiB limit) fails its
@@ -968,7 +969,7 @@ async fn wrong_protocol_fails_the_start() {
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_version_fails_the_start() {
     failing_start_is_contained(
-        support::config("echo", "echo", "1.0.0", &["--version", "9.9.9"]),
+        support::config("echo", "1.0.0", &["--version", "9.9.9"]),
         &[r#"reported version "9.9.9", but is configured as version "1.0.0""#],
     )
     .await;
@@ -1039,7 +1040,7 @@ async fn sigkill_under_concurrent_calls() {
     let _table = shared_table().await;
     let host = ProcessHost::new(
         tag(
-            support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]),
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
             "sigkill",
         ),
         Arc::new(MemoryStorage::new()),
@@ -1097,7 +1098,7 @@ const CYCLES: usize = 1000;
 async fn many_restarts_leave_nothing_behind() {
     let _table = exclusive_table().await;
     let dirs_before = steward_dirs();
-    let mut config = support::config("echo", "echo", "1.0.0", &["--version", "1.0.0"]);
+    let mut config = support::config("echo", "1.0.0", &["--version", "1.0.0"]);
     config.backoff = steward_worker::Backoff::constant(Duration::ZERO);
     let host = ProcessHost::new(config, Arc::new(MemoryStorage::new()));
     let mut events = host.watch_events();
@@ -1147,12 +1148,12 @@ async fn many_restarts_leave_nothing_behind() {
     no_new_dirs(&dirs_before).await;
 }
 
-/// The `sleep` process started by the faulty runtime tagged `tag`.
+/// The `sleep` process started by the `spawn-child` runtime tagged `tag`.
 fn sleep_child(tag: &str) -> Option<Proc> {
     tagged(tag).into_iter().find(|p| p.comm == "sleep")
 }
 
-/// A runtime's own child process (faulty `spawn-child` starts a `sleep`)
+/// A runtime's own child process (`--mode spawn-child` starts a `sleep`)
 /// dies with it: on a forced abort and on stop, none is orphaned.
 #[tokio::test(flavor = "multi_thread")]
 async fn runtime_children_die_with_the_runtime() {

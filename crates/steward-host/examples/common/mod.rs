@@ -1,27 +1,32 @@
-//! What the host's benchmarks share: finding (building) the echo runtime
-//! and percentiles.
+//! What the host's benchmarks share: the echo runtime they host, and
+//! percentiles.
+//!
+//! A benchmark binary is also its own runtime: started with
+//! [`AS_RUNTIME`] first, it runs the example `echo` runtime (the SDK's,
+//! as users deploy it) instead of the benchmark, so one `cargo run
+//! --example …` is all it takes, with no second build.
 
 use std::path::PathBuf;
-use std::process::Command;
 use std::time::Duration;
 
-/// The echo runtime next to this example (`target/<profile>/`), built if
-/// missing so that one `cargo run --example …` command is enough.
-pub fn echo_binary() -> PathBuf {
-    let exe = std::env::current_exe().expect("own path");
-    let profile_dir = exe
-        .parent()
-        .and_then(|examples| examples.parent())
-        .expect("target/<profile>");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "--quiet", "-p", "steward-runtime-echo"]);
-    if profile_dir.ends_with("release") {
-        build.arg("--release");
+/// The first argument that makes a benchmark binary the echo runtime.
+pub const AS_RUNTIME: &str = "--as-echo-runtime";
+
+/// Runs the echo runtime and exits, if this process was started as one
+/// (the first thing a benchmark's `main` does).
+pub fn serve_if_runtime() {
+    let mut args = std::env::args_os();
+    let program = args.next().unwrap_or_default();
+    if args.next().is_some_and(|first| first == AS_RUNTIME) {
+        let code = steward_runtime_echo::main_from(std::iter::once(program).chain(args));
+        std::process::exit(i32::from(code != std::process::ExitCode::SUCCESS));
     }
-    let status = build.status().expect("run cargo build");
-    assert!(status.success(), "building the echo runtime failed");
-    profile_dir.join("steward-runtime-echo")
+}
+
+/// The program that runs the echo runtime when its arguments start with
+/// [`AS_RUNTIME`]: this very benchmark.
+pub fn echo_binary() -> PathBuf {
+    std::env::current_exe().expect("own path")
 }
 
 /// The value at rank round(p·n), 1-based, of sorted samples.

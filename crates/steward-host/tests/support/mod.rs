@@ -1,55 +1,23 @@
-//! Shared helpers for the host's integration tests: locating (and if need
-//! be building) the example runtimes, and waiting for events.
+//! Shared helpers for the host's integration tests: configs that run the
+//! test runtime, and waiting for events.
 
 #![allow(dead_code)]
 
-use std::path::PathBuf;
-use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use steward_host::{Event, MemoryStorage, ProcessConfig, ProcessHost};
 use tokio::sync::broadcast;
 
-/// Where cargo put this test's binaries (`target/<profile>`).
-fn target_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    exe.parent()
-        .and_then(|deps| deps.parent())
-        .expect("target/<profile>/deps")
-        .to_path_buf()
-}
+/// The runtime the host's tests start (this crate's `steward-test-runtime`
+/// binary, which cargo builds for its integration tests).
+pub const TEST_RUNTIME: &str = env!("CARGO_BIN_EXE_steward-test-runtime");
 
-/// The path of a runtime binary of this workspace, built on first use if
-/// `cargo test` did not build it (e.g. `cargo test -p steward-host`).
-pub fn runtime_binary(name: &str) -> PathBuf {
-    static BUILT: OnceLock<Mutex<Vec<String>>> = OnceLock::new();
-    let path = target_dir().join(name);
-    let built = BUILT.get_or_init(|| Mutex::new(Vec::new()));
-    let mut built = built.lock().unwrap();
-    if !built.iter().any(|n| n == name) {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let mut command = Command::new(cargo);
-        command.args(["build", "--quiet", "-p", name, "--bin", name]);
-        if target_dir().ends_with("release") {
-            command.arg("--release");
-        }
-        let status = command.status().expect("run cargo build");
-        assert!(status.success(), "cargo build --bin {name} failed");
-        built.push(name.to_owned());
-    }
-    assert!(path.exists(), "{} was not built", path.display());
-    path
-}
-
-/// A config running `runtime` (echo, kv, faulty) as `version`, with short
+/// A config running the test runtime as runtime `id`, version `version`,
+/// with `args` (e.g. `--version 1.0.0`, `--mode garbage`), with short
 /// timeouts and restart delays suited to tests.
-pub fn config(id: &str, runtime: &str, version: &str, args: &[&str]) -> ProcessConfig {
-    let mut config = ProcessConfig::new(
-        id,
-        version,
-        runtime_binary(&format!("steward-runtime-{runtime}")),
-    );
+pub fn config(id: &str, version: &str, args: &[&str]) -> ProcessConfig {
+    let mut config = ProcessConfig::new(id, version, TEST_RUNTIME);
     config.args = args.iter().map(|a| a.to_string()).collect();
     config.backoff = steward_worker::Backoff::constant(Duration::from_millis(50));
     config.accept_timeout = Duration::from_secs(5);
@@ -62,7 +30,7 @@ pub fn config(id: &str, runtime: &str, version: &str, args: &[&str]) -> ProcessC
 /// An `echo` host for `version`, with in-memory storage.
 pub fn echo(version: &str) -> ProcessHost {
     ProcessHost::new(
-        config("echo", "echo", version, &["--version", version]),
+        config("echo", version, &["--version", version]),
         Arc::new(MemoryStorage::new()),
     )
 }

@@ -1,0 +1,356 @@
+//! `steward-test-runtime`: the runtime process the host's own tests start.
+//! Built only with the `test-util` feature (cargo builds it for the host's
+//! integration tests, which find it through `CARGO_BIN_EXE_*`).
+//!
+//! It speaks the protocol directly (not through the SDK, which is a layer
+//! above the host), so a test can make it behave well or break the
+//! protocol in one chosen way:
+//!
+//! ```text
+//! steward-test-runtime [--version V] [--mode MODE]
+//! ```
+//!
+//! | mode | behaviour |
+//! |---|---|
+//! | `serve` (default) | a well-behaved runtime with the methods below |
+//! | `never-connect` | never connects to the host |
+//! | `garbage` | sends a frame of bytes that are not CBOR |
+//! | `oversized` | announces a 64 MiB frame |
+//! | `truncated` | sends the start of a frame, hangs up, stays alive |
+//! | `wrong-protocol` | answers the handshake with protocol major 99 |
+//! | `crash-in-handshake` | exits (status 3) when the handshake arrives |
+//! | `spawn-child` | starts a grandchild (`sleep 3600`), then serves |
+//!
+//! | method | args | result |
+//! |---|---|---|
+//! | `echo` | anything | the args |
+//! | `version` | — | the version string |
+//! | `sleep` | `{"ms": N}` | `null` after N ms, or an `aborted` error on abort |
+//! | `fail` | `{"code": N, "message": S}` | an error `test`/N/S |
+//! | `crash` | — | exits with status 101 |
+//! | `big` | `{"bytes": N}` | a byte string of N bytes |
+//! | `put` | `{"key": S, "value": V}` | stores V in host storage under `kv/S` |
+//! | `get` | `{"key": S}` | the stored value, or `null` |
+//! | `delete` | `{"key": S}` | `null` |
+//! | `list` | — | the stored keys (without `kv/`), sorted |
+//!
+//! Never use it for anything but tests: it exits on bad arguments with a
+//! panic message, not a friendly error.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a test fixture: failing loudly is what a test needs"
+)]
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use steward_protocol::{
+    Body, CallRequest, CallResponse, Connection, ErrorBody, HOST_SOCKET_ENV, Handler, Limits,
+    PROTOCOL_VERSION, Peer, ProtocolVersion, RuntimeInfoResponse, StorageEntry, StorageKey, Value,
+};
+use tokio::io::AsyncWriteExt;
+use tokio::net::UnixStream;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// The module of this runtime's error answers.
+const MODULE: &str = "test";
+
+/// Where host storage keys of `put`/`get`/`delete`/`list` live.
+const PREFIX: &str = "kv/";
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Serve,
+    NeverConnect,
+    Garbage,
+    Oversized,
+    Truncated,
+    WrongProtocol,
+    CrashInHandshake,
+    SpawnChild,
+}
+
+struct Args {
+    version: String,
+    mode: Mode,
+}
+
+fn parse_args() -> Args {
+    let mut args = Args {
+        version: "1.0.0".to_owned(),
+        mode: Mode::Serve,
+    };
+    let mut given = std::env::args().skip(1);
+    while let Some(flag) = given.next() {
+        let value = given
+            .next()
+            .unwrap_or_else(|| panic!("{flag} needs a value"));
+        match flag.as_str() {
+            "--version" => args.version = value,
+            "--mode" => {
+                args.mode = match value.as_str() {
+                    "serve" => Mode::Serve,
+                    "never-connect" => Mode::NeverConnect,
+                    "garbage" => Mode::Garbage,
+                    "oversized" => Mode::Oversized,
+                    "truncated" => Mode::Truncated,
+                    "wrong-protocol" => Mode::WrongProtocol,
+                    "crash-in-handshake" => Mode::CrashInHandshake,
+                    "spawn-child" => Mode::SpawnChild,
+                    other => panic!("unknown mode {other:?}"),
+                }
+            }
+            other => panic!("unknown argument {other:?}"),
+        }
+    }
+    args
+}
+
+struct Runtime {
+    version: String,
+    protocol: ProtocolVersion,
+    crash_on_handshake: bool,
+    /// The abort signal of calls in flight; replaced after each abort.
+    aborted: Mutex<CancellationToken>,
+    shutdown: Notify,
+}
+
+fn error(code: u32, message: impl Into<String>) -> Body {
+    Body::Error(ErrorBody::new(MODULE, code, message))
+}
+
+/// The field `name` of `args` as `T`, or an error answer.
+fn field<T: serde::de::DeserializeOwned>(args: &Value, name: &str) -> Result<T, Body> {
+    let missing = || error(400, format!("missing field {name:?}"));
+    let value = args
+        .field(name)
+        .map_err(|_| missing())?
+        .ok_or_else(missing)?;
+    value
+        .decode()
+        .map_err(|e| error(400, format!("field {name:?}: {e}")))
+}
+
+/// A CBOR byte string, through serde.
+struct ByteString(Vec<u8>);
+
+impl serde::Serialize for ByteString {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(&self.0)
+    }
+}
+
+impl Runtime {
+    async fn call(&self, call: CallRequest, host: &Peer) -> Result<Value, Body> {
+        let args = call.args;
+        match call.method.as_str() {
+            "echo" => Ok(args),
+            "version" => Ok(Value::encode(&self.version).unwrap()),
+            "sleep" => {
+                let ms: u64 = field(&args, "ms")?;
+                let aborted = self
+                    .aborted
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .clone();
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_millis(ms)) => Ok(Value::null()),
+                    () = aborted.cancelled() => Err(error(ErrorBody::CODE_ABORTED, "sleep aborted")),
+                }
+            }
+            "fail" => Err(error(
+                field(&args, "code")?,
+                field::<String>(&args, "message")?,
+            )),
+            "crash" => std::process::exit(101),
+            "big" => {
+                let bytes: usize = field(&args, "bytes")?;
+                Ok(Value::encode(&ByteString(vec![0xab; bytes])).unwrap())
+            }
+            "put" => {
+                let key: String = field(&args, "key")?;
+                let value = args
+                    .field("value")
+                    .ok()
+                    .flatten()
+                    .ok_or_else(|| error(400, "missing field \"value\""))?;
+                let entry = StorageEntry {
+                    key: format!("{PREFIX}{key}"),
+                    value,
+                };
+                storage(host, Body::HostStorageSet(entry)).await?;
+                Ok(Value::null())
+            }
+            "get" => {
+                let key = StorageKey {
+                    key: format!("{PREFIX}{}", field::<String>(&args, "key")?),
+                };
+                match storage(host, Body::HostStorageGet(key)).await? {
+                    Body::HostStorageGetResponse(found) => {
+                        Ok(found.value.unwrap_or_else(Value::null))
+                    }
+                    other => Err(error(502, format!("get answered {}", other.name()))),
+                }
+            }
+            "delete" => {
+                let key = StorageKey {
+                    key: format!("{PREFIX}{}", field::<String>(&args, "key")?),
+                };
+                storage(host, Body::HostStorageDelete(key)).await?;
+                Ok(Value::null())
+            }
+            "list" => {
+                let prefix = StorageKey {
+                    key: PREFIX.to_owned(),
+                };
+                match storage(host, Body::HostStorageList(prefix)).await? {
+                    Body::HostStorageListResponse(found) => {
+                        let keys: Vec<&str> = found
+                            .keys
+                            .iter()
+                            .filter_map(|key| key.strip_prefix(PREFIX))
+                            .collect();
+                        Ok(Value::encode(&keys).unwrap())
+                    }
+                    other => Err(error(502, format!("list answered {}", other.name()))),
+                }
+            }
+            other => Err(error(404, format!("no method {other:?}"))),
+        }
+    }
+}
+
+async fn storage(host: &Peer, request: Body) -> Result<Body, Body> {
+    host.call(request)
+        .await
+        .map_err(|e| error(503, format!("host storage: {e}")))
+}
+
+impl Handler for Runtime {
+    async fn handle(&self, request: Body, host: &Peer) -> Body {
+        match request {
+            Body::RuntimeInfoRequest(_) => {
+                if self.crash_on_handshake {
+                    std::process::exit(3);
+                }
+                Body::RuntimeInfoResponse(RuntimeInfoResponse {
+                    protocol_version: self.protocol,
+                    runtime_version: self.version.clone(),
+                    features: Vec::new(),
+                })
+            }
+            Body::RuntimePing => Body::Empty,
+            Body::RuntimeAbort => {
+                std::mem::take(&mut *self.aborted.lock().unwrap_or_else(PoisonError::into_inner))
+                    .cancel();
+                Body::Empty
+            }
+            Body::RuntimeShutdown => {
+                self.shutdown.notify_one();
+                Body::Empty
+            }
+            Body::RuntimeCallRequest(call) => match self.call(call, host).await {
+                Ok(result) => Body::RuntimeCallResponse(CallResponse { result }),
+                Err(error) => error,
+            },
+            other => error(
+                ErrorBody::CODE_UNSUPPORTED,
+                format!("no {} here", other.name()),
+            ),
+        }
+    }
+}
+
+async fn connect() -> UnixStream {
+    let path = std::env::var_os(HOST_SOCKET_ENV).expect("started by a host");
+    UnixStream::connect(path).await.expect("host socket")
+}
+
+/// Writes `bytes` to the host, then lives on without reading (with the
+/// connection open, or hung up).
+async fn send_and_linger(bytes: &[u8], hang_up: bool) {
+    let mut stream = connect().await;
+    let _ = stream.write_all(bytes).await;
+    let _open = (!hang_up).then_some(stream);
+    std::future::pending::<()>().await;
+}
+
+async fn run(args: Args) {
+    match args.mode {
+        Mode::NeverConnect => std::future::pending::<()>().await,
+        Mode::Garbage => {
+            let junk = [0xffu8, 0x1c, 0x1d, 0x1e, 0x00, 0x42, 0x13, 0x37];
+            let mut frame = u32::try_from(junk.len()).unwrap().to_be_bytes().to_vec();
+            frame.extend_from_slice(&junk);
+            send_and_linger(&frame, false).await;
+        }
+        Mode::Oversized => {
+            let mut frame = (64u32 << 20).to_be_bytes().to_vec();
+            frame.extend_from_slice(&[0u8; 1024]);
+            send_and_linger(&frame, false).await;
+        }
+        Mode::Truncated => {
+            let mut frame = 100u32.to_be_bytes().to_vec();
+            frame.extend_from_slice(&[0x83, 0x01, 0x01, 0x82]);
+            send_and_linger(&frame, true).await;
+        }
+        Mode::Serve | Mode::WrongProtocol | Mode::CrashInHandshake | Mode::SpawnChild => {
+            let _grandchild = (args.mode == Mode::SpawnChild).then(|| {
+                tokio::process::Command::new("sleep")
+                    .arg("3600")
+                    .spawn()
+                    .expect("spawn a grandchild")
+            });
+            let runtime = Runtime {
+                version: args.version,
+                protocol: if args.mode == Mode::WrongProtocol {
+                    ProtocolVersion {
+                        major: 99,
+                        minor: 0,
+                    }
+                } else {
+                    PROTOCOL_VERSION
+                },
+                crash_on_handshake: args.mode == Mode::CrashInHandshake,
+                aborted: Mutex::new(CancellationToken::new()),
+                shutdown: Notify::new(),
+            };
+            serve(connect().await, runtime).await;
+        }
+    }
+}
+
+/// Serves until the host hangs up (or, after a shutdown request, at most
+/// 10 s more).
+async fn serve(stream: UnixStream, runtime: Runtime) {
+    let (read, write) = stream.into_split();
+    let runtime = std::sync::Arc::new(runtime);
+    let connection = Connection::start(read, write, Shared(runtime.clone()), Limits::default());
+    tokio::select! {
+        _ = connection.closed() => {}
+        () = runtime.shutdown.notified() => {
+            let _ = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await;
+        }
+    }
+}
+
+/// The handler the connection owns, sharing the runtime with `serve`.
+struct Shared(std::sync::Arc<Runtime>);
+
+impl Handler for Shared {
+    async fn handle(&self, request: Body, host: &Peer) -> Body {
+        self.0.handle(request, host).await
+    }
+}
+
+fn main() {
+    let args = parse_args();
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+        .block_on(run(args));
+}
