@@ -10,17 +10,16 @@
 //! It must never interpret a request (the [`Handler`] does) nor know what
 //! is at the other end of the socket (a process, a test, another language).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
+use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
-use std::collections::VecDeque;
-use std::pin::Pin;
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
-
 use tokio::sync::{Semaphore, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
@@ -30,8 +29,6 @@ use crate::codec::unknown_variant;
 use crate::{
     Body, Error, ErrorBody, Kind, Limits, Message, PROTOCOL_VERSION, decode_message, encode_message,
 };
-use futures_util::FutureExt;
-use std::panic::AssertUnwindSafe;
 
 /// Serves the requests the other side sends.
 pub trait Handler: Send + Sync + 'static {
@@ -115,8 +112,9 @@ struct Pending {
 
 impl Connection {
     /// Starts a connection over `read` and `write` (the halves of a socket),
-    /// serving the other side's requests with `handler`. Spawns a reader
-    /// and a writer task on the current tokio runtime.
+    /// serving the other side's requests with `handler`. Spawns one reader
+    /// task on the current tokio runtime; writes happen in the callers'
+    /// own tasks (see [`Peer::call`]), batched when several are ready.
     pub fn start<R, W, H>(read: R, write: W, handler: H, limits: Limits) -> Self
     where
         R: AsyncRead + Send + Unpin + 'static,
@@ -398,6 +396,39 @@ impl Drop for ForgetOnDrop<'_> {
     }
 }
 
+/// Why a connection's reader stopped.
+enum ReadEnd {
+    /// This side closed the connection (`close`, or the last handle went).
+    Closed,
+    /// The other side hung up: end of stream, or a reset.
+    HungUp,
+    /// A frame could not be read or decoded; the reason names the problem.
+    BadFrame(String),
+}
+
+/// The bounds on the other side's requests. The reader never waits for
+/// either: it must keep reading responses, which handlers calling back to
+/// the other side depend on, and notice a hang-up. A peer that floods past
+/// the admission bound is refused with "busy" rather than buffered without
+/// end.
+struct Admission {
+    /// Requests admitted (running or waiting to run).
+    admitted: Arc<Semaphore>,
+    /// Requests running.
+    serving: Arc<Semaphore>,
+}
+
+impl Admission {
+    fn new(limits: &Limits) -> Self {
+        Self {
+            admitted: Arc::new(Semaphore::new(
+                limits.max_concurrent_requests + limits.max_queued_requests,
+            )),
+            serving: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+        }
+    }
+}
+
 async fn read_loop<R, H>(
     inner: Arc<Inner>,
     mut reader: FramedRead<R, LengthDelimitedCodec>,
@@ -407,125 +438,159 @@ async fn read_loop<R, H>(
     R: AsyncRead + Unpin,
     H: Handler,
 {
-    // Requests admitted (running or waiting to run) and requests running.
-    // The reader never waits for either: it must keep reading responses,
-    // which handlers calling back to the other side depend on, and notice
-    // a hang-up. A peer that floods past the admission bound is refused
-    // with "busy" rather than buffered without end.
-    let admitted = Arc::new(Semaphore::new(
-        limits.max_concurrent_requests + limits.max_queued_requests,
-    ));
-    let serving = Arc::new(Semaphore::new(limits.max_concurrent_requests));
-    let reason = loop {
+    let admission = Admission::new(&limits);
+    let end = loop {
         let frame = tokio::select! {
             biased;
-            () = inner.closed.cancelled() => break None,
+            () = inner.closed.cancelled() => break ReadEnd::Closed,
             frame = reader.next() => frame,
         };
         let frame = match frame {
-            None => break Some((false, "the other side hung up".to_owned())),
-            Some(Err(error)) if error.kind() == std::io::ErrorKind::InvalidData => {
-                break Some((
-                    true,
-                    format!(
-                        "bad frame: {error} (the limit is {} bytes)",
-                        limits.max_frame_bytes
-                    ),
-                ));
-            }
-            Some(Err(error)) => break Some((true, format!("bad frame: {error}"))),
+            None => break ReadEnd::HungUp,
+            Some(Err(error)) => break read_error(&error, &limits),
             Some(Ok(frame)) => frame,
         };
-        let message = match decode_message(&frame, &limits) {
-            Ok(message) => message,
-            Err(error) => match unknown_variant(&frame) {
-                // A newer peer's message this side does not know: answer
-                // or fail just that one, keep the connection.
-                Some((id, Kind::Request, variant)) => {
-                    let refusal = refusal(
-                        ErrorBody::CODE_UNSUPPORTED,
-                        format!(
-                            "unknown request variant {variant}; this side speaks protocol {PROTOCOL_VERSION}"
-                        ),
-                    );
-                    send_response(&inner, id, refusal, &limits).await;
-                    continue;
+        match decode_message(&frame, &limits) {
+            Ok(message) => match message.kind {
+                Kind::Response => {
+                    if matches!(message.body, Body::RuntimeInfoResponse(_)) {
+                        inner.mark_ready();
+                    }
+                    inner.respond(message.id, Ok(message.body));
                 }
-                Some((id, Kind::Response, variant)) => {
-                    inner.respond(
-                        id,
-                        Err(Error::Malformed {
-                            reason: format!("unknown answer variant {variant}"),
-                        }),
-                    );
-                    continue;
+                Kind::Request => {
+                    serve_request(&inner, message, &handler, &admission, &limits).await;
                 }
-                None => break Some((true, format!("bad frame: {error}"))),
             },
-        };
-        let id = message.id;
-        match message.kind {
-            Kind::Response => {
-                if matches!(message.body, Body::RuntimeInfoResponse(_)) {
-                    inner.mark_ready();
-                }
-                inner.respond(id, Ok(message.body));
-            }
-            Kind::Request => {
-                let ready = *inner.state.borrow() == State::Ready;
-                if !ready && !message.body.is_handshake() {
-                    let refusal = refusal(
-                        ErrorBody::CODE_NOT_READY,
-                        format!("not ready: {} before the handshake", message.body.name()),
-                    );
-                    send_response(&inner, id, refusal, &limits).await;
-                    continue;
-                }
-                let Ok(admission) = admitted.clone().try_acquire_owned() else {
-                    let refusal = refusal(
-                        ErrorBody::CODE_BUSY,
-                        format!(
-                            "busy: more than {} requests in progress",
-                            limits.max_concurrent_requests
-                        ),
-                    );
-                    send_response(&inner, id, refusal, &limits).await;
-                    continue;
-                };
-                let (inner, handler, serving) = (inner.clone(), handler.clone(), serving.clone());
-                let mut work = Box::pin(async move {
-                    let _admission = admission;
-                    let closed = inner.closed.clone();
-                    let peer = Peer { inner };
-                    let response = tokio::select! {
-                        // Work for a closed connection is abandoned.
-                        () = closed.cancelled() => return,
-                        response = serve(&*handler, message.body, &peer, &serving) => response,
-                    };
-                    send_response(&peer.inner, id, response, &limits).await;
-                });
-                // Most answers are ready at once (an echo, a ping): finish
-                // those here and save a task hand-off per request; only
-                // work that has to wait gets a task of its own.
-                if (&mut work).now_or_never().is_none() {
-                    tokio::spawn(work);
+            Err(error) => {
+                if let Some(end) = undecodable(&inner, &frame, &error, &limits).await {
+                    break end;
                 }
             }
         }
     };
-    if let Some((abnormal, reason)) = reason {
-        // A hang-up is how every connection ends (the owner of the other
-        // side logs why); a bad frame is news.
-        if abnormal {
-            warn!(%reason, "closing connection");
-        } else {
-            debug!(%reason, "closing connection");
+    // Closing comes first and never depends on anything else succeeding
+    // (logging may fail: stderr can be a pipe to a dead process).
+    match end {
+        ReadEnd::Closed => {}
+        ReadEnd::HungUp => {
+            inner.close("the other side hung up");
+            // How every connection ends; the owner of the other side logs
+            // why.
+            debug!("the other side hung up; connection closed");
         }
-        inner.close(&reason);
+        ReadEnd::BadFrame(reason) => {
+            inner.close(&reason);
+            warn!(%reason, "closed the connection");
+        }
     }
     // Tell the other side we are done (EOF), after any write in progress.
     let mut writer = inner.writer.lock().await;
     let _ = SinkExt::<Bytes>::close(&mut *writer).await;
+}
+
+/// What a failed read means: a reset is a hang-up (the other side died),
+/// not a bad frame.
+fn read_error(error: &std::io::Error, limits: &Limits) -> ReadEnd {
+    use std::io::ErrorKind;
+    match error.kind() {
+        ErrorKind::ConnectionReset | ErrorKind::ConnectionAborted | ErrorKind::BrokenPipe => {
+            ReadEnd::HungUp
+        }
+        ErrorKind::InvalidData => ReadEnd::BadFrame(format!(
+            "bad frame: {error} (the limit is {} bytes)",
+            limits.max_frame_bytes
+        )),
+        _ => ReadEnd::BadFrame(format!("bad frame: {error}")),
+    }
+}
+
+/// Answers or fails one message this side cannot decode, if it is a newer
+/// peer's variant (the connection stays); otherwise the connection ends.
+async fn undecodable(
+    inner: &Arc<Inner>,
+    frame: &[u8],
+    error: &Error,
+    limits: &Limits,
+) -> Option<ReadEnd> {
+    match unknown_variant(frame) {
+        Some((id, Kind::Request, variant)) => {
+            let refusal = refusal(
+                ErrorBody::CODE_UNSUPPORTED,
+                format!(
+                    "unknown request variant {variant}; this side speaks protocol {PROTOCOL_VERSION}"
+                ),
+            );
+            send_response(inner, id, refusal, limits).await;
+            None
+        }
+        Some((id, Kind::Response, variant)) => {
+            inner.respond(
+                id,
+                Err(Error::Malformed {
+                    reason: format!("unknown answer variant {variant}"),
+                }),
+            );
+            None
+        }
+        None => Some(ReadEnd::BadFrame(format!("bad frame: {error}"))),
+    }
+}
+
+/// Serves one request of the other side: refused before the handshake or
+/// past the admission bound, answered inline when it is ready at once,
+/// else in a task of its own.
+async fn serve_request<H: Handler>(
+    inner: &Arc<Inner>,
+    message: Message,
+    handler: &Arc<H>,
+    admission: &Admission,
+    limits: &Limits,
+) {
+    let id = message.id;
+    let ready = *inner.state.borrow() == State::Ready;
+    if !ready && !message.body.is_handshake() {
+        let refusal = refusal(
+            ErrorBody::CODE_NOT_READY,
+            format!("not ready: {} before the handshake", message.body.name()),
+        );
+        send_response(inner, id, refusal, limits).await;
+        return;
+    }
+    let Ok(admitted) = admission.admitted.clone().try_acquire_owned() else {
+        let refusal = refusal(
+            ErrorBody::CODE_BUSY,
+            format!(
+                "busy: more than {} requests in progress",
+                limits.max_concurrent_requests
+            ),
+        );
+        send_response(inner, id, refusal, limits).await;
+        return;
+    };
+    let (inner, handler, serving, limits) = (
+        inner.clone(),
+        handler.clone(),
+        admission.serving.clone(),
+        *limits,
+    );
+    let mut work = Box::pin(async move {
+        let _admitted = admitted;
+        let closed = inner.closed.clone();
+        let peer = Peer { inner };
+        let response = tokio::select! {
+            // Work for a closed connection is abandoned.
+            () = closed.cancelled() => return,
+            response = serve(&*handler, message.body, &peer, &serving) => response,
+        };
+        send_response(&peer.inner, id, response, &limits).await;
+    });
+    // Most answers are ready at once (an echo, a ping): finish those here
+    // and save a task hand-off per request; only work that has to wait
+    // gets a task of its own.
+    if (&mut work).now_or_never().is_none() {
+        tokio::spawn(work);
+    }
 }
 
 /// Runs the handler once a slot is free; a panic becomes an error answer

@@ -470,6 +470,26 @@ async fn the_peer_hanging_up_fails_pending_calls() {
     assert_eq!(closed_reason(later), *reason);
 }
 
+/// 6b. A peer that dies with our request unread resets the socket: that is
+///     a hang-up too, not a bad frame (it used to be reported as `bad
+///     frame: Connection reset by peer`, and logged as a warning).
+#[tokio::test]
+async fn a_reset_is_a_hang_up() {
+    let (a, raw) = raw_peer(NoRequests, Limits::default());
+    a.mark_ready();
+    let call = spawn_call(&a, call_request("m", int(1)));
+    // The request reaches the raw side's receive queue, unread; closing
+    // the socket with unread data is what makes Linux reset it.
+    within("the request arrives", raw.readable()).await.unwrap();
+    drop(raw);
+    let reason = within("A notices", a.closed()).await;
+    assert_eq!(&*reason, "the other side hung up");
+    assert_eq!(
+        closed_reason(within("the call", call).await.unwrap()),
+        *reason
+    );
+}
+
 /// 7. A call abandoned by its deadline is forgotten: its late answer is
 ///    dropped without harm and later calls are matched to their own
 ///    answers. (In-memory pipe and paused time: the deadline is virtual.)
