@@ -160,19 +160,29 @@ struct Shared {
     config: AggregateConfig,
     versions: Mutex<BTreeMap<Arc<str>, Version>>,
     active: watch::Sender<Option<Active>>,
-    /// Versions whose events reach subscribers: the active one, a target
-    /// while it starts, and a version being switched away from until its
-    /// final `Stopped` has been forwarded (the forwarder removes it then).
-    /// Decided before events happen, so no event races the decision.
-    forwarded: Mutex<BTreeSet<Arc<str>>>,
+    /// Whose events reach subscribers, and which versions were
+    /// pre-warmed.
+    routing: Mutex<Routing>,
     /// Woken when a forwarder drops a retired version from `forwarded`.
     retired: Notify,
-    /// Versions started by `set_next_version`: their `Started` went
-    /// unforwarded, so activation announces them.
-    prewarmed: Mutex<BTreeSet<Arc<str>>>,
     events: broadcast::Sender<Event>,
     /// Transitions run one at a time; a second `set_version` waits its turn.
     transition: tokio::sync::Mutex<()>,
+}
+
+/// Which versions' events reach subscribers, and which were pre-warmed:
+/// one lock, so that activation moves a version from one to the other at
+/// once.
+#[derive(Debug, Default)]
+struct Routing {
+    /// The active version, a target while it starts, and a version being
+    /// switched away from until its final `Stopped` has been forwarded
+    /// (the forwarder removes it then). Decided before events happen, so
+    /// no event races the decision.
+    forwarded: BTreeSet<Arc<str>>,
+    /// Versions started by `set_next_version`: their `Started` went
+    /// unforwarded, so activation announces them.
+    prewarmed: BTreeSet<Arc<str>>,
 }
 
 struct Version {
@@ -213,9 +223,8 @@ impl Aggregate {
                 config,
                 versions: Mutex::new(BTreeMap::new()),
                 active,
-                forwarded: Mutex::new(BTreeSet::new()),
+                routing: Mutex::new(Routing::default()),
                 retired: Notify::new(),
-                prewarmed: Mutex::new(BTreeSet::new()),
                 events,
                 transition: tokio::sync::Mutex::new(()),
             }),
@@ -359,11 +368,12 @@ impl Aggregate {
     /// Routes new calls to `next`; announces it if it was pre-warmed (its
     /// own `Started` was not forwarded then).
     fn activate(&self, next: Active, info: RuntimeInfoResponse) {
-        let (version, prewarmed) = (
-            next.version.clone(),
-            self.shared.prewarmed().remove(&next.version),
-        );
-        self.shared.forwarded().insert(version.clone());
+        let version = next.version.clone();
+        let prewarmed = {
+            let mut routing = self.shared.routing();
+            routing.forwarded.insert(version.clone());
+            routing.prewarmed.remove(&version)
+        };
         self.shared.active.send_replace(Some(next));
         if prewarmed {
             let _ = self.shared.events.send(Event::Started { version, info });
@@ -383,7 +393,7 @@ impl Aggregate {
             return Err(self.no_such_version(version));
         };
         self.start_serving(&next, false).await?;
-        self.shared.prewarmed().insert(next.version);
+        self.shared.routing().prewarmed.insert(next.version);
         Ok(())
     }
 
@@ -445,7 +455,7 @@ impl Aggregate {
         // the version leaves the forwarded set below, and doing that
         // before the forwarder relayed the event would lose it.
         let mut events = if forward {
-            self.shared.forwarded().insert(next.version.clone());
+            self.shared.routing().forwarded.insert(next.version.clone());
             self.shared.events.subscribe()
         } else {
             next.host.watch_events()
@@ -484,7 +494,7 @@ impl Aggregate {
         });
         if result.is_err() {
             bounded_stop(&next.host, self.shared.config.stop_timeout).await;
-            self.shared.forwarded().remove(&next.version);
+            self.shared.routing().forwarded.remove(&next.version);
         }
         result
     }
@@ -521,7 +531,7 @@ impl Aggregate {
         let forwarded = tokio::time::timeout(FORWARD_WAIT, async {
             loop {
                 let retired = self.shared.retired.notified();
-                if !self.shared.forwarded().contains(&old.version) {
+                if !self.shared.routing().forwarded.contains(&old.version) {
                     return;
                 }
                 retired.await;
@@ -529,7 +539,7 @@ impl Aggregate {
         })
         .await;
         if forwarded.is_err() {
-            self.shared.forwarded().remove(&old.version);
+            self.shared.routing().forwarded.remove(&old.version);
         }
     }
 
@@ -568,16 +578,8 @@ impl Shared {
         self.versions.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn forwarded(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
-        self.forwarded
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    fn prewarmed(&self) -> MutexGuard<'_, BTreeSet<Arc<str>>> {
-        self.prewarmed
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn routing(&self) -> MutexGuard<'_, Routing> {
+        self.routing.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -613,7 +615,7 @@ async fn forward_events(
         let Some(shared) = shared.upgrade() else {
             return;
         };
-        if !shared.forwarded().contains(&version) {
+        if !shared.routing().forwarded.contains(&version) {
             continue;
         }
         let stopped = matches!(event, Event::Stopped { .. });
@@ -625,7 +627,7 @@ async fn forward_events(
             .as_ref()
             .is_some_and(|a| a.version == version);
         if stopped && !active {
-            shared.forwarded().remove(&version);
+            shared.routing().forwarded.remove(&version);
             shared.retired.notify_waiters();
         }
     }
