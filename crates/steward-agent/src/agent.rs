@@ -235,7 +235,7 @@ fn start_config_observer(
         let path = path.clone();
         let resolver = resolver.clone();
         async move {
-            let watcher = FileWatcher::builder(&path).watch_notify()?;
+            let watcher = FileWatcher::builder(&path).watch_notify().await?;
             let load_path = path.clone();
             // A file caught half-written, or briefly missing during a save,
             // is "invalid" (logged, skipped), not a reason to stop watching.

@@ -131,16 +131,6 @@ impl Backoff {
         self
     }
 
-    /// The first delay.
-    pub fn initial_delay(&self) -> Duration {
-        self.initial
-    }
-
-    /// The cap.
-    pub fn max_delay(&self) -> Duration {
-        self.max
-    }
-
     /// A fresh sequence of delays.
     pub fn start(&self) -> BackoffState {
         BackoffState {
@@ -185,13 +175,9 @@ impl BackoffState {
         delay
     }
 
-    /// Starts the sequence over.
-    pub fn reset(&mut self) {
-        self.attempt = 0;
-    }
-
     /// How many delays were handed out since the last reset.
-    pub fn attempt(&self) -> u32 {
+    #[cfg(test)]
+    fn attempt(&self) -> u32 {
         self.attempt
     }
 }

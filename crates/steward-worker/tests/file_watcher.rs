@@ -48,6 +48,7 @@ async fn file_watcher_sends_the_initial_event_at_once() {
     let mut watcher = FileWatcher::builder(&file)
         .debounce(DEBOUNCE)
         .watch_strings()
+        .await
         .unwrap();
     assert_eq!(next(&mut watcher).await, ["agent.toml"]);
     assert_quiet(&mut watcher).await;
@@ -64,6 +65,7 @@ async fn atomic_rename_save_is_exactly_one_change() {
     let mut watcher = FileWatcher::builder(&file)
         .debounce(DEBOUNCE)
         .watch_strings()
+        .await
         .unwrap();
     assert_eq!(next(&mut watcher).await, ["agent.toml"]);
 
@@ -88,6 +90,7 @@ async fn notify_watcher_on_a_file_ignores_its_neighbours() {
     let mut watcher = FileWatcher::builder(&file)
         .debounce(DEBOUNCE)
         .watch_notify()
+        .await
         .unwrap();
     next(&mut watcher).await; // initial
 
@@ -106,6 +109,7 @@ async fn a_file_that_appears_later_is_seen() {
     let mut watcher = FileWatcher::builder(&file)
         .debounce(DEBOUNCE)
         .watch_strings()
+        .await
         .unwrap();
     // Initially: nothing there, but still one event.
     assert_eq!(next(&mut watcher).await, Vec::<String>::new());
@@ -124,6 +128,7 @@ async fn directory_watcher_reports_relative_names_in_one_batch() {
     let mut watcher = FileWatcher::builder(dir.path())
         .debounce(DEBOUNCE)
         .watch_strings()
+        .await
         .unwrap();
     assert_eq!(next(&mut watcher).await, ["a.toml", "b.toml"]);
 
@@ -156,6 +161,7 @@ async fn recursive_directory_watcher_sees_nested_files() {
         .debounce(DEBOUNCE)
         .recursive(true)
         .watch_strings()
+        .await
         .unwrap();
     assert_eq!(next(&mut watcher).await, ["conf.d", "conf.d/one.toml"]);
 
@@ -175,6 +181,7 @@ async fn killed_watcher_stops_cleanly_and_says_so() {
     let mut watcher = FileWatcher::builder(dir.path())
         .debounce(DEBOUNCE)
         .watch_notify()
+        .await
         .unwrap();
     next(&mut watcher).await;
     watcher.kill();
@@ -187,11 +194,15 @@ async fn killed_watcher_stops_cleanly_and_says_so() {
     ));
 }
 
-#[test]
-fn a_missing_directory_is_a_clear_error() {
+#[tokio::test]
+async fn a_missing_directory_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let missing = dir.path().join("no/such/dir/agent.toml");
-    let error = FileWatcher::builder(&missing).watch_notify().err().unwrap();
+    let error = FileWatcher::builder(&missing)
+        .watch_notify()
+        .await
+        .err()
+        .unwrap();
     let message = error.to_string();
     assert!(message.contains("cannot watch"), "{message}");
     assert!(message.contains("no/such/dir/agent.toml"), "{message}");
@@ -209,6 +220,7 @@ async fn reading_the_file_is_not_a_change() {
     let mut watcher = FileWatcher::builder(&file)
         .debounce(DEBOUNCE)
         .watch_strings()
+        .await
         .unwrap();
     assert_eq!(next(&mut watcher).await, ["agent.toml"]);
 

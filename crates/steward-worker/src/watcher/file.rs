@@ -6,8 +6,11 @@
 //! original, which replaces the inode an inode-level watch would follow.
 //! Debouncing (batch mode) delivers such a save — several raw events within
 //! the debounce window — as one batch. This module must never block a tokio
-//! thread: the OS watch and the debouncer run on notify's own threads and
-//! only hand changes over through the coalescing queue.
+//! worker thread: setting the watch up (resolving the path, scanning a
+//! directory for the initial change, registering with the OS) runs on a
+//! blocking thread, and afterwards the OS watch and the debouncer run on
+//! notify's own threads and only hand changes over through the coalescing
+//! queue.
 
 use std::marker::PhantomData;
 use std::path::{Path, PathBuf};
@@ -31,12 +34,13 @@ use crate::{BoxFuture, Error, Worker};
 ///
 /// # async fn demo() -> Result<(), steward_worker::Error> {
 /// // "The config file changed" (notify), surviving atomic-rename saves.
-/// let mut config = FileWatcher::builder("/etc/steward/agent.toml").watch_notify()?;
+/// let mut config = FileWatcher::builder("/etc/steward/agent.toml").watch_notify().await?;
 /// config.next_change().await?; // the initial event
 /// // Which entries of a directory changed (strings, relative names).
 /// let mut drop_in = FileWatcher::builder("/etc/steward/conf.d")
 ///     .debounce(Duration::from_millis(250))
-///     .watch_strings()?;
+///     .watch_strings()
+///     .await?;
 /// let names: Vec<String> = drop_in.next_change().await?; // initially: every entry
 /// # Ok(()) }
 /// ```
@@ -65,17 +69,18 @@ impl FileWatcherBuilder {
 
     /// Starts a notify watcher: each change means "the file or directory
     /// changed".
-    pub fn watch_notify(self) -> Result<FileWatcher<()>, Error> {
-        FileWatcher::start(self, |_target, _paths| ())
+    pub async fn watch_notify(self) -> Result<FileWatcher<()>, Error> {
+        FileWatcher::start(self, |_target, _paths| ()).await
     }
 
     /// Starts a strings watcher: each change lists the changed paths,
     /// relative to the watched directory (for a file: its file name). The
     /// initial change lists what exists now.
-    pub fn watch_strings(self) -> Result<FileWatcher<Vec<String>>, Error> {
+    pub async fn watch_strings(self) -> Result<FileWatcher<Vec<String>>, Error> {
         FileWatcher::start(self, |target, paths| {
             paths.iter().filter_map(|p| target.relative(p)).collect()
         })
+        .await
     }
 }
 
@@ -182,7 +187,19 @@ impl FileWatcher<()> {
 }
 
 impl<C: Change> FileWatcher<C> {
-    fn start(
+    /// Sets the watch up on a blocking thread: resolving the path and
+    /// scanning a directory are synchronous filesystem work, as long as the
+    /// directory is big or the disk slow.
+    async fn start(
+        config: FileWatcherBuilder,
+        to_change: fn(&Target, &[PathBuf]) -> C,
+    ) -> Result<Self, Error> {
+        tokio::task::spawn_blocking(move || Self::start_blocking(config, to_change))
+            .await
+            .map_err(|error| Error::msg(format!("setting up a file watch failed: {error}")))?
+    }
+
+    fn start_blocking(
         config: FileWatcherBuilder,
         to_change: fn(&Target, &[PathBuf]) -> C,
     ) -> Result<Self, Error> {
