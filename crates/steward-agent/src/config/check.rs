@@ -1,0 +1,525 @@
+//! Validation: the file as written ([`raw`](super::raw)) into the model
+//! ([`Config`]), one check per field, collecting every problem at its
+//! position rather than stopping at the first. A table with a problem
+//! contributes nothing to the model. This module must never read files
+//! other than through the [`CommandResolver`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::ops::Range;
+use std::path::Path;
+use std::time::Duration;
+
+use steward_host::TransitionMode;
+use steward_protocol::HOST_SOCKET_ENV;
+use toml::Spanned;
+
+use super::error::{ConfigError, LineIndex};
+use super::raw::{
+    DurationText, Env, IdText, List, RawRestart, RawRuntime, RawVersion, Text, VersionText,
+};
+use super::{
+    CommandResolver, Config, DEFAULT_CALL_TIMEOUT, MAX_ID_LEN, RestartConfig, RuntimeConfig,
+    VersionConfig,
+};
+
+const MAKE_BEFORE_BREAK: &str = "make-before-break";
+const STOP_THEN_START: &str = "stop-then-start";
+
+/// Validates the raw file into a [`Config`], collecting every problem.
+pub(super) struct Checker<'a> {
+    file: &'a Path,
+    lines: LineIndex<'a>,
+    resolver: &'a CommandResolver,
+    base_dir: &'a Path,
+    errors: Vec<ConfigError>,
+    /// Runtime ids seen so far, with the line of the first use.
+    ids: HashMap<String, usize>,
+}
+
+impl<'a> Checker<'a> {
+    pub(super) fn new(
+        file: &'a Path,
+        lines: LineIndex<'a>,
+        resolver: &'a CommandResolver,
+        base_dir: &'a Path,
+    ) -> Self {
+        Self {
+            file,
+            lines,
+            resolver,
+            base_dir,
+            errors: Vec::new(),
+            ids: HashMap::new(),
+        }
+    }
+
+    /// The config, or every problem in file order.
+    pub(super) fn config(
+        mut self,
+        runtimes: Vec<Spanned<RawRuntime>>,
+    ) -> Result<Config, Vec<ConfigError>> {
+        let runtimes: Vec<_> = runtimes
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, runtime)| self.runtime(i + 1, runtime))
+            .collect();
+        if self.errors.is_empty() {
+            return Ok(Config { runtimes });
+        }
+        // Checks run per field, not per byte; a stable sort by position
+        // gives file order while keeping problems found at the same place
+        // in the order they were checked.
+        self.errors.sort_by_key(|e| (e.line, e.column));
+        Err(self.errors)
+    }
+
+    fn error(&mut self, span: Range<usize>, message: String) {
+        let (line, column) = self.lines.position(span.start);
+        self.errors.push(ConfigError {
+            file: self.file.to_path_buf(),
+            line,
+            column,
+            message,
+        });
+    }
+
+    fn line(&self, span: &Range<usize>) -> usize {
+        self.lines.position(span.start).0
+    }
+
+    /// Checks the `number`th runtime (1-based); `None` when it has a
+    /// problem (already recorded).
+    fn runtime(&mut self, number: usize, raw: Spanned<RawRuntime>) -> Option<RuntimeConfig> {
+        let table = raw.span();
+        let raw = raw.into_inner();
+        let errors_before = self.errors.len();
+
+        let id = self.runtime_id(number, raw.id, &table);
+        let who = match &id {
+            Some(id) => format!("runtime {id:?}"),
+            None => format!("runtime #{number}"),
+        };
+        let transition = self.transition(&who, raw.transition);
+        let call_timeout = self.duration(&who, "call-timeout", raw.call_timeout.as_ref());
+        let restart = self.restart(&who, raw.restart);
+        let (names, versions) = self.versions(&who, raw.version, &table);
+        let active = self.active(&who, raw.active, &names, table);
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(RuntimeConfig {
+            id: id.unwrap_or_default(),
+            active,
+            transition,
+            call_timeout: call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
+            restart,
+            versions,
+        })
+    }
+
+    fn runtime_id(
+        &mut self,
+        number: usize,
+        raw: Option<Spanned<Text<IdText>>>,
+        table: &Range<usize>,
+    ) -> Option<String> {
+        let Some(id) = raw else {
+            self.error(
+                table.clone(),
+                format!(
+                    r#"runtime #{number} has no id; add id = "..." (1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ -)"#
+                ),
+            );
+            return None;
+        };
+        let span = id.span();
+        let id = id.into_inner().0;
+        if let Some(problem) = id_problem(&id) {
+            self.error(span, problem);
+            return Some(id);
+        }
+        let line = self.line(&span);
+        match self.ids.get(&id) {
+            Some(first) => {
+                let message = format!(
+                    "runtime id {id:?} is already used on line {first}; give each runtime its own id"
+                );
+                self.error(span, message);
+            }
+            None => {
+                self.ids.insert(id.clone(), line);
+            }
+        }
+        Some(id)
+    }
+
+    fn transition(
+        &mut self,
+        who: &str,
+        raw: Option<Spanned<Text<super::raw::TransitionText>>>,
+    ) -> TransitionMode {
+        let Some(raw) = raw else {
+            return TransitionMode::default();
+        };
+        match raw.get_ref().0.as_str() {
+            MAKE_BEFORE_BREAK => TransitionMode::MakeBeforeBreak,
+            STOP_THEN_START => TransitionMode::StopThenStart,
+            other => {
+                let message = format!(
+                    "{who}: unknown transition {other:?}; use {MAKE_BEFORE_BREAK:?} or {STOP_THEN_START:?}"
+                );
+                self.error(raw.span(), message);
+                TransitionMode::default()
+            }
+        }
+    }
+
+    /// A duration setting of `who`; `None` when absent or invalid (the
+    /// problem is recorded).
+    fn duration(
+        &mut self,
+        who: &str,
+        name: &str,
+        raw: Option<&Spanned<Text<DurationText>>>,
+    ) -> Option<Duration> {
+        let raw = raw?;
+        let text = &raw.get_ref().0;
+        match humantime::parse_duration(text) {
+            Ok(d) if d.is_zero() => {
+                self.error(
+                    raw.span(),
+                    format!("{who}: {name} {text:?} must be greater than zero"),
+                );
+                None
+            }
+            Ok(d) => Some(d),
+            Err(e) => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        r#"{who}: {name} {text:?} is not a duration ({e}); write it like "30s" or "500ms""#
+                    ),
+                );
+                None
+            }
+        }
+    }
+
+    fn restart(&mut self, who: &str, raw: Option<Spanned<RawRestart>>) -> RestartConfig {
+        let defaults = RestartConfig::default();
+        let Some(raw) = raw else {
+            return defaults;
+        };
+        let raw = raw.into_inner();
+        let initial = self.duration(who, "restart.initial", raw.initial.as_ref());
+        let max = self.duration(who, "restart.max", raw.max.as_ref());
+        // Compare only values that are valid (or defaulted because absent),
+        // so one bad duration is not reported twice.
+        let initial_ok = raw.initial.is_none() || initial.is_some();
+        let max_ok = raw.max.is_none() || max.is_some();
+        let config = RestartConfig {
+            initial: initial.unwrap_or(defaults.initial),
+            max: max.unwrap_or(defaults.max),
+        };
+        if !(initial_ok && max_ok && config.max < config.initial) {
+            return config;
+        }
+        let shown = |d| humantime::format_duration(d);
+        // Point at what the user wrote: max if given, else initial (which
+        // then exceeds the default max).
+        match (&raw.max, &raw.initial) {
+            (Some(max), _) => self.error(
+                max.span(),
+                format!(
+                    "{who}: restart.max ({}) is less than restart.initial ({}); raise max or lower initial",
+                    shown(config.max),
+                    shown(config.initial)
+                ),
+            ),
+            (None, Some(initial)) => self.error(
+                initial.span(),
+                format!(
+                    "{who}: restart.initial ({}) is more than the default restart.max ({}); lower initial or set max",
+                    shown(config.initial),
+                    shown(config.max)
+                ),
+            ),
+            (None, None) => {}
+        }
+        config
+    }
+
+    /// The runtime's versions, and every name given, valid or not, so a
+    /// bad version string is not reported a second time as an unknown
+    /// `active`.
+    fn versions(
+        &mut self,
+        who: &str,
+        raw: List<RawVersion, super::raw::VersionList>,
+        table: &Range<usize>,
+    ) -> (Vec<String>, Vec<VersionConfig>) {
+        if raw.items.is_empty() {
+            self.error(
+                table.clone(),
+                format!(
+                    r#"{who} has no versions; add a [[runtime.version]] table with version = "..." and command = "...""#
+                ),
+            );
+        }
+        let mut names = Vec::new();
+        let mut first_line = HashMap::new();
+        let mut versions = Vec::new();
+        for (i, version) in raw.items.into_iter().enumerate() {
+            if let Some(name) = version.get_ref().version.as_ref() {
+                names.push(name.get_ref().0.clone());
+            }
+            if let Some(version) = self.version(who, i + 1, version, &mut first_line) {
+                versions.push(version);
+            }
+        }
+        (names, versions)
+    }
+
+    fn active(
+        &mut self,
+        who: &str,
+        raw: Option<Spanned<Text<VersionText>>>,
+        names: &[String],
+        table: Range<usize>,
+    ) -> String {
+        let Some(active) = raw else {
+            let hint = if names.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", list(names))
+            };
+            self.error(
+                table,
+                format!(
+                    r#"{who} has no active version; add active = "..." naming the version to start first{hint}"#
+                ),
+            );
+            return String::new();
+        };
+        let name = &active.get_ref().0;
+        if !names.is_empty() && !names.contains(name) {
+            let message = format!(
+                "{who}: active version {name:?} is not one of its versions ({})",
+                list(names)
+            );
+            self.error(active.span(), message);
+        }
+        active.into_inner().0
+    }
+
+    /// Checks the `number`th version (1-based) of `who`; `first_line` maps
+    /// the version names seen so far to their lines.
+    fn version(
+        &mut self,
+        who: &str,
+        number: usize,
+        raw: Spanned<RawVersion>,
+        first_line: &mut HashMap<String, usize>,
+    ) -> Option<VersionConfig> {
+        let table = raw.span();
+        let raw = raw.into_inner();
+        let errors_before = self.errors.len();
+
+        let name = self.version_name(who, number, raw.version, &table, first_line);
+        let what = match &name {
+            Some(name) => format!("{who} version {name:?}"),
+            None => format!("{who} version #{number}"),
+        };
+        let command = self.command(&what, raw.command, table);
+        let args = self.args(&what, raw.args);
+        let env = self.env(&what, raw.env);
+
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        Some(VersionConfig {
+            version: name.unwrap_or_default(),
+            command: command.unwrap_or_default(),
+            args,
+            env,
+        })
+    }
+
+    fn version_name(
+        &mut self,
+        who: &str,
+        number: usize,
+        raw: Option<Spanned<Text<VersionText>>>,
+        table: &Range<usize>,
+        first_line: &mut HashMap<String, usize>,
+    ) -> Option<String> {
+        let Some(name) = raw else {
+            self.error(
+                table.clone(),
+                format!(
+                    r#"{who}: [[runtime.version]] #{number} has no version; add version = "...""#
+                ),
+            );
+            return None;
+        };
+        let span = name.span();
+        let name = name.into_inner().0;
+        if let Some(problem) = version_name_problem(&name) {
+            self.error(span.clone(), format!("{who}: {problem}"));
+        }
+        let line = self.line(&span);
+        if let Some(first) = first_line.get(&name) {
+            let message = format!(
+                "{who}: version {name:?} is already defined on line {first}; give each version its own name"
+            );
+            self.error(span, message);
+        } else {
+            first_line.insert(name.clone(), line);
+        }
+        Some(name)
+    }
+
+    fn command(
+        &mut self,
+        what: &str,
+        raw: Option<Spanned<Text<super::raw::CommandText>>>,
+        table: Range<usize>,
+    ) -> Option<std::path::PathBuf> {
+        let Some(command) = raw else {
+            self.error(
+                table,
+                format!(r#"{what} has no command; add command = "...""#),
+            );
+            return None;
+        };
+        match self.resolver.resolve(&command.get_ref().0, self.base_dir) {
+            Ok(path) => Some(path),
+            Err(problem) => {
+                self.error(command.span(), format!("{what}: {problem}"));
+                None
+            }
+        }
+    }
+
+    fn args(
+        &mut self,
+        what: &str,
+        raw: List<Text<super::raw::ArgText>, super::raw::ArgList>,
+    ) -> Vec<String> {
+        let mut args = Vec::with_capacity(raw.items.len());
+        for (i, arg) in raw.items.into_iter().enumerate() {
+            if arg.get_ref().0.contains('\0') {
+                self.error(
+                    arg.span(),
+                    format!(
+                        "{what}: argument {} contains a NUL character, which a command line cannot carry; remove it",
+                        i + 1
+                    ),
+                );
+            }
+            args.push(arg.into_inner().0);
+        }
+        args
+    }
+
+    fn env(&mut self, what: &str, raw: Env) -> BTreeMap<String, String> {
+        let mut env = BTreeMap::new();
+        // A BTreeMap iterates by name; the final sort puts the errors back
+        // into file order.
+        for (key, value) in raw.0 {
+            let name = key.get_ref();
+            if let Some(problem) = env_name_problem(name) {
+                self.error(key.span(), format!("{what}: {problem}"));
+            }
+            if value.get_ref().0.contains('\0') {
+                self.error(
+                    value.span(),
+                    format!(
+                        "{what}: environment variable {name:?} contains a NUL character, which an environment cannot carry; remove it"
+                    ),
+                );
+            }
+            env.insert(key.into_inner(), value.into_inner().0);
+        }
+        env
+    }
+}
+
+/// What is wrong with a runtime id, if anything (its uniqueness aside).
+fn id_problem(id: &str) -> Option<String> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if id.is_empty() {
+        Some(format!(
+            "runtime id is empty; use 1 to {MAX_ID_LEN} of A-Z a-z 0-9 . _ -"
+        ))
+    } else if let Some(c) = id.chars().find(|&c| !allowed(c)) {
+        Some(format!(
+            "runtime id {id:?} contains {c:?}; use only A-Z a-z 0-9 . _ - (ids appear in URLs and metric labels)"
+        ))
+    } else if id.len() > MAX_ID_LEN {
+        Some(format!(
+            "runtime id {id:?} is {} characters long; shorten it to at most {MAX_ID_LEN}",
+            id.len()
+        ))
+    } else if id == "." || id == ".." {
+        // They pass the character rule but mean "this/parent directory" as
+        // a URL path segment, so the runtime could not be addressed.
+        Some(format!(
+            "runtime id {id:?} is not allowed (it is a special URL path segment); choose a name"
+        ))
+    } else {
+        None
+    }
+}
+
+/// What is wrong with a version name, if anything (its uniqueness aside).
+fn version_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some(r#"version is empty; give it a name such as "1.0.0""#.to_owned())
+    } else if name.chars().any(char::is_whitespace) {
+        Some(format!(
+            r#"version {name:?} contains whitespace; use a single word such as "1.0.0-beta""#
+        ))
+    } else if name.chars().any(char::is_control) {
+        Some(format!(
+            "version {name:?} contains a control character; remove it"
+        ))
+    } else {
+        None
+    }
+}
+
+/// What is wrong with an environment variable's name, if anything.
+fn env_name_problem(name: &str) -> Option<String> {
+    if name.is_empty() {
+        Some("environment variable name is empty; remove it or name it".to_owned())
+    } else if name.contains('=') {
+        Some(format!(
+            "environment variable name {name:?} contains '=', which names cannot hold; remove it"
+        ))
+    } else if name.contains('\0') {
+        Some(format!(
+            "environment variable name {name:?} contains a NUL character; remove it"
+        ))
+    } else if name == HOST_SOCKET_ENV {
+        // The host sets it for each process to its own socket; a
+        // configured value would be overwritten, so reject it rather than
+        // silently ignore it.
+        Some(format!(
+            "environment variable {name} is set by the host for each process; remove it"
+        ))
+    } else {
+        None
+    }
+}
+
+/// Names as an unquoted, comma-separated list, escaped so a control
+/// character cannot garble the terminal.
+fn list(names: &[String]) -> String {
+    names
+        .iter()
+        .map(|n| n.escape_debug().to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
+}

@@ -1,0 +1,216 @@
+//! The agent's configuration file: which runtimes it hosts, their versions
+//! and how to start each version's process.
+//!
+//! This module owns the TOML format (the [`Config`] model and its
+//! defaults), parsing with `file:line:column` positions for every problem,
+//! validation, resolution of each version's `command` to an absolute
+//! executable path ([`CommandResolver`]) and the built-in demo config
+//! ([`DEMO_TOML`], [`demo`]).
+//!
+//! It must never start a process, touch the store or the network: it reads
+//! one file (or the demo text) and looks at the filesystem to resolve
+//! commands, so `steward config check` can run it anywhere without side
+//! effects.
+//!
+//! # Format
+//!
+//! ```toml
+//! [[runtime]]
+//! id = "echo"                       # [A-Za-z0-9._-]{1,64}
+//! active = "1.0.0"                  # started while the store holds no desired version
+//! transition = "make-before-break"  # or "stop-then-start" (default make-before-break)
+//! call-timeout = "30s"              # default 30s
+//! [runtime.restart]                 # optional
+//! initial = "500ms"                 # default 500ms
+//! max = "30s"                       # default 30s, >= initial
+//!
+//! [[runtime.version]]
+//! version = "1.0.0"
+//! command = "steward"               # bare name, or a path containing '/'
+//! args = ["example-runtime", "echo", "--version", "1.0.0"]
+//! env = { RUST_LOG = "info" }       # the only environment the process gets
+//! ```
+//!
+//! Unknown keys are errors, so a typo never silently falls back to a
+//! default.
+
+mod check;
+mod command;
+mod error;
+mod raw;
+#[cfg(test)]
+mod tests;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use steward_host::TransitionMode;
+
+pub use command::CommandResolver;
+pub use error::{ConfigError, ConfigErrors};
+
+use check::Checker;
+use error::{LineIndex, toml_message};
+use raw::RawFile;
+
+/// The longest runtime id accepted, in characters.
+pub const MAX_ID_LEN: usize = 64;
+
+/// The default deadline of one call made through the agent.
+pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The name [`demo`] gives the built-in config in error messages.
+pub const DEMO_ORIGIN: &str = "<built-in demo config>";
+
+/// The built-in demo config, printed by `steward config demo` and hosted by
+/// `steward run` when no config is given.
+///
+/// Its commands are the bare name `steward`, which [`CommandResolver`]
+/// finds next to the running `steward` binary first, so the demo works from
+/// any directory without installing anything else.
+pub const DEMO_TOML: &str = include_str!("demo.toml");
+
+/// A validated agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Config {
+    /// The hosted runtimes, in file order; may be empty (an agent serving
+    /// nothing yet).
+    pub runtimes: Vec<RuntimeConfig>,
+}
+
+impl Config {
+    /// The runtime called `id`.
+    pub fn runtime(&self, id: &str) -> Option<&RuntimeConfig> {
+        self.runtimes.iter().find(|r| r.id == id)
+    }
+}
+
+/// One hosted runtime: an id and the versions it can switch between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// The runtime's id: 1 to [`MAX_ID_LEN`] of `A-Z a-z 0-9 . _ -`.
+    pub id: String,
+    /// The version started while the store holds no desired version; always
+    /// one of [`versions`](Self::versions).
+    pub active: String,
+    /// How a version switch replaces the active version.
+    pub transition: TransitionMode,
+    /// The deadline of one call made through the agent.
+    pub call_timeout: Duration,
+    /// The restart backoff of a crashed runtime process.
+    pub restart: RestartConfig,
+    /// The versions, in file order; at least one, with unique names.
+    pub versions: Vec<VersionConfig>,
+}
+
+impl RuntimeConfig {
+    /// The version called `v`.
+    pub fn version(&self, v: &str) -> Option<&VersionConfig> {
+        self.versions.iter().find(|c| c.version == v)
+    }
+
+    /// The names of the versions, in file order.
+    pub fn version_names(&self) -> Vec<String> {
+        self.versions.iter().map(|v| v.version.clone()).collect()
+    }
+}
+
+/// The restart backoff of a crashed runtime process: the first delay, then
+/// doubling up to the cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RestartConfig {
+    /// The first delay; greater than zero.
+    pub initial: Duration,
+    /// The longest delay; at least `initial`.
+    pub max: Duration,
+}
+
+impl Default for RestartConfig {
+    fn default() -> Self {
+        Self {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How to start one version of a runtime.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VersionConfig {
+    /// The version's name; non-empty, without whitespace or control
+    /// characters, unique within its runtime.
+    pub version: String,
+    /// The program, resolved to an absolute path of an executable file.
+    pub command: PathBuf,
+    /// Its arguments (without the program name).
+    pub args: Vec<String>,
+    /// Its whole environment; the host adds only its own socket variable.
+    pub env: BTreeMap<String, String>,
+}
+
+/// Reads the file at `path` and [`parse`]s it.
+///
+/// A file that cannot be read is one error at line 1, column 1.
+pub fn load(path: &Path, resolver: &CommandResolver) -> Result<Config, ConfigErrors> {
+    let at = |line, column, message| ConfigError {
+        file: path.to_path_buf(),
+        line,
+        column,
+        message,
+    };
+    let bytes = std::fs::read(path).map_err(|e| at(1, 1, format!("cannot read: {e}")))?;
+    let text = match String::from_utf8(bytes) {
+        Ok(text) => text,
+        Err(e) => {
+            // Point at the offending byte: a stray Latin-1 character in a
+            // comment is much easier to find that way.
+            let valid = e.utf8_error().valid_up_to();
+            let prefix = std::str::from_utf8(&e.as_bytes()[..valid]).unwrap_or_default();
+            let (line, column) = LineIndex::new(prefix).position(valid);
+            return Err(at(
+                line,
+                column,
+                "file is not valid UTF-8; save it as UTF-8".to_owned(),
+            )
+            .into());
+        }
+    };
+    parse(&text, path, resolver)
+}
+
+/// The built-in demo config ([`DEMO_TOML`]), parsed; its relative paths
+/// (it has none) would be resolved against the current directory.
+pub fn demo(resolver: &CommandResolver) -> Result<Config, ConfigErrors> {
+    parse(DEMO_TOML, Path::new(DEMO_ORIGIN), resolver)
+}
+
+/// Parses and validates `text`.
+///
+/// `origin` names the file in messages, and its parent directory (the
+/// current directory when it has none) is the base of relative commands.
+/// Syntax and type errors stop at the first one (the TOML parser cannot go
+/// on); otherwise every validation problem is reported, in file order.
+pub fn parse(
+    text: &str,
+    origin: &Path,
+    resolver: &CommandResolver,
+) -> Result<Config, ConfigErrors> {
+    let lines = LineIndex::new(text);
+    let raw: RawFile = toml::from_str(text).map_err(|e| {
+        let (line, column) = e.span().map_or((1, 1), |span| lines.position(span.start));
+        ConfigError {
+            file: origin.to_path_buf(),
+            line,
+            column,
+            message: toml_message(text, &e),
+        }
+    })?;
+    let base_dir = match origin.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    Checker::new(origin, lines, resolver, base_dir)
+        .config(raw.runtime.items)
+        .map_err(ConfigErrors)
+}

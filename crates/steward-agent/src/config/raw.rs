@@ -1,0 +1,185 @@
+//! The config file as written: every field optional and every value
+//! spanned, so that validation, not serde, reports missing and wrong
+//! values — serde stops at the first problem, and validation must report
+//! all of them at their positions. Wrongly typed values get a message
+//! saying what to write instead. This module must never validate: it only
+//! mirrors the TOML.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::marker::PhantomData;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
+use toml::Spanned;
+
+/// What a wrongly typed value should have been, for serde's "invalid type:
+/// …, expected …" message (the default "a string" or "struct RawRuntime"
+/// would not tell the user what to write).
+pub(super) trait Expected {
+    const WHAT: &'static str;
+}
+
+macro_rules! expected {
+    ($($name:ident => $what:literal;)*) => {$(
+        pub(super) enum $name {}
+        impl Expected for $name {
+            const WHAT: &'static str = $what;
+        }
+    )*};
+}
+
+expected! {
+    IdText => r#"a runtime id string such as "echo""#;
+    VersionText => r#"a version string such as "1.0.0""#;
+    TransitionText => r#""make-before-break" or "stop-then-start""#;
+    DurationText => r#"a duration string such as "30s" or "500ms""#;
+    CommandText => r#"a command string such as "steward" or "./bin/my-runtime""#;
+    ArgText => r#"a string (quote numbers, e.g. "8080")"#;
+    EnvValueText => r#"a string (quote numbers and booleans, e.g. "8080")"#;
+    RuntimeList => "[[runtime]] tables (with double brackets)";
+    VersionList => "[[runtime.version]] tables (with double brackets)";
+    ArgList => r#"an array of strings such as ["--port", "8080"]"#;
+}
+
+/// A string whose type error says what `E` expects.
+pub(super) struct Text<E>(pub(super) String, PhantomData<E>);
+
+impl<'de, E: Expected> Deserialize<'de> for Text<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TextVisitor<E>(PhantomData<E>);
+
+        impl<E: Expected> Visitor<'_> for TextVisitor<E> {
+            type Value = String;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(E::WHAT)
+            }
+
+            fn visit_str<Err: de::Error>(self, v: &str) -> Result<String, Err> {
+                Ok(v.to_owned())
+            }
+
+            fn visit_string<Err: de::Error>(self, v: String) -> Result<String, Err> {
+                Ok(v)
+            }
+        }
+
+        deserializer
+            .deserialize_str(TextVisitor::<E>(PhantomData))
+            .map(|s| Text(s, PhantomData))
+    }
+}
+
+/// An array of spanned `T` whose type error says what `E` expects (e.g.
+/// `[runtime]` written for `[[runtime]]`).
+pub(super) struct List<T, E> {
+    pub(super) items: Vec<Spanned<T>>,
+    kind: PhantomData<E>,
+}
+
+impl<T, E> Default for List<T, E> {
+    fn default() -> Self {
+        Self {
+            items: Vec::new(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>, E: Expected> Deserialize<'de> for List<T, E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ListVisitor<T, E>(PhantomData<(T, E)>);
+
+        impl<'de, T: Deserialize<'de>, E: Expected> Visitor<'de> for ListVisitor<T, E> {
+            type Value = Vec<Spanned<T>>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(E::WHAT)
+            }
+
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut items = Vec::with_capacity(seq.size_hint().unwrap_or(0));
+                while let Some(item) = seq.next_element()? {
+                    items.push(item);
+                }
+                Ok(items)
+            }
+        }
+
+        deserializer
+            .deserialize_seq(ListVisitor::<T, E>(PhantomData))
+            .map(|items| List {
+                items,
+                kind: PhantomData,
+            })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct RawFile {
+    #[serde(default)]
+    pub(super) runtime: List<RawRuntime, RuntimeList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(expecting = "a [[runtime]] table")]
+pub(super) struct RawRuntime {
+    pub(super) id: Option<Spanned<Text<IdText>>>,
+    pub(super) active: Option<Spanned<Text<VersionText>>>,
+    pub(super) transition: Option<Spanned<Text<TransitionText>>>,
+    pub(super) call_timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) restart: Option<Spanned<RawRestart>>,
+    #[serde(default)]
+    pub(super) version: List<RawVersion, VersionList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a [runtime.restart] table with initial and max durations")]
+pub(super) struct RawRestart {
+    pub(super) initial: Option<Spanned<Text<DurationText>>>,
+    pub(super) max: Option<Spanned<Text<DurationText>>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a [[runtime.version]] table")]
+pub(super) struct RawVersion {
+    pub(super) version: Option<Spanned<Text<VersionText>>>,
+    pub(super) command: Option<Spanned<Text<CommandText>>>,
+    #[serde(default)]
+    pub(super) args: List<Text<ArgText>, ArgList>,
+    #[serde(default)]
+    pub(super) env: Env,
+}
+
+/// The `env` table, with each name and value spanned.
+#[derive(Default)]
+pub(super) struct Env(pub(super) BTreeMap<Spanned<String>, Spanned<Text<EnvValueText>>>);
+
+impl<'de> Deserialize<'de> for Env {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct EnvVisitor;
+
+        impl<'de> Visitor<'de> for EnvVisitor {
+            type Value = Env;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(r#"a table of strings such as { RUST_LOG = "info" }"#)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Env, A::Error> {
+                let mut env = BTreeMap::new();
+                while let Some((name, value)) = map.next_entry()? {
+                    env.insert(name, value);
+                }
+                Ok(Env(env))
+            }
+        }
+
+        deserializer.deserialize_map(EnvVisitor)
+    }
+}

@@ -1,0 +1,796 @@
+use std::ffi::OsString;
+
+use super::error::LineIndex;
+use super::*;
+
+/// A temp dir holding an executable `steward`, and a resolver that
+/// finds it there (and searches no PATH).
+struct Fixture {
+    dir: tempfile::TempDir,
+    resolver: CommandResolver,
+}
+
+fn executable(path: &Path) {
+    std::fs::write(path, "#!/bin/sh\n").unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+}
+
+fn fixture() -> Fixture {
+    let dir = tempfile::tempdir().unwrap();
+    executable(&dir.path().join("steward"));
+    let resolver = CommandResolver {
+        exe_dir: Some(dir.path().to_path_buf()),
+        path: None,
+    };
+    Fixture { dir, resolver }
+}
+
+impl Fixture {
+    fn steward(&self) -> PathBuf {
+        self.dir.path().join("steward")
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, ConfigErrors> {
+        parse(text, Path::new("/etc/steward/agent.toml"), &self.resolver)
+    }
+
+    /// The errors of `text`, as (line, column, message).
+    fn errors(&self, text: &str) -> Vec<(usize, usize, String)> {
+        let errors = self.parse(text).expect_err("config should be invalid");
+        assert!(!errors.0.is_empty());
+        errors
+            .0
+            .into_iter()
+            .map(|e| {
+                assert_eq!(e.file, Path::new("/etc/steward/agent.toml"));
+                (e.line, e.column, e.message)
+            })
+            .collect()
+    }
+
+    /// The only error of `text`.
+    fn error(&self, text: &str) -> (usize, usize, String) {
+        let mut errors = self.errors(text);
+        assert_eq!(errors.len(), 1, "expected one error, got {errors:#?}");
+        errors.remove(0)
+    }
+}
+
+const EXAMPLE: &str = r#"# Runtimes hosted by this agent, in order.
+[[runtime]]
+id = "echo"                       # [A-Za-z0-9._-]+, 1..=64 chars
+active = "1.0.0"                  # started when the store holds no desired version yet
+transition = "make-before-break"  # or "stop-then-start"
+call-timeout = "30s"
+[runtime.restart]
+initial = "500ms"
+max = "30s"
+
+[[runtime.version]]
+version = "1.0.0"
+command = "steward"
+args = ["example-runtime", "echo", "--version", "1.0.0"]
+env = { RUST_LOG = "info" }
+"#;
+
+/// A valid runtime with `extra` lines in its table, then one version.
+fn runtime_with(extra: &str) -> String {
+    format!(
+        "[[runtime]]\nid = \"echo\"\nactive = \"1.0.0\"\n{extra}\n[[runtime.version]]\nversion = \"1.0.0\"\ncommand = \"steward\"\n"
+    )
+}
+
+#[test]
+fn example_parses_to_the_model() {
+    let f = fixture();
+    let config = f.parse(EXAMPLE).unwrap();
+    assert_eq!(
+        config,
+        Config {
+            runtimes: vec![RuntimeConfig {
+                id: "echo".into(),
+                active: "1.0.0".into(),
+                transition: TransitionMode::MakeBeforeBreak,
+                call_timeout: Duration::from_secs(30),
+                restart: RestartConfig {
+                    initial: Duration::from_millis(500),
+                    max: Duration::from_secs(30),
+                },
+                versions: vec![VersionConfig {
+                    version: "1.0.0".into(),
+                    command: f.steward(),
+                    args: vec![
+                        "example-runtime".into(),
+                        "echo".into(),
+                        "--version".into(),
+                        "1.0.0".into()
+                    ],
+                    env: BTreeMap::from([("RUST_LOG".into(), "info".into())]),
+                }],
+            }],
+        }
+    );
+    let echo = config.runtime("echo").unwrap();
+    assert!(config.runtime("kv").is_none());
+    assert_eq!(echo.version("1.0.0").unwrap().command, f.steward());
+    assert!(echo.version("2.0.0").is_none());
+    assert_eq!(echo.version_names(), vec!["1.0.0".to_owned()]);
+}
+
+#[test]
+fn defaults_fill_what_is_left_out() {
+    let f = fixture();
+    let config = f.parse(&runtime_with("")).unwrap();
+    let rt = &config.runtimes[0];
+    assert_eq!(rt.transition, TransitionMode::MakeBeforeBreak);
+    assert_eq!(rt.call_timeout, DEFAULT_CALL_TIMEOUT);
+    assert_eq!(rt.restart, RestartConfig::default());
+    assert_eq!(
+        RestartConfig::default(),
+        RestartConfig {
+            initial: Duration::from_millis(500),
+            max: Duration::from_secs(30)
+        }
+    );
+    assert!(rt.versions[0].args.is_empty());
+    assert!(rt.versions[0].env.is_empty());
+
+    // A partial restart table keeps the other default.
+    let config = f
+        .parse(&runtime_with("[runtime.restart]\ninitial = \"2s\""))
+        .unwrap();
+    assert_eq!(
+        config.runtimes[0].restart,
+        RestartConfig {
+            initial: Duration::from_secs(2),
+            max: Duration::from_secs(30)
+        }
+    );
+}
+
+#[test]
+fn other_settings_are_read() {
+    let f = fixture();
+    let config = f
+        .parse(&runtime_with(
+            "transition = \"stop-then-start\"\ncall-timeout = \"2m\"\n[runtime.restart]\ninitial = \"1s\"\nmax = \"1s\"",
+        ))
+        .unwrap();
+    let rt = &config.runtimes[0];
+    assert_eq!(rt.transition, TransitionMode::StopThenStart);
+    assert_eq!(rt.call_timeout, Duration::from_secs(120));
+    assert_eq!(rt.restart.initial, Duration::from_secs(1));
+    assert_eq!(rt.restart.max, Duration::from_secs(1));
+}
+
+#[test]
+fn empty_config_is_valid() {
+    let f = fixture();
+    assert_eq!(f.parse("").unwrap(), Config::default());
+    assert_eq!(f.parse("# nothing yet\n").unwrap().runtimes, vec![]);
+}
+
+#[test]
+fn runtimes_keep_file_order() {
+    let f = fixture();
+    let text = format!(
+        "{}{}",
+        runtime_with("").replace("echo", "zeta"),
+        runtime_with("").replace("echo", "alpha")
+    );
+    let config = f.parse(&text).unwrap();
+    let ids: Vec<_> = config.runtimes.iter().map(|r| r.id.as_str()).collect();
+    assert_eq!(ids, ["zeta", "alpha"]);
+}
+
+#[test]
+fn demo_parses_and_finds_steward() {
+    let f = fixture();
+    let config = demo(&f.resolver).unwrap();
+    assert_eq!(config.runtimes.len(), 2);
+    let echo = config.runtime("echo").unwrap();
+    assert_eq!(echo.active, "1.0.0");
+    assert_eq!(echo.version_names(), ["1.0.0", "2.0.0"]);
+    let kv = config.runtime("kv").unwrap();
+    assert_eq!(kv.active, "1.0.0");
+    assert_eq!(kv.version_names(), ["1.0.0", "1.1.0"]);
+    assert_eq!(kv.transition, TransitionMode::MakeBeforeBreak);
+    for rt in &config.runtimes {
+        for v in &rt.versions {
+            assert_eq!(v.command, f.steward());
+            assert_eq!(
+                v.args,
+                [
+                    "example-runtime",
+                    rt.id.as_str(),
+                    "--version",
+                    v.version.as_str()
+                ]
+            );
+        }
+    }
+}
+
+#[test]
+fn demo_without_steward_names_the_demo() {
+    let empty = tempfile::tempdir().unwrap();
+    let resolver = CommandResolver {
+        exe_dir: Some(empty.path().to_path_buf()),
+        path: None,
+    };
+    let errors = demo(&resolver).unwrap_err();
+    assert_eq!(errors.0.len(), 4);
+    assert!(
+        errors.to_string().starts_with("<built-in demo config>:"),
+        "{errors}"
+    );
+}
+
+#[test]
+fn syntax_error_position() {
+    let f = fixture();
+    let (line, column, message) = f.error("[[runtime]]\nid = \"echo\"\nactive = \"1.0.0\n");
+    assert_eq!((line, column), (3, 16));
+    assert!(message.contains("string"), "{message}");
+    assert!(!message.contains('\n'));
+}
+
+#[test]
+fn duplicate_key_is_named() {
+    let f = fixture();
+    let (line, column, message) = f.error("[[runtime]]\nid = \"a\"\nid = \"b\"\n");
+    assert_eq!((line, column), (3, 1));
+    assert_eq!(
+        message,
+        "duplicate key `id`; a key may appear only once in a table"
+    );
+}
+
+#[test]
+fn unknown_key_positions() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with("  call_timeout = \"1s\""));
+    assert_eq!((line, column), (4, 3));
+    assert!(
+        message.starts_with("unknown field `call_timeout`, expected one of"),
+        "{message}"
+    );
+    assert!(message.contains("`call-timeout`"), "{message}");
+
+    let (line, column, message) = f.error("[runtimes]\n");
+    assert_eq!((line, column), (1, 2));
+    assert!(message.contains("unknown field `runtimes`"), "{message}");
+
+    let text = format!("{}argv = []\n", runtime_with(""));
+    let (line, column, _) = f.error(&text);
+    assert_eq!((line, column), (8, 1));
+
+    let text = format!("{}[runtime.restart]\nmin = \"1s\"\n", runtime_with(""));
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (9, 1));
+    assert!(message.contains("unknown field `min`"), "{message}");
+}
+
+#[test]
+fn type_error_position_and_message() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with("call-timeout = 5"));
+    assert_eq!((line, column), (4, 16));
+    assert_eq!(
+        message,
+        r#"invalid type: integer `5`, expected a duration string such as "30s" or "500ms""#
+    );
+
+    let (_, _, message) = f.error("[[runtime]]\nid = \"a\"\nactive = 1\n");
+    assert!(
+        message.contains(r#"expected a version string such as "1.0.0""#),
+        "{message}"
+    );
+
+    // `[runtime]` instead of `[[runtime]]`.
+    let (line, column, message) = f.error("[runtime]\nid = \"a\"\n");
+    assert_eq!(line, 1, "{message}");
+    assert!(column <= 2, "{column}");
+    assert!(message.contains("[[runtime]] tables"), "{message}");
+
+    let (_, _, message) = f.error("[[runtime]]\nrestart = \"1s\"\n");
+    assert!(message.contains("a [runtime.restart] table"), "{message}");
+
+    let text = format!("{}args = \"--fast\"\n", runtime_with(""));
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (8, 8));
+    assert!(message.contains("an array of strings"), "{message}");
+
+    let text = format!("{}env = \"PORT=8080\"\n", runtime_with(""));
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (8, 7));
+    assert!(message.contains("a table of strings"), "{message}");
+
+    let text = format!("{}env = {{ PORT = 8080 }}\n", runtime_with(""));
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (8, 16));
+    assert!(message.contains("quote numbers"), "{message}");
+}
+
+#[test]
+fn id_rules() {
+    let f = fixture();
+    let bad = |id: &str| f.error(&runtime_with("").replace("\"echo\"", &format!("{id:?}")));
+
+    let (line, column, message) = bad("my echo");
+    assert_eq!((line, column), (2, 6));
+    assert_eq!(
+        message,
+        "runtime id \"my echo\" contains ' '; use only A-Z a-z 0-9 . _ - (ids appear in URLs and metric labels)"
+    );
+    assert!(bad("").2.contains("runtime id is empty"));
+    assert!(bad("écho").2.contains("contains 'é'"));
+    assert!(bad("a/b").2.contains("contains '/'"));
+    assert!(bad("..").2.contains("is not allowed"));
+    let long = "a".repeat(MAX_ID_LEN + 1);
+    assert!(bad(&long).2.contains("is 65 characters long"));
+    f.parse(&runtime_with("").replace("echo", &"a".repeat(MAX_ID_LEN)))
+        .unwrap();
+    f.parse(&runtime_with("").replace("echo", "A-z_0.9"))
+        .unwrap();
+}
+
+#[test]
+fn missing_fields_point_at_their_table() {
+    let f = fixture();
+    let errors = f.errors(
+        "[[runtime]]\ntransition = \"stop-then-start\"\n\n[[runtime]]\nid = \"kv\"\nactive = \"1\"\n[[runtime.version]]\nargs = []\n",
+    );
+    assert_eq!(
+        errors,
+        vec![
+            (
+                1,
+                1,
+                r#"runtime #1 has no id; add id = "..." (1 to 64 of A-Z a-z 0-9 . _ -)"#.to_owned()
+            ),
+            (
+                1,
+                1,
+                r#"runtime #1 has no versions; add a [[runtime.version]] table with version = "..." and command = "...""#.to_owned()
+            ),
+            (
+                1,
+                1,
+                r#"runtime #1 has no active version; add active = "..." naming the version to start first"#.to_owned()
+            ),
+            (
+                7,
+                1,
+                r#"runtime "kv": [[runtime.version]] #1 has no version; add version = "...""#.to_owned()
+            ),
+            (
+                7,
+                1,
+                r#"runtime "kv" version #1 has no command; add command = "...""#.to_owned()
+            ),
+        ]
+    );
+}
+
+#[test]
+fn missing_active_lists_versions() {
+    let f = fixture();
+    let text = runtime_with("").replace("active = \"1.0.0\"\n", "");
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (1, 1));
+    assert_eq!(
+        message,
+        r#"runtime "echo" has no active version; add active = "..." naming the version to start first (1.0.0)"#
+    );
+}
+
+#[test]
+fn active_must_be_a_version() {
+    let f = fixture();
+    let text = "[[runtime]]\nid = \"echo\"\nactive = \"3.0.0\"\n\
+        [[runtime.version]]\nversion = \"1.0.0\"\ncommand = \"steward\"\n\
+        [[runtime.version]]\nversion = \"2.0.0\"\ncommand = \"steward\"\n";
+    let (line, column, message) = f.error(text);
+    assert_eq!((line, column), (3, 10));
+    assert_eq!(
+        message,
+        r#"runtime "echo": active version "3.0.0" is not one of its versions (1.0.0, 2.0.0)"#
+    );
+}
+
+#[test]
+fn transition_must_be_known() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with("transition = \"fast\""));
+    assert_eq!((line, column), (4, 14));
+    assert_eq!(
+        message,
+        r#"runtime "echo": unknown transition "fast"; use "make-before-break" or "stop-then-start""#
+    );
+}
+
+#[test]
+fn durations_must_parse_and_be_positive() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with("call-timeout = \"soon\""));
+    assert_eq!((line, column), (4, 16));
+    assert!(
+        message.starts_with(r#"runtime "echo": call-timeout "soon" is not a duration ("#),
+        "{message}"
+    );
+    assert!(
+        message.ends_with(r#"; write it like "30s" or "500ms""#),
+        "{message}"
+    );
+
+    let (line, column, message) = f.error(&runtime_with("[runtime.restart]\ninitial = \"0s\""));
+    assert_eq!((line, column), (5, 11));
+    assert_eq!(
+        message,
+        r#"runtime "echo": restart.initial "0s" must be greater than zero"#
+    );
+
+    let (_, _, message) = f.error(&runtime_with("call-timeout = \"0ms\""));
+    assert!(message.contains("call-timeout \"0ms\" must be greater than zero"));
+}
+
+#[test]
+fn restart_max_must_cover_initial() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with(
+        "[runtime.restart]\ninitial = \"5s\"\nmax = \"1s\"",
+    ));
+    assert_eq!((line, column), (6, 7));
+    assert_eq!(
+        message,
+        r#"runtime "echo": restart.max (1s) is less than restart.initial (5s); raise max or lower initial"#
+    );
+
+    // Against the default max, the error points at initial.
+    let (line, column, message) = f.error(&runtime_with("[runtime.restart]\ninitial = \"1m\""));
+    assert_eq!((line, column), (5, 11));
+    assert!(
+        message.contains("more than the default restart.max (30s)"),
+        "{message}"
+    );
+
+    // A bad initial is reported once, not also compared.
+    let errors = f.errors(&runtime_with(
+        "[runtime.restart]\ninitial = \"x\"\nmax = \"1ms\"",
+    ));
+    assert_eq!(errors.len(), 1, "{errors:?}");
+}
+
+#[test]
+fn version_rules() {
+    let f = fixture();
+    let with_version = |v: &str| {
+        runtime_with("")
+            .replace("active = \"1.0.0\"", &format!("active = {v:?}"))
+            .replace("version = \"1.0.0\"", &format!("version = {v:?}"))
+    };
+    let (line, column, message) = f.error(&with_version("1.0 beta"));
+    assert_eq!((line, column), (6, 11));
+    assert_eq!(
+        message,
+        r#"runtime "echo": version "1.0 beta" contains whitespace; use a single word such as "1.0.0-beta""#
+    );
+    assert!(f.error(&with_version("")).2.contains("version is empty"));
+    let control = runtime_with("").replace("version = \"1.0.0\"", "version = \"1\\u0007\"");
+    let errors = f.errors(&control);
+    assert_eq!(errors.len(), 2, "{errors:?}");
+    assert_eq!(
+        errors[0].2,
+        r#"runtime "echo": active version "1.0.0" is not one of its versions (1\u{7})"#
+    );
+    assert_eq!(
+        errors[1].2,
+        r#"runtime "echo": version "1\u{7}" contains a control character; remove it"#
+    );
+
+    let none = "[[runtime]]\nid = \"echo\"\nactive = \"1.0.0\"\n";
+    let (line, column, message) = f.error(none);
+    assert_eq!((line, column), (1, 1));
+    assert!(message.starts_with(r#"runtime "echo" has no versions"#));
+}
+
+#[test]
+fn versions_must_be_unique() {
+    let f = fixture();
+    let text = format!(
+        "{}\n[[runtime.version]]\nversion = \"1.0.0\"\ncommand = \"steward\"\n",
+        runtime_with("")
+    );
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (10, 11));
+    assert_eq!(
+        message,
+        r#"runtime "echo": version "1.0.0" is already defined on line 6; give each version its own name"#
+    );
+}
+
+#[test]
+fn duplicate_id_mentions_the_first_line() {
+    let f = fixture();
+    let text = format!("{}\n{}", runtime_with(""), runtime_with(""));
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (10, 6));
+    assert_eq!(
+        message,
+        r#"runtime id "echo" is already used on line 2; give each runtime its own id"#
+    );
+}
+
+#[test]
+fn env_and_args_rules() {
+    let f = fixture();
+    let text = format!(
+        "{}args = [\"ok\", \"a\\u0000b\"]\nenv = {{ \"\" = \"x\", \"A=B\" = \"y\", STEWARD_HOST = \"z\", OK = \"nul\\u0000\" }}\n",
+        runtime_with("")
+    );
+    let errors = f.errors(&text);
+    let r#where = r#"runtime "echo" version "1.0.0": "#;
+    assert_eq!(
+        errors,
+        vec![
+            (
+                8,
+                15,
+                format!(
+                    "{where}argument 2 contains a NUL character, which a command line cannot carry; remove it"
+                )
+            ),
+            (
+                9,
+                9,
+                format!("{where}environment variable name is empty; remove it or name it")
+            ),
+            (
+                9,
+                19,
+                format!(
+                    "{where}environment variable name \"A=B\" contains '=', which names cannot hold; remove it"
+                )
+            ),
+            (
+                9,
+                32,
+                format!(
+                    "{where}environment variable STEWARD_HOST is set by the host for each process; remove it"
+                )
+            ),
+            (
+                9,
+                57,
+                format!(
+                    "{where}environment variable \"OK\" contains a NUL character, which an environment cannot carry; remove it"
+                )
+            ),
+        ]
+    );
+}
+
+#[test]
+fn all_errors_are_collected_in_file_order() {
+    let f = fixture();
+    let text = "\
+[[runtime]]
+id = \"bad id\"
+active = \"9\"
+transition = \"sideways\"
+call-timeout = \"0s\"
+
+[[runtime.version]]
+version = \"1\"
+command = \"no-such-program\"
+
+[[runtime]]
+id = \"ok\"
+active = \"1\"
+";
+    let errors = f.errors(text);
+    let positions: Vec<_> = errors.iter().map(|(l, c, _)| (*l, *c)).collect();
+    assert_eq!(
+        positions,
+        vec![(2, 6), (3, 10), (4, 14), (5, 16), (9, 11), (11, 1)],
+        "{errors:#?}"
+    );
+    assert!(errors[1].2.contains("is not one of its versions (1)"));
+    assert!(errors[4].2.contains("not found next to the steward binary"));
+    assert!(errors[5].2.starts_with(r#"runtime "ok" has no versions"#));
+}
+
+#[test]
+fn relative_command_resolves_against_the_config_dir() {
+    let f = fixture();
+    let config_dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir(config_dir.path().join("bin")).unwrap();
+    executable(&config_dir.path().join("bin/rt"));
+    let text = runtime_with("").replace("\"steward\"", "\"./bin/rt\"");
+    let config = parse(&text, &config_dir.path().join("agent.toml"), &f.resolver).unwrap();
+    assert_eq!(
+        config.runtimes[0].versions[0].command,
+        config_dir.path().join("bin/rt")
+    );
+
+    // A config named without a directory resolves against the current
+    // directory, and the result is still absolute.
+    let resolved = f.resolver.resolve("bin/rt", Path::new("")).unwrap_err();
+    assert!(resolved.contains("does not exist"), "{resolved}");
+    assert!(
+        resolved.contains(&std::env::current_dir().unwrap().display().to_string()),
+        "{resolved}"
+    );
+}
+
+#[test]
+fn path_commands_must_be_executable_files() {
+    let f = fixture();
+    let dir = f.dir.path();
+    std::fs::write(dir.join("plain"), "").unwrap();
+    let resolve = |c: &str| f.resolver.resolve(c, Path::new("/nonexistent"));
+    assert_eq!(resolve(&f.steward().display().to_string()), Ok(f.steward()));
+    let missing = resolve("./missing").unwrap_err();
+    assert_eq!(
+        missing,
+        "command \"./missing\" not found: /nonexistent/missing does not exist (relative commands are resolved against the config file's directory)"
+    );
+    let dir_err = resolve(&dir.display().to_string()).unwrap_err();
+    assert!(
+        dir_err.contains("is a directory, not a program"),
+        "{dir_err}"
+    );
+    #[cfg(unix)]
+    {
+        let plain = resolve(&dir.join("plain").display().to_string()).unwrap_err();
+        assert!(plain.contains("is not executable"), "{plain}");
+    }
+    assert!(resolve("").unwrap_err().contains("command is empty"));
+
+    // The same problems surface at the command's position.
+    let text = runtime_with("").replace("\"steward\"", "\"/nonexistent/rt\"");
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (7, 11));
+    assert_eq!(
+        message,
+        r#"runtime "echo" version "1.0.0": command "/nonexistent/rt" not found: /nonexistent/rt does not exist"#
+    );
+}
+
+#[test]
+fn bare_names_search_exe_dir_then_path() {
+    let exe_dir = tempfile::tempdir().unwrap();
+    let first = tempfile::tempdir().unwrap();
+    let second = tempfile::tempdir().unwrap();
+    executable(&first.path().join("rt"));
+    executable(&second.path().join("rt"));
+    // Not executable: skipped, the search goes on.
+    std::fs::write(exe_dir.path().join("rt"), "").unwrap();
+    let path = std::env::join_paths([Path::new(""), first.path(), second.path()]).unwrap();
+    let mut resolver = CommandResolver {
+        exe_dir: Some(exe_dir.path().to_path_buf()),
+        path: Some(path),
+    };
+    let base = Path::new("/nonexistent");
+    #[cfg(unix)]
+    assert_eq!(resolver.resolve("rt", base), Ok(first.path().join("rt")));
+
+    executable(&exe_dir.path().join("rt"));
+    assert_eq!(resolver.resolve("rt", base), Ok(exe_dir.path().join("rt")));
+
+    resolver.exe_dir = None;
+    assert_eq!(resolver.resolve("rt", base), Ok(first.path().join("rt")));
+    assert_eq!(
+        resolver.resolve("nope", base).unwrap_err(),
+        r#"command "nope" not found on PATH"#
+    );
+}
+
+#[test]
+fn bare_name_not_found_message() {
+    let f = fixture();
+    let resolver = CommandResolver {
+        path: Some(OsString::new()),
+        ..f.resolver.clone()
+    };
+    let message = resolver.resolve("nope", Path::new("/")).unwrap_err();
+    assert_eq!(
+        message,
+        format!(
+            "command \"nope\" not found next to the steward binary ({}) or on PATH",
+            f.dir.path().display()
+        )
+    );
+    let text = runtime_with("").replace("\"steward\"", "\"nope\"");
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (7, 11));
+    assert!(message.starts_with(
+        r#"runtime "echo" version "1.0.0": command "nope" not found next to the steward binary ("#
+    ));
+}
+
+#[test]
+fn display_is_file_line_column_message() {
+    let error = ConfigError {
+        file: PathBuf::from("/etc/steward/agent.toml"),
+        line: 3,
+        column: 10,
+        message: "bad".into(),
+    };
+    assert_eq!(error.to_string(), "/etc/steward/agent.toml:3:10: bad");
+    let errors = ConfigErrors(vec![
+        error.clone(),
+        ConfigError {
+            line: 4,
+            ..error.clone()
+        },
+    ]);
+    assert_eq!(
+        errors.to_string(),
+        "/etc/steward/agent.toml:3:10: bad\n/etc/steward/agent.toml:4:10: bad"
+    );
+    assert_eq!(ConfigErrors::from(error.clone()).0, vec![error]);
+}
+
+#[test]
+fn load_reads_files_and_reports_read_errors() {
+    let f = fixture();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("agent.toml");
+    std::fs::write(&path, runtime_with("")).unwrap();
+    assert_eq!(load(&path, &f.resolver).unwrap().runtimes.len(), 1);
+
+    let missing = dir.path().join("missing.toml");
+    let errors = load(&missing, &f.resolver).unwrap_err();
+    assert_eq!(errors.0.len(), 1);
+    assert_eq!((errors.0[0].line, errors.0[0].column), (1, 1));
+    assert_eq!(errors.0[0].file, missing);
+    assert!(errors.0[0].message.starts_with("cannot read: "));
+
+    std::fs::write(&path, b"# ok\n# caf\xe9\n").unwrap();
+    let errors = load(&path, &f.resolver).unwrap_err();
+    assert_eq!((errors.0[0].line, errors.0[0].column), (2, 6));
+    assert!(errors.0[0].message.contains("not valid UTF-8"));
+
+    // Errors in a loaded file name the file.
+    std::fs::write(&path, "[[runtime]]\nid = 5\n").unwrap();
+    let errors = load(&path, &f.resolver).unwrap_err();
+    assert!(
+        errors
+            .to_string()
+            .starts_with(&format!("{}:2:6: ", path.display())),
+        "{errors}"
+    );
+}
+
+#[test]
+fn positions_count_characters() {
+    let index = LineIndex::new("ab\né\u{1F600}x\n");
+    assert_eq!(index.position(0), (1, 1));
+    assert_eq!(index.position(2), (1, 3));
+    assert_eq!(index.position(3), (2, 1));
+    assert_eq!(index.position(5), (2, 2)); // after 'é' (2 bytes)
+    assert_eq!(index.position(9), (2, 3)); // after the emoji (4 bytes)
+    assert_eq!(index.position(7), (2, 2)); // inside the emoji
+    assert_eq!(index.position(11), (3, 1));
+    assert_eq!(index.position(99), (3, 1));
+    assert_eq!(LineIndex::new("").position(0), (1, 1));
+}
+
+#[test]
+fn columns_count_characters_in_real_errors() {
+    let f = fixture();
+    // 'é' is two bytes but one column; the value starts at column 15.
+    let text = format!(
+        "# café\n{}env = {{ \"é\" = \"a\\u0000\" }}\n",
+        runtime_with("")
+    );
+    let (line, column, message) = f.error(&text);
+    assert_eq!((line, column), (9, 15), "{message}");
+    assert!(message.contains(r#"environment variable "é" contains a NUL"#));
+}
