@@ -33,6 +33,9 @@
 //! }
 //! ```
 
+mod args;
+
+use std::ffi::OsString;
 use std::future::Future;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -226,6 +229,53 @@ pub fn main<R: Runtime>(name: &str, runtime: R) -> std::process::ExitCode {
         Err(error) => {
             eprintln!("{name}: {error}");
             std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The whole `main` of a runtime binary told its version on its command
+/// line, as a host config gives it: `PROGRAM --version V` (or
+/// `--version=V`; `--help` prints the usage). `args` is the command line,
+/// program name first. Builds the runtime with `runtime(version)` and runs
+/// it with [`main`]; a bad command line is one line on stderr and exit
+/// status 2.
+///
+/// ```no_run
+/// # use steward_runtime::{CallContext, ErrorBody, Runtime, Value};
+/// struct Hello { version: String }
+/// # impl Runtime for Hello {
+/// #     fn version(&self) -> String { self.version.clone() }
+/// #     async fn call(&self, _: &CallContext, _: &str, args: Value) -> Result<Value, ErrorBody> { Ok(args) }
+/// # }
+///
+/// fn main() -> std::process::ExitCode {
+///     steward_runtime::main_versioned("hello", std::env::args_os(), |version| Hello { version })
+/// }
+/// ```
+pub fn main_versioned<R, I, T>(
+    name: &str,
+    args: I,
+    runtime: impl FnOnce(String) -> R,
+) -> std::process::ExitCode
+where
+    R: Runtime,
+    I: IntoIterator<Item = T>,
+    T: Into<OsString>,
+{
+    let mut args = args.into_iter().map(Into::into);
+    let program = args.next().unwrap_or_else(|| OsString::from(name));
+    match args::parse(args) {
+        Ok(args::Invocation::Serve { version }) => main(name, runtime(version)),
+        Ok(args::Invocation::Help) => {
+            println!(
+                "{name}: a Steward runtime, started by the Steward host\n\nUsage: {} --version VERSION",
+                program.to_string_lossy()
+            );
+            std::process::ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("{name}: {error}");
+            std::process::ExitCode::from(2)
         }
     }
 }

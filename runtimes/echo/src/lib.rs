@@ -15,20 +15,11 @@
 
 use std::time::Duration;
 
-use clap::Parser;
 use serde::Deserialize;
 use steward_runtime::{CallContext, ErrorBody, Runtime, Value, decode_args, encode_result};
 
 /// The `module` of this runtime's error answers.
 const MODULE: &str = "echo";
-
-#[derive(Parser)]
-#[command(about = "Example Steward runtime: echo (started by the Steward host)")]
-struct Args {
-    /// The version this process reports to the host.
-    #[arg(long = "version", value_name = "VERSION")]
-    runtime_version: String,
-}
 
 struct Echo {
     version: String,
@@ -114,13 +105,7 @@ impl Runtime for Echo {
 pub fn main_from<I, T>(args: I) -> std::process::ExitCode
 where
     I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
+    T: Into<std::ffi::OsString>,
 {
-    let args = Args::parse_from(args);
-    steward_runtime::main(
-        "steward-runtime-echo",
-        Echo {
-            version: args.runtime_version,
-        },
-    )
+    steward_runtime::main_versioned("steward-runtime-echo", args, |version| Echo { version })
 }

@@ -11,20 +11,11 @@
 //!
 //! The version comes from the command line (`--version 1.1.0`).
 
-use clap::Parser;
 use serde::Deserialize;
 use steward_runtime::{CallContext, ErrorBody, Runtime, Value, decode_args, encode_result};
 
 /// The `module` of this runtime's error answers.
 const MODULE: &str = "kv";
-
-#[derive(Parser)]
-#[command(about = "Example Steward runtime: kv (started by the Steward host)")]
-struct Args {
-    /// The version this process reports to the host.
-    #[arg(long = "version", value_name = "VERSION")]
-    runtime_version: String,
-}
 
 struct Kv {
     version: String,
@@ -125,13 +116,7 @@ fn extract_value(input: &Value) -> Result<Value, ErrorBody> {
 pub fn main_from<I, T>(args: I) -> std::process::ExitCode
 where
     I: IntoIterator<Item = T>,
-    T: Into<std::ffi::OsString> + Clone,
+    T: Into<std::ffi::OsString>,
 {
-    let args = Args::parse_from(args);
-    steward_runtime::main(
-        "steward-runtime-kv",
-        Kv {
-            version: args.runtime_version,
-        },
-    )
+    steward_runtime::main_versioned("steward-runtime-kv", args, |version| Kv { version })
 }
