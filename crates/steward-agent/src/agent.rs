@@ -2,9 +2,11 @@
 //!
 //! ```text
 //! Runner "agent"
+//! ├── metrics      keeps the Prometheus histograms bounded
 //! ├── api          the control API (HTTP on a bound listener)
-//! ├── config       ConfigObserver over the config file (with --config)
-//! ├── runtimes     the manager: applies each valid config to the runner
+//! ├── config       the config file's observer (with --config): each valid
+//! │                edit goes into the `watch` channel of the current config
+//! ├── runtimes     the manager: applies the current config to the runner
 //! ├── runtime/echo one worker per runtime: its Aggregate, reconciled with
 //! └── runtime/kv   the desired version in the store
 //! ```
@@ -17,17 +19,18 @@
 //! This module must never contain request handling or runtime logic: it
 //! only wires the pieces together.
 
-use std::any::Any;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use metrics_exporter_prometheus::PrometheusHandle;
 use steward_store::Store;
 use steward_worker::{
     ConfigObserver, Error as WorkerError, FileWatcher, Runner, SimpleWorker, Worker,
 };
 use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -36,7 +39,9 @@ use crate::api::{self, ApiState};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
 use crate::metrics;
-use crate::runtimes::{Context, Manager, Registry};
+use crate::runtimes::{Context, Manager, ProcessHosts, Registry};
+use crate::storage::StoreStorage;
+use crate::token::read_token_file;
 
 /// The default address of the control API.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
@@ -72,8 +77,12 @@ pub fn default_data_dir() -> Option<PathBuf> {
 }
 
 /// What [`start`] prepared: the agent, running.
+#[derive(Debug)]
 pub struct Agent {
     runner: Runner,
+    /// Keeps the channel of the current config open while the agent runs
+    /// (the config observer, when there is one, holds a sender too).
+    _configs: watch::Sender<Arc<Config>>,
     /// Where the API listens.
     pub addr: SocketAddr,
     /// The data dir in use.
@@ -105,10 +114,22 @@ impl Agent {
 pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     let resolver = CommandResolver::from_env();
     let initial = match &options.config {
-        Some(path) => config::load(path, &resolver)?,
-        None => config::demo(&resolver)?,
+        Some(path) => {
+            let (path, resolver) = (path.clone(), resolver.clone());
+            blocking(move || config::load(&path, &resolver)).await??
+        }
+        None => crate::demo::config(&resolver)?,
     };
-    let token = read_token(options.token_file.as_deref())?;
+    let token = options
+        .token_file
+        .as_deref()
+        .map(|path| {
+            read_token_file(path).map_err(|reason| Error::TokenFile {
+                path: path.to_owned(),
+                reason,
+            })
+        })
+        .transpose()?;
     if !options.listen.ip().is_loopback() && token.is_none() {
         return Err(Error::TokenRequired {
             addr: options.listen,
@@ -130,15 +151,15 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         Some(dir) => dir.clone(),
         None => default_data_dir().ok_or(Error::NoDataDir)?,
     };
-    std::fs::create_dir_all(&data_dir).map_err(|error| Error::DataDir {
-        path: data_dir.clone(),
-        reason: format!("cannot create it: {error}"),
-    })?;
+    let created = data_dir.clone();
+    blocking(move || std::fs::create_dir_all(&created))
+        .await?
+        .map_err(|error| Error::DataDir {
+            path: data_dir.clone(),
+            reason: format!("cannot create it: {error}"),
+        })?;
     let store = Store::open(data_dir.join(STORE_FILE)).await?;
     let prometheus = metrics::install();
-    if let Some(handle) = &prometheus {
-        tokio::spawn(metrics::upkeep(handle.clone()));
-    }
 
     let runner = Runner::builder()
         .name("agent")
@@ -148,30 +169,38 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         store: store.clone(),
         registry: Arc::new(Registry::default()),
         events: EventBus::new(),
+        hosts: Arc::new(ProcessHosts {
+            storage: Arc::new(StoreStorage(store.clone())),
+        }),
     };
     let api_state = ApiState {
         registry: context.registry.clone(),
-        store: store.clone(),
+        store,
         events: context.events.clone(),
-        prometheus,
+        prometheus: prometheus.clone(),
         token: token.map(Arc::from),
         max_request_bytes: options.max_request_bytes,
     };
     let token_required = api_state.token.is_some();
-    start_api(&runner, api_state, listener, addr)?;
-    if let Some(path) = &options.config {
-        start_config_observer(&runner, path.clone(), resolver)?;
-    }
     let runtimes = initial
         .runtimes
         .iter()
         .map(|runtime| (runtime.id.clone(), runtime.version_names()))
         .collect();
+    let (configs, current) = watch::channel(Arc::new(initial));
 
-    start_manager(&runner, context, initial, options.config.is_some())?;
+    if let Some(handle) = prometheus {
+        start_metrics_upkeep(&runner, handle)?;
+    }
+    start_api(&runner, api_state, listener, addr)?;
+    if let Some(path) = &options.config {
+        start_config_observer(&runner, path.clone(), resolver, configs.clone())?;
+    }
+    start_manager(&runner, context, current)?;
     info!(%addr, data_dir = %data_dir.display(), "agent started");
     Ok(Agent {
         runner,
+        _configs: configs,
         addr,
         data_dir,
         runtimes,
@@ -180,20 +209,28 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     })
 }
 
-fn read_token(path: Option<&Path>) -> Result<Option<String>, Error> {
-    let Some(path) = path else { return Ok(None) };
-    let text = std::fs::read_to_string(path).map_err(|error| Error::TokenFile {
-        path: path.to_owned(),
-        reason: error.to_string(),
-    })?;
-    let token = text.trim();
-    if token.is_empty() {
-        return Err(Error::TokenFile {
-            path: path.to_owned(),
-            reason: "it is empty; put a secret token in it".to_owned(),
-        });
-    }
-    Ok(Some(token.to_owned()))
+/// Runs filesystem work (reading and checking a config, creating a
+/// directory) on a blocking thread, away from the tokio worker threads
+/// that serve calls.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, Error> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|error| Error::Startup(format!("a start-up task failed: {error}")))
+}
+
+/// The metrics worker: the exporter leaves bounding its histogram storage
+/// to its user, every few seconds.
+fn start_metrics_upkeep(runner: &Runner, handle: PrometheusHandle) -> Result<(), WorkerError> {
+    runner.start_worker("metrics", move || {
+        let handle = handle.clone();
+        async move {
+            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
+                metrics::upkeep(handle, stop)
+            }))
+        }
+    })
 }
 
 /// The API worker. The listener is bound once, up front (so a busy port is
@@ -224,93 +261,111 @@ fn start_api(
     })
 }
 
-/// The config observer worker: the latest valid config of `path`.
+/// The config observer worker: sends every valid edit of `path` into
+/// `configs`.
 fn start_config_observer(
     runner: &Runner,
     path: PathBuf,
     resolver: CommandResolver,
+    configs: watch::Sender<Arc<Config>>,
 ) -> Result<(), WorkerError> {
     let resolver = Arc::new(resolver);
     runner.start_worker("config", move || {
-        let path = path.clone();
-        let resolver = resolver.clone();
+        let (path, resolver, configs) = (path.clone(), resolver.clone(), configs.clone());
         async move {
-            let watcher = FileWatcher::builder(&path).watch_notify().await?;
-            let load_path = path.clone();
-            // A file caught half-written, or briefly missing during a save,
-            // is "invalid" (logged, skipped), not a reason to stop watching.
-            let load = move || {
-                let path = load_path.clone();
-                async move { Ok(tokio::fs::read_to_string(&path).await) }
-            };
-            let validate = move |read: std::io::Result<String>| -> Result<Config, String> {
-                let text = read.map_err(|error| {
-                    format!("{}: cannot read the config: {error}", path.display())
-                })?;
-                // An editor saving in place truncates first: an empty file
-                // is most likely caught mid-save, and applying it would stop
-                // every runtime. A config meant to host nothing can say so
-                // with a comment.
-                if text.trim().is_empty() {
-                    return Err(format!(
-                        "{}: config edit ignored, the file is empty (caught mid-save?); to host no runtimes, leave a comment in it",
-                        path.display()
-                    ));
-                }
-                config::parse(&text, &path, &resolver).map_err(|errors| {
-                    format!("config edit ignored, the running config stays:\n{errors}")
-                })
-            };
-            ConfigObserver::start(watcher, load, validate, &CancellationToken::new()).await
+            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
+                observe_config(path, resolver, configs, stop)
+            }))
         }
     })
 }
 
-/// The manager worker: applies the initial config, then every valid edit.
+/// Watches the config file and forwards each valid version of it, until
+/// `stop`. Reading and checking a version is filesystem work (commands are
+/// resolved on disk), done on a blocking thread.
+async fn observe_config(
+    path: PathBuf,
+    resolver: Arc<CommandResolver>,
+    configs: watch::Sender<Arc<Config>>,
+    stop: CancellationToken,
+) -> Result<(), WorkerError> {
+    let watcher = FileWatcher::builder(&path).watch_notify().await?;
+    let load_path = path.clone();
+    let load = move || {
+        let (path, resolver) = (load_path.clone(), resolver.clone());
+        async move {
+            tokio::task::spawn_blocking(move || read_config(&path, &resolver))
+                .await
+                .map_err(WorkerError::other)
+        }
+    };
+    let observer = match ConfigObserver::start(watcher, load, |checked| checked, &stop).await {
+        Ok(observer) => observer,
+        Err(WorkerError::Cancelled) => return Ok(()),
+        Err(error) => return Err(error),
+    };
+    let mut updates = observer.subscribe();
+    let forward = |config: Arc<Config>| {
+        configs.send_if_modified(|current| {
+            let changed = **current != *config;
+            if changed {
+                *current = config;
+            }
+            changed
+        });
+    };
+    forward(observer.current());
+    let result = loop {
+        tokio::select! {
+            () = stop.cancelled() => break Ok(()),
+            changed = updates.changed() => {
+                if changed.is_err() {
+                    break Err(WorkerError::msg("the config observer stopped"));
+                }
+                let config = updates.borrow_and_update().clone();
+                forward(config);
+            }
+        }
+    };
+    observer.kill();
+    observer.wait().await.and(result)
+}
+
+/// One version of the config file, or why it is ignored.
+fn read_config(path: &Path, resolver: &CommandResolver) -> Result<Config, String> {
+    // A file caught half-written, or briefly missing during a save, is
+    // "invalid" (logged, skipped), not a reason to stop watching.
+    let text = std::fs::read_to_string(path)
+        .map_err(|error| format!("{}: cannot read the config: {error}", path.display()))?;
+    // An editor saving in place truncates first: an empty file is most
+    // likely caught mid-save, and applying it would stop every runtime. A
+    // config meant to host nothing can say so with a comment.
+    if text.trim().is_empty() {
+        return Err(format!(
+            "{}: config edit ignored, the file is empty (caught mid-save?); to host no runtimes, leave a comment in it",
+            path.display()
+        ));
+    }
+    config::parse(&text, path, resolver)
+        .map_err(|errors| format!("config edit ignored, the running config stays:\n{errors}"))
+}
+
+/// The manager worker: applies the current config, then every change.
 fn start_manager(
     runner: &Runner,
     context: Context,
-    initial: Config,
-    watched: bool,
+    configs: watch::Receiver<Arc<Config>>,
 ) -> Result<(), WorkerError> {
     let manager_runner = runner.clone();
-    let initial = Arc::new(initial);
     runner.start_worker("runtimes", move || {
         let manager = Manager {
             context: context.clone(),
             runner: manager_runner.clone(),
         };
-        let initial = initial.clone();
+        let configs = configs.clone();
         async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| async move {
-                if !watched {
-                    manager.apply(&initial).await?;
-                    stop.cancelled().await;
-                    return Ok(());
-                }
-                let observer = tokio::select! {
-                    () = stop.cancelled() => return Ok(()),
-                    observer = manager.runner.worker("config") => observer?,
-                };
-                let observer: Arc<dyn Any + Send + Sync> = observer;
-                let observer = observer
-                    .downcast::<ConfigObserver<Config>>()
-                    .map_err(|_| WorkerError::msg("worker \"config\" is not a config observer"))?;
-                let mut updates = observer.subscribe();
-                manager.apply(&observer.current()).await?;
-                loop {
-                    tokio::select! {
-                        () = stop.cancelled() => return Ok(()),
-                        changed = updates.changed() => {
-                            if changed.is_err() {
-                                return Err(WorkerError::msg("the config observer stopped"));
-                            }
-                            let config = updates.borrow_and_update().clone();
-                            info!(runtimes = config.runtimes.len(), "config changed: applying it");
-                            manager.apply(&config).await?;
-                        }
-                    }
-                }
+            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
+                manager.run(configs, stop)
             }))
         }
     })

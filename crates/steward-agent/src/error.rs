@@ -21,6 +21,11 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// No config was given, and this build has no built-in demo.
+    #[error(
+        "no --config given, and this steward was built without its demo (cargo feature `demo`); pass --config FILE"
+    )]
+    NoDemo,
     /// No data dir was given and the user's data directory is unknown.
     #[error("cannot find the user's data directory; pass --data-dir DIR")]
     NoDataDir,

@@ -1,7 +1,6 @@
 //! The agent's event stream: what happened to which runtime, when. Every
-//! runtime event (`started`, `failed_to_start`, `stopped`, `updated`) and
-//! every version switch (`switched`, `switch_failed`) becomes one
-//! [`AgentEvent`] on one broadcast channel, read by the API's
+//! runtime event and every version switch becomes one [`AgentEvent`] of
+//! an [`EventKind`] on one broadcast channel, read by the API's
 //! server-sent-events endpoint and by `steward events`.
 //!
 //! This module only carries events; it must never block a publisher (a slow
@@ -12,6 +11,44 @@ use std::time::SystemTime;
 use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
+/// What kind of thing happened (its wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    /// A version's process started and passed its handshake (`started`).
+    Started,
+    /// An attempt to start a version failed (`failed_to_start`).
+    FailedToStart,
+    /// A version's process ended, whatever the cause (`stopped`).
+    Stopped,
+    /// Something about a running version changed (`updated`).
+    Updated,
+    /// The active version changed (`switched`).
+    Switched,
+    /// A switch failed; the previous version stays (`switch_failed`).
+    SwitchFailed,
+}
+
+impl EventKind {
+    /// Its wire name, e.g. `failed_to_start`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::Started => "started",
+            EventKind::FailedToStart => "failed_to_start",
+            EventKind::Stopped => "stopped",
+            EventKind::Updated => "updated",
+            EventKind::Switched => "switched",
+            EventKind::SwitchFailed => "switch_failed",
+        }
+    }
+}
+
+impl std::fmt::Display for EventKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One thing that happened to a runtime, as the API serves it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentEvent {
@@ -19,9 +56,8 @@ pub struct AgentEvent {
     pub runtime: String,
     /// The version the event is about.
     pub version: String,
-    /// `started`, `failed_to_start`, `stopped`, `updated`, `switched` or
-    /// `switch_failed`.
-    pub kind: String,
+    /// What happened.
+    pub kind: EventKind,
     /// When the agent saw it, RFC 3339 (UTC).
     pub time: String,
     /// Details: an exit status, a start error, the previous version.
@@ -34,13 +70,13 @@ impl AgentEvent {
     pub fn now(
         runtime: impl Into<String>,
         version: impl Into<String>,
-        kind: impl Into<String>,
+        kind: EventKind,
         message: Option<String>,
     ) -> Self {
         Self {
             runtime: runtime.into(),
             version: version.into(),
-            kind: kind.into(),
+            kind,
             time: humantime::format_rfc3339_millis(SystemTime::now()).to_string(),
             message,
         }
@@ -50,7 +86,10 @@ impl AgentEvent {
     pub fn to_line(&self) -> String {
         let mut line = format!(
             "{}  {:<12} {:<10} {}",
-            self.time, self.runtime, self.version, self.kind
+            self.time,
+            self.runtime,
+            self.version,
+            self.kind.as_str()
         );
         if let Some(message) = &self.message {
             line.push_str(": ");
@@ -99,5 +138,25 @@ impl EventBus {
     /// A receiver of the events published from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
         self.sender.subscribe()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_have_their_wire_names() {
+        for kind in [
+            EventKind::Started,
+            EventKind::FailedToStart,
+            EventKind::Stopped,
+            EventKind::Updated,
+            EventKind::Switched,
+            EventKind::SwitchFailed,
+        ] {
+            let json = serde_json::to_string(&kind).unwrap();
+            assert_eq!(json, format!("\"{kind}\""));
+        }
     }
 }

@@ -19,11 +19,13 @@ pub mod agent;
 pub mod api;
 pub mod cli;
 pub mod config;
+pub mod demo;
 mod error;
 pub mod events;
 mod json;
 mod metrics;
 mod runtimes;
 mod storage;
+mod token;
 
 pub use error::Error;

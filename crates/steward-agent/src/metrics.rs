@@ -16,6 +16,7 @@
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use tokio_util::sync::CancellationToken;
 
 const CALLS: &str = "steward_calls_total";
 const CALL_ERRORS: &str = "steward_call_errors_total";
@@ -61,12 +62,18 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
     Some(handle)
 }
 
-/// Keeps histogram storage bounded (the exporter leaves it to its user).
-pub(crate) async fn upkeep(handle: PrometheusHandle) {
+/// Keeps histogram storage bounded (the exporter leaves it to its user),
+/// until `stop`.
+pub(crate) async fn upkeep(
+    handle: PrometheusHandle,
+    stop: CancellationToken,
+) -> Result<(), steward_worker::Error> {
     let mut every = tokio::time::interval(Duration::from_secs(5));
     loop {
-        every.tick().await;
-        handle.run_upkeep();
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            _ = every.tick() => handle.run_upkeep(),
+        }
     }
 }
 

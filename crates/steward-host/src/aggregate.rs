@@ -202,6 +202,16 @@ const EVENT_BUFFER: usize = 256;
 /// version's final `Stopped` to be forwarded.
 const FORWARD_WAIT: Duration = Duration::from_secs(1);
 
+impl std::fmt::Debug for Aggregate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregate")
+            .field("id", &self.shared.id)
+            .field("versions", &self.versions())
+            .field("active", &self.active_version())
+            .finish_non_exhaustive()
+    }
+}
+
 impl Aggregate {
     /// An aggregate of `versions` (at least one; every sub-runtime must have
     /// the id `id`). Subscribes to every version's events; starts nothing;

@@ -9,7 +9,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use steward_host::{RuntimeHost, TransitionMode};
+use steward_host::RuntimeHost;
 use steward_protocol::{Body, CallRequest as WireCall, CallResponse as WireResult};
 
 use super::AppState;
@@ -64,7 +64,7 @@ fn summary(hosted: &Hosted, status: &RuntimeStatus, desired: Option<String>) -> 
         active_version: hosted.active_version(),
         desired_version: desired,
         versions: hosted.config().version_names(),
-        state: status.state.as_str().to_owned(),
+        state: status.state,
     }
 }
 
@@ -108,17 +108,10 @@ pub(super) async fn detail(
     let config = hosted.config();
     Ok(Json(RuntimeDetail {
         summary: summary(&hosted, &status, desired),
-        transition: match config.transition {
-            TransitionMode::MakeBeforeBreak => "make-before-break",
-            TransitionMode::StopThenStart => "stop-then-start",
-        }
-        .to_owned(),
+        transition: config.transition,
         call_timeout_ms: u64::try_from(config.call_timeout.as_millis()).unwrap_or(u64::MAX),
         info: status.info.as_ref().map(|info| RuntimeInfo {
-            protocol_version: format!(
-                "{}.{}",
-                info.protocol_version.major, info.protocol_version.minor
-            ),
+            protocol_version: info.protocol_version.to_string(),
             runtime_version: info.runtime_version.clone(),
             features: info.features.clone(),
         }),

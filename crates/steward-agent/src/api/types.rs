@@ -1,7 +1,11 @@
 //! The API's request and response bodies, shared by the server and the
-//! CLI so the two cannot drift apart. Plain data only.
+//! CLI so the two cannot drift apart: a field renamed on one side fails to
+//! compile on the other. Plain data only.
 
 use serde::{Deserialize, Serialize};
+
+pub use crate::config::Transition;
+pub use crate::events::{AgentEvent, EventKind};
 
 /// `{"error": {...}}`: the body of every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -28,6 +32,44 @@ pub struct RuntimeList {
     pub runtimes: Vec<RuntimeSummary>,
 }
 
+/// Where a runtime is (its wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuntimeState {
+    /// Its worker is starting it: first start, or after a worker restart
+    /// (`starting`).
+    Starting,
+    /// The active version serves calls (`running`).
+    Running,
+    /// The active version's process died; the host restarts it
+    /// (`restarting`).
+    Restarting,
+    /// Its worker failed and waits to be restarted (`failed`).
+    Failed,
+    /// Stopped: the agent is shutting down, or it left the config
+    /// (`stopped`).
+    Stopped,
+}
+
+impl RuntimeState {
+    /// Its wire name, e.g. `running`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RuntimeState::Starting => "starting",
+            RuntimeState::Running => "running",
+            RuntimeState::Restarting => "restarting",
+            RuntimeState::Failed => "failed",
+            RuntimeState::Stopped => "stopped",
+        }
+    }
+}
+
+impl std::fmt::Display for RuntimeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One runtime in a list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeSummary {
@@ -39,8 +81,8 @@ pub struct RuntimeSummary {
     pub desired_version: Option<String>,
     /// Its configured versions.
     pub versions: Vec<String>,
-    /// `starting`, `running`, `restarting`, `failed` or `stopped`.
-    pub state: String,
+    /// Where it is.
+    pub state: RuntimeState,
 }
 
 /// `GET /v1/runtimes/{id}`.
@@ -49,8 +91,8 @@ pub struct RuntimeDetail {
     /// What the list shows.
     #[serde(flatten)]
     pub summary: RuntimeSummary,
-    /// `make-before-break` or `stop-then-start`.
-    pub transition: String,
+    /// How it switches versions.
+    pub transition: Transition,
     /// The deadline of a call, in milliseconds.
     pub call_timeout_ms: u64,
     /// The active version's handshake answer.
@@ -131,4 +173,23 @@ pub struct AbortResponse {
 pub struct Health {
     /// `ok`.
     pub status: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn states_have_their_wire_names() {
+        for state in [
+            RuntimeState::Starting,
+            RuntimeState::Running,
+            RuntimeState::Restarting,
+            RuntimeState::Failed,
+            RuntimeState::Stopped,
+        ] {
+            let json = serde_json::to_string(&state).unwrap();
+            assert_eq!(json, format!("\"{state}\""));
+        }
+    }
 }

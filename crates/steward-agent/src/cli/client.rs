@@ -11,9 +11,10 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::types::{
-    AbortResponse, CallResponse, ErrorResponse, RuntimeDetail, RuntimeList, VersionResponse,
+    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse,
+    RuntimeDetail, RuntimeList, VersionRequest, VersionResponse,
 };
-use crate::events::AgentEvent;
+use crate::token::read_token_file;
 
 /// Why a client command failed.
 #[derive(Debug)]
@@ -97,22 +98,13 @@ impl Client {
                 "--api {api:?} is not an http:// URL (e.g. http://127.0.0.1:7171)"
             )));
         }
-        let token = match token_file {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|error| {
-                    ClientError::Usage(format!("token file {}: {error}", path.display()))
-                })?;
-                let token = text.trim();
-                if token.is_empty() {
-                    return Err(ClientError::Usage(format!(
-                        "token file {} is empty",
-                        path.display()
-                    )));
-                }
-                Some(token.to_owned())
-            }
-            None => None,
-        };
+        let token = token_file
+            .map(|path| {
+                read_token_file(path).map_err(|reason| {
+                    ClientError::Usage(format!("token file {}: {reason}", path.display()))
+                })
+            })
+            .transpose()?;
         let http = reqwest::Client::builder()
             .build()
             .map_err(|error| ClientError::Other(format!("cannot build an HTTP client: {error}")))?;
@@ -178,7 +170,11 @@ impl Client {
             details.push(detail);
         }
         if json {
-            print_json(&serde_json::json!({ "runtimes": details }));
+            #[derive(Serialize)]
+            struct Details<'a> {
+                runtimes: &'a [RuntimeDetail],
+            }
+            print_json(&Details { runtimes: &details });
             return Ok(());
         }
         if details.is_empty() {
@@ -207,7 +203,10 @@ impl Client {
             .request(
                 Method::POST,
                 &runtime_path(runtime, "call"),
-                Some(&serde_json::json!({ "method": method, "args": args })),
+                Some(&CallRequest {
+                    method: method.to_owned(),
+                    args,
+                }),
             )
             .await?;
         print_json(&answer.result);
@@ -223,7 +222,9 @@ impl Client {
             .request(
                 Method::PUT,
                 &runtime_path(runtime, "version"),
-                Some(&serde_json::json!({ "version": version })),
+                Some(&VersionRequest {
+                    version: version.to_owned(),
+                }),
             )
             .await?;
         match answer.previous {
@@ -240,7 +241,7 @@ impl Client {
             .request(
                 Method::POST,
                 &runtime_path(runtime, "abort"),
-                Some(&serde_json::json!({ "force": force })),
+                Some(&AbortRequest { force }),
             )
             .await?;
         if answer.force {
@@ -341,7 +342,7 @@ fn status_table(details: &[RuntimeDetail]) -> String {
                     .desired_version
                     .clone()
                     .unwrap_or_else(|| "-".to_owned()),
-                summary.state.clone(),
+                summary.state.to_string(),
                 detail.restarts.to_string(),
                 summary.versions.join(","),
                 detail.last_error.clone().unwrap_or_else(|| "-".to_owned()),
@@ -425,7 +426,7 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::RuntimeSummary;
+    use crate::api::types::{RuntimeState, RuntimeSummary, Transition};
 
     #[test]
     fn sse_parser_handles_split_chunks_comments_and_named_events() {
@@ -461,9 +462,9 @@ mod tests {
                 active_version: Some("1.0.0".to_owned()),
                 desired_version: Some("1.0.0".to_owned()),
                 versions: vec!["1.0.0".to_owned(), "2.0.0".to_owned()],
-                state: "running".to_owned(),
+                state: RuntimeState::Running,
             },
-            transition: "make-before-break".to_owned(),
+            transition: Transition::MakeBeforeBreak,
             call_timeout_ms: 30_000,
             info: None,
             restarts: 0,

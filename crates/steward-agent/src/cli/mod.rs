@@ -21,6 +21,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOptions};
 use crate::config::{self, CommandResolver};
+use crate::demo;
 use client::Client;
 
 /// The default API URL of the clients.
@@ -181,14 +182,15 @@ fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
 }
 
 fn example_runtime(name: &str, args: Vec<OsString>) -> ExitCode {
-    let program = OsString::from(format!("steward example-runtime {name}"));
-    let argv = std::iter::once(program).chain(args);
-    match name {
-        "echo" => steward_runtime_echo::main_from(argv),
-        "kv" => steward_runtime_kv::main_from(argv),
-        other => fail(
+    match demo::example_runtime(name, args) {
+        Some(code) => code,
+        None if demo::text().is_none() => fail(
             EXIT_USAGE,
-            format!("no example runtime {other:?}; there are `echo` and `kv`"),
+            "this steward was built without its demo (cargo feature `demo`), so it has no example runtimes",
+        ),
+        None => fail(
+            EXIT_USAGE,
+            format!("no example runtime {name:?}; there are `echo` and `kv`"),
         ),
     }
 }
@@ -212,7 +214,13 @@ async fn dispatch(cli: Cli) -> ExitCode {
         }
         Command::Config(ConfigCommand::Check { file }) => return config_check(&file),
         Command::Config(ConfigCommand::Demo) => {
-            print!("{}", config::DEMO_TOML);
+            let Some(text) = demo::text() else {
+                return fail(
+                    EXIT_USAGE,
+                    "this steward was built without its demo (cargo feature `demo`)",
+                );
+            };
+            print!("{text}");
             return ExitCode::SUCCESS;
         }
         Command::ExampleRuntime { .. } => unreachable!("handled before the async runtime"),

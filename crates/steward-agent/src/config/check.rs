@@ -9,7 +9,6 @@ use std::ops::Range;
 use std::path::Path;
 use std::time::Duration;
 
-use steward_host::TransitionMode;
 use steward_protocol::HOST_SOCKET_ENV;
 use toml::Spanned;
 
@@ -19,11 +18,8 @@ use super::raw::{
 };
 use super::{
     CommandResolver, Config, DEFAULT_CALL_TIMEOUT, MAX_ID_LEN, RestartConfig, RuntimeConfig,
-    VersionConfig,
+    Transition, VersionConfig,
 };
-
-const MAKE_BEFORE_BREAK: &str = "make-before-break";
-const STOP_THEN_START: &str = "stop-then-start";
 
 /// Validates the raw file into a [`Config`], collecting every problem.
 pub(super) struct Checker<'a> {
@@ -158,21 +154,18 @@ impl<'a> Checker<'a> {
         &mut self,
         who: &str,
         raw: Option<Spanned<Text<super::raw::TransitionText>>>,
-    ) -> TransitionMode {
+    ) -> Transition {
         let Some(raw) = raw else {
-            return TransitionMode::default();
+            return Transition::default();
         };
-        match raw.get_ref().0.as_str() {
-            MAKE_BEFORE_BREAK => TransitionMode::MakeBeforeBreak,
-            STOP_THEN_START => TransitionMode::StopThenStart,
-            other => {
-                let message = format!(
-                    "{who}: unknown transition {other:?}; use {MAKE_BEFORE_BREAK:?} or {STOP_THEN_START:?}"
-                );
-                self.error(raw.span(), message);
-                TransitionMode::default()
-            }
+        let name = raw.get_ref().0.as_str();
+        if let Some(transition) = Transition::from_name(name) {
+            return transition;
         }
+        let [first, second] = Transition::ALL.map(Transition::as_str);
+        let message = format!("{who}: unknown transition {name:?}; use {first:?} or {second:?}");
+        self.error(raw.span(), message);
+        Transition::default()
     }
 
     /// A duration setting of `who`; `None` when absent or invalid (the

@@ -10,7 +10,7 @@ use std::path::PathBuf;
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}:{line}:{column}: {message}", file.display())]
 pub struct ConfigError {
-    /// The file as given (or [`DEMO_ORIGIN`](super::DEMO_ORIGIN)).
+    /// The file as given (or the name of a built-in config).
     pub file: PathBuf,
     /// The 1-based line.
     pub line: usize,

@@ -4,11 +4,10 @@
 //! This module owns the TOML format (the [`Config`] model and its
 //! defaults), parsing with `file:line:column` positions for every problem,
 //! validation, resolution of each version's `command` to an absolute
-//! executable path ([`CommandResolver`]) and the built-in demo config
-//! ([`DEMO_TOML`], [`demo`]).
+//! executable path ([`CommandResolver`]).
 //!
 //! It must never start a process, touch the store or the network: it reads
-//! one file (or the demo text) and looks at the filesystem to resolve
+//! one file (or a text it is given) and looks at the filesystem to resolve
 //! commands, so `steward config check` can run it anywhere without side
 //! effects.
 //!
@@ -45,6 +44,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use serde::{Deserialize, Serialize};
 use steward_host::TransitionMode;
 
 pub use command::CommandResolver;
@@ -59,17 +59,6 @@ pub const MAX_ID_LEN: usize = 64;
 
 /// The default deadline of one call made through the agent.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// The name [`demo`] gives the built-in config in error messages.
-pub const DEMO_ORIGIN: &str = "<built-in demo config>";
-
-/// The built-in demo config, printed by `steward config demo` and hosted by
-/// `steward run` when no config is given.
-///
-/// Its commands are the bare name `steward`, which [`CommandResolver`]
-/// finds next to the running `steward` binary first, so the demo works from
-/// any directory without installing anything else.
-pub const DEMO_TOML: &str = include_str!("demo.toml");
 
 /// A validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -95,7 +84,7 @@ pub struct RuntimeConfig {
     /// one of [`versions`](Self::versions).
     pub active: String,
     /// How a version switch replaces the active version.
-    pub transition: TransitionMode,
+    pub transition: Transition,
     /// The deadline of one call made through the agent.
     pub call_timeout: Duration,
     /// The restart backoff of a crashed runtime process.
@@ -113,6 +102,46 @@ impl RuntimeConfig {
     /// The names of the versions, in file order.
     pub fn version_names(&self) -> Vec<String> {
         self.versions.iter().map(|v| v.version.clone()).collect()
+    }
+}
+
+/// How a version switch replaces the active version, by the names the
+/// config file and the API both use (`make-before-break`,
+/// `stop-then-start`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Transition {
+    /// Start the new version, move calls over, then stop the old one.
+    #[default]
+    MakeBeforeBreak,
+    /// Stop the old version, then start the new one.
+    StopThenStart,
+}
+
+impl Transition {
+    /// Every transition, in the order messages list them.
+    pub const ALL: [Transition; 2] = [Transition::MakeBeforeBreak, Transition::StopThenStart];
+
+    /// Its name, e.g. `make-before-break`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Transition::MakeBeforeBreak => "make-before-break",
+            Transition::StopThenStart => "stop-then-start",
+        }
+    }
+
+    /// The transition called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|t| t.as_str() == name)
+    }
+}
+
+impl From<Transition> for TransitionMode {
+    fn from(transition: Transition) -> Self {
+        match transition {
+            Transition::MakeBeforeBreak => TransitionMode::MakeBeforeBreak,
+            Transition::StopThenStart => TransitionMode::StopThenStart,
+        }
     }
 }
 
@@ -177,12 +206,6 @@ pub fn load(path: &Path, resolver: &CommandResolver) -> Result<Config, ConfigErr
         }
     };
     parse(&text, path, resolver)
-}
-
-/// The built-in demo config ([`DEMO_TOML`]), parsed; its relative paths
-/// (it has none) would be resolved against the current directory.
-pub fn demo(resolver: &CommandResolver) -> Result<Config, ConfigErrors> {
-    parse(DEMO_TOML, Path::new(DEMO_ORIGIN), resolver)
 }
 
 /// Parses and validates `text`.

@@ -94,7 +94,7 @@ fn example_parses_to_the_model() {
             runtimes: vec![RuntimeConfig {
                 id: "echo".into(),
                 active: "1.0.0".into(),
-                transition: TransitionMode::MakeBeforeBreak,
+                transition: Transition::MakeBeforeBreak,
                 call_timeout: Duration::from_secs(30),
                 restart: RestartConfig {
                     initial: Duration::from_millis(500),
@@ -126,7 +126,7 @@ fn defaults_fill_what_is_left_out() {
     let f = fixture();
     let config = f.parse(&runtime_with("")).unwrap();
     let rt = &config.runtimes[0];
-    assert_eq!(rt.transition, TransitionMode::MakeBeforeBreak);
+    assert_eq!(rt.transition, Transition::MakeBeforeBreak);
     assert_eq!(rt.call_timeout, DEFAULT_CALL_TIMEOUT);
     assert_eq!(rt.restart, RestartConfig::default());
     assert_eq!(
@@ -161,7 +161,7 @@ fn other_settings_are_read() {
         ))
         .unwrap();
     let rt = &config.runtimes[0];
-    assert_eq!(rt.transition, TransitionMode::StopThenStart);
+    assert_eq!(rt.transition, Transition::StopThenStart);
     assert_eq!(rt.call_timeout, Duration::from_secs(120));
     assert_eq!(rt.restart.initial, Duration::from_secs(1));
     assert_eq!(rt.restart.max, Duration::from_secs(1));
@@ -185,49 +185,6 @@ fn runtimes_keep_file_order() {
     let config = f.parse(&text).unwrap();
     let ids: Vec<_> = config.runtimes.iter().map(|r| r.id.as_str()).collect();
     assert_eq!(ids, ["zeta", "alpha"]);
-}
-
-#[test]
-fn demo_parses_and_finds_steward() {
-    let f = fixture();
-    let config = demo(&f.resolver).unwrap();
-    assert_eq!(config.runtimes.len(), 2);
-    let echo = config.runtime("echo").unwrap();
-    assert_eq!(echo.active, "1.0.0");
-    assert_eq!(echo.version_names(), ["1.0.0", "2.0.0"]);
-    let kv = config.runtime("kv").unwrap();
-    assert_eq!(kv.active, "1.0.0");
-    assert_eq!(kv.version_names(), ["1.0.0", "1.1.0"]);
-    assert_eq!(kv.transition, TransitionMode::MakeBeforeBreak);
-    for rt in &config.runtimes {
-        for v in &rt.versions {
-            assert_eq!(v.command, f.steward());
-            assert_eq!(
-                v.args,
-                [
-                    "example-runtime",
-                    rt.id.as_str(),
-                    "--version",
-                    v.version.as_str()
-                ]
-            );
-        }
-    }
-}
-
-#[test]
-fn demo_without_steward_names_the_demo() {
-    let empty = tempfile::tempdir().unwrap();
-    let resolver = CommandResolver {
-        exe_dir: Some(empty.path().to_path_buf()),
-        path: None,
-    };
-    let errors = demo(&resolver).unwrap_err();
-    assert_eq!(errors.0.len(), 4);
-    assert!(
-        errors.to_string().starts_with("<built-in demo config>:"),
-        "{errors}"
-    );
 }
 
 #[test]
@@ -793,4 +750,16 @@ fn columns_count_characters_in_real_errors() {
     let (line, column, message) = f.error(&text);
     assert_eq!((line, column), (9, 15), "{message}");
     assert!(message.contains(r#"environment variable "é" contains a NUL"#));
+}
+
+#[test]
+fn transitions_have_the_same_names_in_files_and_json() {
+    for transition in Transition::ALL {
+        assert_eq!(
+            serde_json::to_string(&transition).unwrap(),
+            format!("\"{}\"", transition.as_str())
+        );
+        assert_eq!(Transition::from_name(transition.as_str()), Some(transition));
+    }
+    assert_eq!(Transition::from_name("make_before_break"), None);
 }

@@ -125,6 +125,16 @@ pub struct ProcessHost {
     _owner: Arc<Owner>,
 }
 
+impl std::fmt::Debug for ProcessHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProcessHost")
+            .field("runtime", &self.shared.config.runtime_id)
+            .field("version", &self.shared.config.version)
+            .field("ready", &self.is_ready())
+            .finish_non_exhaustive()
+    }
+}
+
 /// Held by the handles only (the supervisor task holds `Shared`), so
 /// dropping the last handle can stop the supervisor.
 struct Owner {

@@ -1,0 +1,161 @@
+//! The worker `runtimes`: keeps the hosted runtimes in step with the
+//! config. It applies the config it starts with and then every new one
+//! from a `watch` channel (fed by the config file's observer, or never
+//! changing for the built-in demo): a new runtime gets a worker, a removed
+//! one is stopped, and a changed one is changed in place where it can be,
+//! restarted with its new settings where it cannot.
+//!
+//! It must never switch versions (desired state does) nor talk to a
+//! runtime process: it only starts, stops and reconfigures workers.
+
+use std::sync::Arc;
+
+use steward_worker::{Error, Runner};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::{Context, Hosted, worker};
+use crate::config::{Config, RuntimeConfig};
+
+/// Applies configs to the agent's runner.
+#[derive(Debug)]
+pub(crate) struct Manager {
+    pub(crate) context: Context,
+    pub(crate) runner: Runner,
+}
+
+impl Manager {
+    /// The manager's worker body: applies the current config, then every
+    /// change, until `stop`.
+    pub(crate) async fn run(
+        self,
+        mut configs: watch::Receiver<Arc<Config>>,
+        stop: CancellationToken,
+    ) -> Result<(), Error> {
+        let first = configs.borrow_and_update().clone();
+        self.apply(&first).await?;
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return Ok(()),
+                changed = configs.changed() => {
+                    if changed.is_err() {
+                        // No more configs will come: keep what runs.
+                        stop.cancelled().await;
+                        return Ok(());
+                    }
+                    let config = configs.borrow_and_update().clone();
+                    info!(runtimes = config.runtimes.len(), "config changed: applying it");
+                    self.apply(&config).await?;
+                }
+            }
+        }
+    }
+
+    /// Makes the hosted runtimes match `config`.
+    pub(crate) async fn apply(&self, config: &Config) -> Result<(), Error> {
+        let registry = &self.context.registry;
+        for id in registry.ids() {
+            if config.runtime(&id).is_none() {
+                info!(runtime = %id, "runtime removed from the config: stopping it");
+                self.stop_runtime(&id).await;
+                registry.remove(&id);
+            }
+        }
+        for runtime in &config.runtimes {
+            match registry.get(&runtime.id) {
+                None => {
+                    info!(runtime = %runtime.id, "starting runtime");
+                    let hosted = Arc::new(Hosted::new(runtime.clone()));
+                    registry.insert(hosted.clone());
+                    worker::start(&self.context, &self.runner, hosted)?;
+                }
+                Some(hosted) => self.change(&hosted, runtime).await?,
+            }
+        }
+        Ok(())
+    }
+
+    async fn stop_runtime(&self, id: &str) {
+        match self.runner.stop_and_remove(&worker::worker_id(id)).await {
+            Ok(()) | Err(Error::NotFound { .. }) => {}
+            Err(error) => warn!(runtime = id, %error, "runtime stopped with an error"),
+        }
+    }
+
+    /// Versions added or removed change the aggregate in place; any other
+    /// change (transition, restart backoff, a version's command) restarts
+    /// the runtime's worker with the new settings.
+    async fn change(&self, hosted: &Arc<Hosted>, new: &RuntimeConfig) -> Result<(), Error> {
+        let old = hosted.config();
+        if *old == *new {
+            return Ok(());
+        }
+        hosted.set_config(new.clone());
+        if changes_in_place(&old, new) {
+            let Some(aggregate) = hosted.aggregate() else {
+                // Not running right now: its next start uses the new config.
+                return Ok(());
+            };
+            if self.change_versions(&aggregate, &old, new).await {
+                return Ok(());
+            }
+        }
+        info!(runtime = %new.id, "runtime settings changed: restarting it");
+        self.stop_runtime(&new.id).await;
+        worker::start(&self.context, &self.runner, hosted.clone())
+    }
+
+    /// Adds and removes versions on the running aggregate; false when that
+    /// is not enough (the active version was removed, or the aggregate
+    /// refused), which means a restart.
+    async fn change_versions(
+        &self,
+        aggregate: &steward_host::Aggregate,
+        old: &RuntimeConfig,
+        new: &RuntimeConfig,
+    ) -> bool {
+        let mut applied = true;
+        for version in &new.versions {
+            if old.version(&version.version).is_none() {
+                info!(runtime = %new.id, version = %version.version, "version added");
+                let host = self.context.hosts.host(new, version);
+                if let Err(error) = aggregate.add_version(version.version.as_str(), host) {
+                    warn!(runtime = %new.id, %error, "cannot add the version in place");
+                    applied = false;
+                }
+            }
+        }
+        let active = aggregate.active_version();
+        for version in &old.versions {
+            if new.version(&version.version).is_some() {
+                continue;
+            }
+            if active.as_deref() == Some(&version.version) {
+                // Removing the active version means restarting at the
+                // config's `active`, not an in-place change.
+                applied = false;
+                continue;
+            }
+            info!(runtime = %new.id, version = %version.version, "version removed");
+            if let Err(error) = aggregate.remove_version(&version.version).await {
+                warn!(runtime = %new.id, %error, "cannot remove the version in place");
+                applied = false;
+            }
+        }
+        applied
+    }
+}
+
+/// Whether going from `old` to `new` can be done on the running aggregate:
+/// versions added or removed, `active` (it only seeds an empty store) and
+/// the call timeout (read per call). Anything that changes how a process
+/// runs needs a restart.
+pub(super) fn changes_in_place(old: &RuntimeConfig, new: &RuntimeConfig) -> bool {
+    old.transition == new.transition
+        && old.restart == new.restart
+        && new.versions.iter().all(|version| {
+            old.version(&version.version)
+                .is_none_or(|previous| previous == version)
+        })
+}

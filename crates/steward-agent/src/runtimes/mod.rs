@@ -1,0 +1,39 @@
+//! The hosted runtimes: one supervised worker per runtime ([`worker`]),
+//! what the API reads about them ([`Hosted`], [`Registry`]), and the
+//! manager that applies config changes ([`Manager`]).
+//!
+//! Each runtime is an [`Aggregate`](steward_host::Aggregate) of its
+//! versions, owned by the worker `runtime/<id>` in the agent's runner and
+//! reconciled with the desired version in the store. This module must
+//! never serve HTTP or parse files; a runtime's failure must never reach
+//! the agent's other workers (the worker's errors are not fatal: the
+//! runner restarts it with backoff).
+
+mod hosted;
+mod hosts;
+mod manager;
+mod registry;
+#[cfg(test)]
+mod tests;
+mod track;
+mod worker;
+
+use std::sync::Arc;
+
+use steward_store::Store;
+
+pub(crate) use hosted::{Hosted, RuntimeStatus};
+pub(crate) use hosts::{Hosts, ProcessHosts};
+pub(crate) use manager::Manager;
+pub(crate) use registry::Registry;
+
+use crate::events::EventBus;
+
+/// What every runtime worker and the manager share.
+#[derive(Debug, Clone)]
+pub(crate) struct Context {
+    pub(crate) store: Store,
+    pub(crate) registry: Arc<Registry>,
+    pub(crate) events: EventBus,
+    pub(crate) hosts: Arc<dyn Hosts>,
+}
