@@ -8,8 +8,6 @@
 //! test also prints the agent's output (every test does when the
 //! environment variable `STEWARD_E2E_LOGS` is set).
 
-#![allow(dead_code)] // Each test binary uses a different subset.
-
 use std::collections::BTreeSet;
 use std::future::Future;
 use std::io::{BufRead, BufReader, Read};

@@ -2,16 +2,14 @@
 //! crashing, the agent killed or stopped gracefully, and what survives an
 //! agent restart (the runtimes' data and their desired versions).
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{
+    Agent, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
+};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{
-    Agent, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
-};
 use tempfile::TempDir;
 
 /// How long the agent's graceful shutdown may take (its grace period is
@@ -64,7 +62,7 @@ async fn a_killed_runtime_process_is_restarted() {
     assert_eq!(detail["info"]["runtime_version"], "1.0.0", "{detail}");
     let new_pid = agent.runtime_pid("echo");
     assert_ne!(new_pid, echo_pid);
-    assert!(support::is_gone(echo_pid));
+    assert!(crate::support::is_gone(echo_pid));
     assert_eq!(
         api.call_ok("echo", "version", Value::Null).await,
         json!("1.0.0")
@@ -322,10 +320,10 @@ async fn desired_versions_survive_an_agent_restart() {
     let agent = Agent::start(options).await;
     let list = agent.wait_running(&["echo", "kv"]).await;
     // Without any request, echo came back at 2.0.0 and kv at 1.0.0.
-    let echo = support::find_runtime(&list, "echo").unwrap();
+    let echo = crate::support::find_runtime(&list, "echo").unwrap();
     assert_eq!(echo["active_version"], "2.0.0", "{list}");
     assert_eq!(echo["desired_version"], "2.0.0", "{list}");
-    let kv = support::find_runtime(&list, "kv").unwrap();
+    let kv = crate::support::find_runtime(&list, "kv").unwrap();
     assert_eq!(kv["active_version"], "1.0.0", "{list}");
     let detail = agent.api.detail("echo").await;
     assert_eq!(detail["info"]["runtime_version"], "2.0.0", "{detail}");
@@ -424,7 +422,7 @@ async fn a_failed_switch_keeps_the_old_version_serving() {
     let status = agent.stop_with(Signal::SIGTERM, SHUTDOWN).await;
     assert_eq!(status.code(), Some(0));
     drop(agent);
-    let without_2 = support::config_toml(&[support::TestRuntime {
+    let without_2 = crate::support::config_toml(&[crate::support::TestRuntime {
         id: "echo",
         active: "1.0.0",
         versions: &["1.0.0"],
@@ -447,8 +445,8 @@ fn write_broken_config(dir: &std::path::Path) -> std::path::PathBuf {
     let config_dir = dir.join("config");
     std::fs::create_dir(&config_dir).unwrap();
     let path = config_dir.join("steward.toml");
-    let command = serde_json::to_string(support::BIN).unwrap();
-    let good = support::config_toml(&[support::TestRuntime {
+    let command = serde_json::to_string(crate::support::BIN).unwrap();
+    let good = crate::support::config_toml(&[crate::support::TestRuntime {
         id: "echo",
         active: "1.0.0",
         versions: &["1.0.0", "2.0.0"],

@@ -1,11 +1,9 @@
 //! End-to-end tests of the API's error answers (bad requests, unknown
 //! runtimes and routes, limits, runtime errors) and of its bearer token.
 
-mod support;
-
+use crate::support::{Agent, Api, Options, answer_parts};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{Agent, Api, Options, answer_parts};
 use tempfile::TempDir;
 
 /// Asserts an agent error answer: `status`, JSON, module `steward`, the
@@ -239,7 +237,7 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
 
     // Errors are counted by module and code.
     let metrics = api.metrics().await;
-    let teapots = support::metric_value(
+    let teapots = crate::support::metric_value(
         &metrics,
         "steward_call_errors_total",
         &["runtime=\"echo\"", "module=\"echo\"", "code=\"418\""],
@@ -261,7 +259,7 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
     );
     let list = agent.wait_running(&["echo", "kv"]).await;
     for id in ["echo", "kv"] {
-        let runtime = support::find_runtime(&list, id).unwrap();
+        let runtime = crate::support::find_runtime(&list, id).unwrap();
         assert_eq!(runtime["active_version"], "1.0.0", "{list}");
     }
     assert_eq!(api.detail("echo").await["restarts"], 0);
@@ -382,19 +380,19 @@ async fn with_a_token_every_request_but_healthz_needs_it() {
     let called = agent.cli(&["call", "echo", "version"]).await;
     assert_eq!(called.success().trim(), "\"1.0.0\"");
     let token_path = token_file.display().to_string();
-    let via_env = support::cli_str(
+    let via_env = crate::support::cli_str(
         &["--api", &agent.url, "call", "echo", "version"],
         &[("STEWARD_TOKEN_FILE", &token_path)],
     )
     .await;
     assert_eq!(via_env.success().trim(), "\"1.0.0\"");
-    let refused = support::cli_str(&["--api", &agent.url, "status"], &[]).await;
+    let refused = crate::support::cli_str(&["--api", &agent.url, "status"], &[]).await;
     let line = refused.one_line_error(1);
     assert!(line.contains("401"), "{line}");
     assert!(refused.stdout.is_empty(), "{refused:#?}");
     let missing_file = dir.path().join("no-such-token");
     let missing_path = missing_file.display().to_string();
-    let unreadable = support::cli_str(
+    let unreadable = crate::support::cli_str(
         &["--api", &agent.url, "--token-file", &missing_path, "status"],
         &[],
     )

@@ -2,17 +2,15 @@
 //! (runtimes and versions added and removed, invalid edits ignored), and
 //! `steward config check|demo` and `steward run` with an invalid file.
 
-mod support;
-
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use reqwest::StatusCode;
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
     Agent, DEADLINE, Options, TestRuntime, cli_str, config_toml, eventually, runtime_ids,
     wait_gone, write_atomically,
 };
+use reqwest::StatusCode;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 
 const ECHO: TestRuntime<'static> = TestRuntime {

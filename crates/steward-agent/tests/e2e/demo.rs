@@ -2,16 +2,14 @@
 //! and `kv`): startup, calls over HTTP and the CLI, version switches (also
 //! under load), and the event stream.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::support::{Agent, DEADLINE, cli_str, eventually, find_runtime, metric_value};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::{Agent, DEADLINE, cli_str, eventually, find_runtime, metric_value};
 use tempfile::TempDir;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -247,7 +245,7 @@ async fn switching_versions() {
     let kv = api.detail("kv").await;
     assert_eq!(kv["active_version"], "1.0.0", "{kv}");
     // The old process goes away (make-before-break stops it after).
-    support::wait_gone(&[old_pid], DEADLINE).await;
+    crate::support::wait_gone(&[old_pid], DEADLINE).await;
     assert_ne!(agent.runtime_pid("echo"), old_pid);
 
     let metrics = api.metrics().await;

@@ -1,0 +1,16 @@
+//! End-to-end tests of the `steward` binary: each runs the real agent on a
+//! free loopback port with its own data dir, and drives it over HTTP and
+//! through the CLI (one test binary, so the support module is shared).
+//!
+//! | module | what |
+//! |---|---|
+//! | [`demo`] | the built-in demo: start-up, calls, switches (also under load), events |
+//! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
+//! | [`api_errors`] | every bad request gets its status and the JSON error shape |
+//! | [`config_reload`] | config edits applied live; invalid edits ignored |
+
+mod api_errors;
+mod config_reload;
+mod demo;
+mod faults;
+mod support;
