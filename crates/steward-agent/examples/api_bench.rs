@@ -7,6 +7,12 @@
 //! This binary is also the echo runtime both paths start (`api_bench
 //! example-runtime echo --version 1.0.0`), so nothing else needs building.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly when its setup fails"
+)]
+
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};

@@ -104,7 +104,7 @@ const BUFFER: usize = 1024;
 
 /// The agent-wide event channel (cheap to clone).
 #[derive(Debug, Clone)]
-pub struct EventBus {
+pub(crate) struct EventBus {
     sender: broadcast::Sender<AgentEvent>,
 }
 
@@ -116,14 +116,14 @@ impl Default for EventBus {
 
 impl EventBus {
     /// A channel with no subscribers yet.
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             sender: broadcast::channel(BUFFER).0,
         }
     }
 
     /// Publishes `event` (and logs it); never waits.
-    pub fn publish(&self, event: AgentEvent) {
+    pub(crate) fn publish(&self, event: AgentEvent) {
         tracing::info!(
             runtime = %event.runtime,
             version = %event.version,
@@ -136,7 +136,7 @@ impl EventBus {
     }
 
     /// A receiver of the events published from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
+    pub(crate) fn subscribe(&self) -> broadcast::Receiver<AgentEvent> {
         self.sender.subscribe()
     }
 }

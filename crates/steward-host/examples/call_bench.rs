@@ -16,6 +16,12 @@
 //! - `crash_to_started`: `crash` until `Started` again, with a zero restart
 //!   delay so that no backoff is counted, median of 10.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly when its setup fails"
+)]
+
 use std::io::{Read, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::PathBuf;

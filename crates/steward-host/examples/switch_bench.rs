@@ -16,6 +16,12 @@
 //! 2 cores, and the OS scheduler alone makes windows of a few ms without a
 //! completed call, switch or no switch.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly when its setup fails"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};

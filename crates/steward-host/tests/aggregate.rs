@@ -9,6 +9,13 @@
 //! paused-time sleeps are there to let virtual time pass on purpose (a call
 //! that must be seen waiting), never to hope that something happened.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -2,6 +2,13 @@
 //! flow, in both transition modes. Real processes, so real time; every wait
 //! is bounded.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 mod support;
 
 use std::sync::Arc;

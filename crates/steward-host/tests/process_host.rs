@@ -16,6 +16,13 @@
 //! (`STEWARD_TEST_TAG=<tag>.<test binary pid>`, inherited by the runtime's
 //! children).
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 mod support;
 
 use std::collections::BTreeSet;

@@ -92,6 +92,14 @@ pub struct Peer {
     inner: Arc<Inner>,
 }
 
+impl std::fmt::Debug for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Peer")
+            .field("state", &*self.inner.state.borrow())
+            .finish_non_exhaustive()
+    }
+}
+
 struct Inner {
     limits: Limits,
     /// Frames waiting to be written. Whoever holds `writer` writes them

@@ -1,6 +1,13 @@
 //! Message encoding: a round trip for every `Body` variant (proptest), the
 //! documented byte layout, and strict refusal of bad payloads.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use proptest::prelude::*;
 use steward_protocol::{
     Body, CallRequest, CallResponse, Error, ErrorBody, Kind, Limits, MAX_NESTING, Message,

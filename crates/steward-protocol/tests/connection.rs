@@ -6,6 +6,13 @@
 //! Every wait that could hang is bounded by [`within`]; nothing sleeps
 //! hoping for something to have happened.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::future::{Future, poll_fn};
 use std::io;
 use std::pin::Pin;

@@ -107,7 +107,7 @@ pub trait Runtime: Send + Sync + 'static {
 }
 
 /// What a call can use besides its arguments.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CallContext {
     storage: HostStorage,
     aborted: CancellationToken,
@@ -128,7 +128,7 @@ impl CallContext {
 }
 
 /// The host's storage, namespaced to this runtime by the host.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct HostStorage {
     host: Peer,
 }

@@ -6,6 +6,12 @@
 //! cargo run --release -p steward-store --example write_rate -- [DIR] [COUNT]
 //! ```
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly when its setup fails"
+)]
+
 use std::time::{Duration, Instant};
 
 use steward_store::Store;

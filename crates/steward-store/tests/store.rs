@@ -6,6 +6,13 @@
 //! (a write notifies before it returns), and timeouts only guard against a
 //! hang turning into a stuck test run.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::path::PathBuf;

@@ -17,6 +17,12 @@
 //! `BENCH_THREADS=N` overrides the number of worker threads, to see how much
 //! of a figure is cross-thread hand-off.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "a benchmark fails loudly when its setup fails"
+)]
+
 use std::process::{Command, ExitCode};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};

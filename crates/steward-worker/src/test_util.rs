@@ -34,6 +34,12 @@ pub struct TestStarter {
     inner: Arc<StarterInner>,
 }
 
+impl std::fmt::Debug for TestStarter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestStarter").finish_non_exhaustive()
+    }
+}
+
 #[derive(Default)]
 struct StarterInner {
     script: Mutex<Script>,
@@ -145,6 +151,7 @@ impl TestStarter {
     async fn start(&self) -> Result<TestWorker, Error> {
         let gate = lock(&self.inner.gate).clone();
         if let Some(gate) = gate {
+            #[expect(clippy::expect_used, reason = "the gate semaphore is never closed")]
             gate.acquire().await.expect("gate is never closed").forget();
         }
         let (start_error, stop_error, stop_delay, panics) = {

@@ -6,6 +6,13 @@
 //! Paused time on a current-thread runtime: the code under test only runs
 //! while the test awaits, and every wait is bounded by [`within`].
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::future::Future;
 use std::io;
 use std::sync::atomic::{AtomicUsize, Ordering};

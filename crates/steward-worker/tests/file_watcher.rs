@@ -2,6 +2,13 @@
 //! and the write-temp-then-rename save that editors do. These tests use
 //! real time (the OS delivers the events); every wait is bounded.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::fs;
 use std::path::Path;
 use std::time::Duration;

@@ -7,6 +7,13 @@
 //! are exact and waiting costs nothing: the clock only moves when every task
 //! is idle, or when a test moves it on purpose.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::any::Any;
 use std::error::Error as StdError;
 use std::fmt;

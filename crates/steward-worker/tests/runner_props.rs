@@ -2,6 +2,13 @@
 //! never show two live instances of one id, and always end with the runner
 //! finished and every instance gone.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::time::Duration;
 
 use proptest::prelude::*;

@@ -7,6 +7,13 @@
 //! task only runs while the test awaits, so "send a change and kill in the
 //! same step" really is one step. Every wait is bounded by [`within`].
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;

@@ -1,6 +1,13 @@
 //! The watcher contract and the in-memory watchers: initial events,
 //! coalescing, ends of stream, object safety.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::time::Duration;
 
 use steward_worker::{

@@ -1,6 +1,13 @@
 //! The `Worker` contract and its adapters: `SimpleWorker` (closure and
 //! `Run` type) and a hand-written worker around `Lifecycle`.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    unreachable_pub,
+    reason = "a test: a panic is its failure report, and nothing here is a library"
+)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

@@ -16,20 +16,20 @@ use steward_protocol::ErrorBody;
 use super::types::{ErrorDetail, ErrorResponse};
 
 /// The module of errors raised by the agent itself.
-pub const MODULE: &str = "steward";
+pub(crate) const MODULE: &str = "steward";
 
 /// An error answer.
 #[derive(Debug, Clone)]
-pub struct ApiError {
+pub(crate) struct ApiError {
     /// The HTTP status.
-    pub status: StatusCode,
+    pub(crate) status: StatusCode,
     /// The error body.
-    pub detail: ErrorDetail,
+    pub(crate) detail: ErrorDetail,
 }
 
 impl ApiError {
     /// An error of the agent itself.
-    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             detail: ErrorDetail {
@@ -41,7 +41,7 @@ impl ApiError {
     }
 
     /// 404 for a runtime id the config does not have.
-    pub fn no_runtime(id: &str) -> Self {
+    pub(crate) fn no_runtime(id: &str) -> Self {
         Self::new(
             StatusCode::NOT_FOUND,
             format!("no runtime {id:?}; `GET /v1/runtimes` lists them"),
@@ -49,7 +49,7 @@ impl ApiError {
     }
 
     /// An error a runtime answered, with the status that fits its code.
-    pub fn from_runtime(body: ErrorBody) -> Self {
+    pub(crate) fn from_runtime(body: ErrorBody) -> Self {
         let status = status_of_runtime_code(body.code);
         Self {
             status,
@@ -62,7 +62,7 @@ impl ApiError {
     }
 
     /// A failure of the host (not of the runtime's own logic).
-    pub fn from_host(error: steward_host::Error) -> Self {
+    pub(crate) fn from_host(error: steward_host::Error) -> Self {
         use steward_host::Error as Host;
         match error {
             Host::Protocol(steward_protocol::Error::Remote(body)) => Self::from_runtime(body),
@@ -83,7 +83,7 @@ impl ApiError {
 /// statuses (400–599) are used as they are, which is the convention the
 /// example runtimes follow; the protocol's own codes map to their meaning;
 /// any other code is the runtime's business and reads as a plain failure.
-pub fn status_of_runtime_code(code: u32) -> StatusCode {
+pub(crate) fn status_of_runtime_code(code: u32) -> StatusCode {
     match code {
         400..=599 => u16::try_from(code)
             .ok()
@@ -120,7 +120,8 @@ impl IntoResponse for ApiError {
 /// axum's `Json` it does not insist on a `Content-Type` (so `curl -d`
 /// works), and an empty body reads as `{}` (so optional bodies can be
 /// left out).
-pub struct JsonBody<T>(pub T);
+#[derive(Debug)]
+pub(crate) struct JsonBody<T>(pub(crate) T);
 
 impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;

@@ -12,7 +12,7 @@
 //! | `GET /healthz` | `{"status": "ok"}` (never needs the token) |
 //!
 //! Every error is `{"error": {"module", "code", "message"}}` with a fitting
-//! status ([`ApiError`]). With a token configured every other request needs
+//! status ([`types::ErrorResponse`]). With a token configured every other request needs
 //! `Authorization: Bearer <token>`.
 //!
 //! This module must never switch or start a runtime itself: switches are
@@ -37,7 +37,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub use error::{ApiError, JsonBody, MODULE, status_of_runtime_code};
+pub(crate) use error::{ApiError, MODULE};
+#[cfg(test)]
+use error::status_of_runtime_code;
 
 use crate::events::EventBus;
 use crate::runtimes::Registry;

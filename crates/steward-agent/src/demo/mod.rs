@@ -82,7 +82,8 @@ pub(crate) use enabled::*;
 #[cfg(feature = "demo")]
 pub use enabled::{DEMO_ORIGIN, DEMO_TOML};
 
-#[cfg(all(test, feature = "demo"))]
+#[cfg(test)]
+#[cfg(feature = "demo")]
 mod tests {
     use super::*;
     use crate::Error;

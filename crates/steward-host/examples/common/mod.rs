@@ -10,11 +10,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 /// The first argument that makes a benchmark binary the echo runtime.
-pub const AS_RUNTIME: &str = "--as-echo-runtime";
+pub(crate) const AS_RUNTIME: &str = "--as-echo-runtime";
 
 /// Runs the echo runtime and exits, if this process was started as one
 /// (the first thing a benchmark's `main` does).
-pub fn serve_if_runtime() {
+pub(crate) fn serve_if_runtime() {
     let mut args = std::env::args_os();
     let program = args.next().unwrap_or_default();
     if args.next().is_some_and(|first| first == AS_RUNTIME) {
@@ -25,20 +25,20 @@ pub fn serve_if_runtime() {
 
 /// The program that runs the echo runtime when its arguments start with
 /// [`AS_RUNTIME`]: this very benchmark.
-pub fn echo_binary() -> PathBuf {
+pub(crate) fn echo_binary() -> PathBuf {
     std::env::current_exe().expect("own path")
 }
 
 /// The value at rank round(p·n), 1-based, of sorted samples.
-pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let rank = (p * sorted.len() as f64 + 0.5) as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
 }
 
-pub fn micros(d: Duration) -> f64 {
+pub(crate) fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
 }
 
-pub fn millis(d: Duration) -> f64 {
+pub(crate) fn millis(d: Duration) -> f64 {
     d.as_secs_f64() * 1e3
 }

@@ -174,6 +174,12 @@ pub struct FileWatcher<C: Change> {
     _change: PhantomData<fn() -> C>,
 }
 
+impl<C: Change> std::fmt::Debug for FileWatcher<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileWatcher").finish_non_exhaustive()
+    }
+}
+
 impl FileWatcher<()> {
     /// Configures a watcher on `path`: a directory, or a file (which need
     /// not exist yet, but its directory must).
@@ -231,7 +237,9 @@ impl<C: Change> FileWatcher<C> {
                     }
                 }
                 Err(errors) => {
-                    let sender: ChangeSender<C> = sender.take().expect("checked above");
+                    let Some(sender): Option<ChangeSender<C>> = sender.take() else {
+                        return;
+                    };
                     let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
                     sender.close(Err(Error::msg(format!(
                         "watching {} failed: {}",

@@ -33,6 +33,12 @@ pub struct WatchedValue<T> {
     state: Arc<Mutex<ValueState<T>>>,
 }
 
+impl<T> std::fmt::Debug for WatchedValue<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchedValue").finish_non_exhaustive()
+    }
+}
+
 struct ValueState<T> {
     value: T,
     watchers: Vec<ChangeSender<()>>,
@@ -105,6 +111,12 @@ impl<T: Clone + Send + 'static> WatchedValue<T> {
 /// ```
 pub struct WatchedMap<V> {
     state: Arc<Mutex<MapState<V>>>,
+}
+
+impl<V> std::fmt::Debug for WatchedMap<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WatchedMap").finish_non_exhaustive()
+    }
 }
 
 struct MapState<V> {

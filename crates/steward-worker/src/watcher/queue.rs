@@ -62,6 +62,12 @@ pub struct ChangeSender<C: Change> {
     shared: Arc<Shared<C>>,
 }
 
+impl<C: Change> std::fmt::Debug for ChangeSender<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ChangeSender").finish_non_exhaustive()
+    }
+}
+
 impl<C: Change> ChangeSender<C> {
     /// Adds a change, merging it with those not yet taken. Returns false
     /// (and drops the change) once the watcher is stopping or stopped: the
@@ -109,6 +115,12 @@ impl<C: Change> Drop for ChangeSender<C> {
 /// [`change_queue`].
 pub struct QueueWatcher<C: Change> {
     shared: Arc<Shared<C>>,
+}
+
+impl<C: Change> std::fmt::Debug for QueueWatcher<C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueueWatcher").finish_non_exhaustive()
+    }
 }
 
 impl<C: Change> QueueWatcher<C> {
