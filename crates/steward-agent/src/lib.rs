@@ -14,6 +14,12 @@
 //! [`steward_store`].
 //!
 //! [`Aggregate`]: steward_host::Aggregate
+//!
+//! The references for users: [`config`] (the file format), [`api`] (the
+//! control API), [`cli`] (the command line), and below, how desired state
+//! is kept.
+//!
+#![doc = include_str!("../docs/state.md")]
 
 pub mod agent;
 pub mod api;

@@ -3,15 +3,8 @@
 //! knows whether an exporter is installed (in unit tests it is not); this
 //! module must never render or serve anything but the text format.
 //!
-//! | metric | type | labels |
-//! |---|---|---|
-//! | `steward_calls_total` | counter | runtime, version, outcome (`ok`/`error`) |
-//! | `steward_call_errors_total` | counter | runtime, version, module, code |
-//! | `steward_call_duration_seconds` | histogram | runtime, version |
-//! | `steward_runtime_restarts_total` | counter | runtime, version |
-//! | `steward_runtime_start_failures_total` | counter | runtime, version |
-//! | `steward_runtime_up` | gauge | runtime, version |
-//! | `steward_version_switches_total` | counter | runtime, outcome (`ok`/`error`) |
+//! The metrics and their labels are listed in the API reference
+//! ([`crate::api`], "Metrics").
 
 use std::time::Duration;
 

@@ -1,5 +1,6 @@
 //! [`Aggregate`]: one logical runtime made of several versions of it, one
-//! active, switched while calls keep flowing (the seed's `multi.Aggregate`).
+//! active, switched while calls keep flowing (after Oasis Core's
+//! `runtime/host/multi.Aggregate`).
 //!
 //! Calls go to the active version; a switch is a *transition* run under a
 //! single async lock (transitions never overlap), while calls only read the
@@ -9,10 +10,11 @@
 //! The default transition is **make-before-break**: start the target, wait
 //! until it serves, route new calls to it, let the old version's calls in
 //! flight finish (bounded by a drain timeout), then stop the old version.
-//! **Stop-then-start** (the seed's order) stays available for runtimes that
-//! must never run twice at once; calls arriving in its gap wait for the new
-//! version within their deadline. This module must never spawn processes
-//! itself: it only drives `RuntimeHost`s.
+//! **Stop-then-start** (the order of Oasis Core's aggregate) stays
+//! available for runtimes that must never run twice at once; calls
+//! arriving in its gap wait for the new version within their deadline.
+//! This module must never spawn processes itself: it only drives
+//! `RuntimeHost`s.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -35,7 +37,7 @@ pub enum TransitionMode {
     /// old one: no call fails because of a switch. The default.
     #[default]
     MakeBeforeBreak,
-    /// Stop the old version first, then start the new one (the seed's
+    /// Stop the old version first, then start the new one (the original
     /// order), for runtimes that must never run twice at once. Calls in the
     /// gap wait for the new version within their deadline.
     StopThenStart,
@@ -49,7 +51,7 @@ pub enum OnUnknownVersion {
     #[default]
     KeepActive,
     /// Return `NoSuchVersion` after stopping the active version (what the
-    /// seed does).
+    /// original aggregate does).
     StopActive,
 }
 
@@ -143,7 +145,7 @@ impl Drop for CallGuard {
 ///   finish (bounded by `drain_timeout`, then they fail with
 ///   [`Error::Drained`]), stop the old version. No call fails because of a
 ///   switch.
-/// - **Stop-then-start** (the seed's order, for runtimes that must never
+/// - **Stop-then-start** (the original order, for runtimes that must never
 ///   run twice at once): stop the old version, start the new one; calls in
 ///   the gap wait for the new version within their deadline.
 ///

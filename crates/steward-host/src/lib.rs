@@ -1,17 +1,4 @@
-//! Hosting runtimes: the [`RuntimeHost`] contract and the process host.
-//!
-//! A runtime is a separate OS process speaking the Steward protocol over a
-//! Unix socket. [`ProcessHost`] starts it, checks its handshake, restarts it
-//! with backoff when it dies, aborts and stops it, and serves its host
-//! storage requests from a [`Storage`]. Everything that happens to it is an
-//! [`Event`] (`Started`, `FailedToStart`, `Stopped`, `Updated`), with a
-//! typed cause ([`ExitReason`], [`StartError`]).
-//! [`Aggregate`] holds several versions of one runtime and switches the
-//! active one while calls keep flowing.
-//!
-//! This crate depends on `steward-worker` (supervision, backoff) and
-//! `steward-protocol` (the wire); it must never know about configuration
-//! files, stores or APIs (the agent's business).
+#![doc = include_str!("../docs/guide.md")]
 
 mod aggregate;
 mod error;
@@ -31,7 +18,7 @@ pub use event::{Event, ExitReason, ProcessStatus, StartError};
 pub use process::{ProcessConfig, ProcessHost};
 pub use storage::{MemoryStorage, Storage};
 
-/// One hosted runtime, as the rest of the system sees it (the seed's
+/// One hosted runtime, as the rest of the system sees it (Oasis Core's
 /// `host.Runtime`).
 ///
 /// Object safe: aggregates and agents hold `Arc<dyn RuntimeHost>`.

@@ -306,7 +306,7 @@ async fn unknown_version_keeps_the_active_one_by_default() {
     assert_eq!(b.start_calls(), 0);
 }
 
-/// With `OnUnknownVersion::StopActive` (the seed's behaviour) an unknown
+/// With `OnUnknownVersion::StopActive` (what Oasis Core's aggregate does) an unknown
 /// version gives `NoSuchVersion` after stopping the active version, which
 /// leaves no active version.
 #[tokio::test(start_paused = true)]
@@ -511,7 +511,7 @@ async fn old_versions_final_stopped_is_forwarded_in_stop_then_start() {
 }
 
 /// The version a `set_version` makes active announces itself: its
-/// `Started` reaches subscribers (as in the seed, where the new version is
+/// `Started` reaches subscribers (as in Oasis Core's aggregate, where the new version is
 /// made active before it starts), whoever calls `set_version`.
 ///
 /// Fails against `src/aggregate.rs` as of 070f324: the target is made

@@ -2,11 +2,13 @@
 //!
 //! - A frame is a 4-byte big-endian length, then one CBOR-encoded
 //!   [`Message`] `[id, kind, body]`. CBOR so that runtimes can be written in
-//!   any language; the full format is in `docs/protocol.md`.
+//!   any language.
 //! - Decoding untrusted bytes is strict and bounded: a frame-size cap
 //!   ([`Limits`]), a nesting limit ([`MAX_NESTING`]), trailing bytes
 //!   rejected. A bad frame closes that connection with an error naming the
 //!   problem; nothing panics.
+//! - The whole format, byte by byte, for implementers in any language (with
+//!   a complete runtime in Python), is the [`spec`].
 //! - [`Connection`] is bidirectional and multiplexed: both sides send
 //!   requests, many in flight each way, responses matched by id.
 //!
@@ -18,6 +20,9 @@ mod connection;
 mod error;
 mod message;
 mod value;
+
+#[doc = include_str!("../docs/protocol.md")]
+pub mod spec {}
 
 pub use codec::{Limits, decode_message, encode_message};
 pub use connection::{Connection, Handler, NoRequests, Peer, State};

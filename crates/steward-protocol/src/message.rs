@@ -1,6 +1,6 @@
 //! The wire types: [`Message`] and its [`Body`].
 //!
-//! Field and variant numbers are the wire format (see `docs/protocol.md`):
+//! Field and variant numbers are the wire format (see the [`spec`](crate::spec)):
 //! never renumber; add new optional fields at the end and new variants
 //! with new numbers. This module must never do I/O.
 

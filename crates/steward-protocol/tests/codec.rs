@@ -118,7 +118,7 @@ proptest! {
 
 #[test]
 fn layout_matches_the_documentation() {
-    // docs/protocol.md: [id, kind, [tag, [payload]]].
+    // The spec (docs/protocol.md): [id, kind, [tag, [payload]]].
     let call = Message {
         id: 7,
         kind: Kind::Request,

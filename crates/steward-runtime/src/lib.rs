@@ -1,37 +1,4 @@
-//! The SDK for writing a Steward runtime in Rust.
-//!
-//! A runtime is a separate process that the host starts with the path of a
-//! Unix socket in `STEWARD_HOST`. Implement [`Runtime`] (its version, its
-//! calls, optionally what to do on abort) and call [`serve`]: the SDK
-//! connects, answers the handshake, pings, aborts and shutdowns, runs calls
-//! concurrently, and gives each call a [`CallContext`] with the host's
-//! storage and an abort signal.
-//!
-//! When the host connection closes (the host stopped, crashed or was
-//! killed), [`serve`] returns, so the runtime process exits on its own and
-//! never outlives its host. This crate must never assume anything about
-//! the host beyond the protocol.
-//!
-//! ```no_run
-//! use steward_runtime::{CallContext, ErrorBody, Runtime, Value, serve};
-//!
-//! struct Hello;
-//!
-//! impl Runtime for Hello {
-//!     fn version(&self) -> String { "1.0.0".into() }
-//!     async fn call(&self, _ctx: &CallContext, method: &str, args: Value) -> Result<Value, ErrorBody> {
-//!         match method {
-//!             "hello" => Ok(args),
-//!             other => Err(ErrorBody::new("hello", 404, format!("no method {other:?}"))),
-//!         }
-//!     }
-//! }
-//!
-//! #[tokio::main(flavor = "current_thread")]
-//! async fn main() -> Result<(), steward_runtime::Error> {
-//!     serve(Hello).await
-//! }
-//! ```
+#![doc = include_str!("../docs/guide.md")]
 
 mod args;
 

@@ -20,7 +20,7 @@ use std::time::Duration;
 ///
 /// | setting | default | why |
 /// |---|---|---|
-/// | `initial` | 3 s | the seed's `RestartDelay` |
+/// | `initial` | 3 s | Juju's `RestartDelay` |
 /// | `factor` | 2.0 | the usual doubling |
 /// | `max` | 60 s | a flapping worker still gets a try every minute |
 /// | `jitter` | 0.1 | ±10 %: enough to spread a herd, small enough to reason about |

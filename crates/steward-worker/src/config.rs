@@ -1,4 +1,4 @@
-//! Observing a configuration that keeps only *valid* values (the seed's
+//! Observing a configuration that keeps only *valid* values (Juju's
 //! `WaitForEnviron` and `EnvironObserver`, for any config type).
 //!
 //! Loading and validating are separate on purpose: a *loader* reads the raw

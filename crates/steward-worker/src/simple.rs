@@ -2,7 +2,7 @@
 //!
 //! The body is an async closure or a type implementing [`Run`]; it receives
 //! a cancellation token that fires on `kill`, and its result is the
-//! worker's result (the seed's `NewSimpleWorker`). This module must never
+//! worker's result (Juju's `NewSimpleWorker`). This module must never
 //! restart anything: restarting is the runner's job.
 
 use std::future::Future;

@@ -1,5 +1,5 @@
 //! [`WatchWorker`]: a worker driven by a watcher — set up, handle each
-//! change, tear down (the seed's `NewNotifyWorker` and `NewStringsWorker`,
+//! change, tear down (Juju's `NewNotifyWorker` and `NewStringsWorker`,
 //! as one implementation generic over the change type).
 //!
 //! This module owns the loop and its error rules; it must never interpret

@@ -16,7 +16,7 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// Something running that can be asked to stop and waited for.
 ///
-/// This is the seed's `Worker { Kill(); Wait() error }`, made async:
+/// This is Juju's `Worker { Kill(); Wait() error }`, made async:
 ///
 /// - [`kill`](Worker::kill) asks the worker to stop. It returns at once, may
 ///   be called any number of times, and never fails.

@@ -1,22 +1,12 @@
-//! The control API: HTTP/JSON on (by default) loopback.
-//!
-//! | method and path | what |
-//! |---|---|
-//! | `GET /v1/runtimes` | every runtime: id, active/desired version, versions, state |
-//! | `GET /v1/runtimes/{id}` | one runtime, with its handshake info, restarts, last error |
-//! | `POST /v1/runtimes/{id}/call` | `{"method", "args"}` → `{"result"}` |
-//! | `PUT /v1/runtimes/{id}/version` | `{"version"}` → 200 once the switch completed |
-//! | `POST /v1/runtimes/{id}/abort` | `{"force": bool}` (body optional) |
-//! | `GET /v1/events[?runtime=ID]` | server-sent events, one JSON object each |
-//! | `GET /metrics` | Prometheus text format |
-//! | `GET /healthz` | `{"status": "ok"}` (never needs the token) |
-//!
-//! Every error is `{"error": {"module", "code", "message"}}` with a fitting
-//! status ([`types::ErrorResponse`]). With a token configured every other request needs
-//! `Authorization: Bearer <token>`.
+//! The control API: HTTP/JSON on (by default) loopback, described below
+//! for its users. Every error is one JSON shape with a fitting status, and
+//! with a token configured every other request needs `Authorization:
+//! Bearer <token>`.
 //!
 //! This module must never switch or start a runtime itself: switches are
 //! desired-state writes that the runtime's worker carries out.
+//!
+#![doc = include_str!("../../docs/api.md")]
 
 mod error;
 mod handlers;
@@ -37,9 +27,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-pub(crate) use error::{ApiError, MODULE};
 #[cfg(test)]
 use error::status_of_runtime_code;
+pub(crate) use error::{ApiError, MODULE};
 
 use crate::events::EventBus;
 use crate::runtimes::Registry;

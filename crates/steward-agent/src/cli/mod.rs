@@ -7,6 +7,8 @@
 //! with `error:` and a non-zero exit status: 2 for a bad config or bad
 //! arguments, 1 for everything else. This module must never talk to a
 //! runtime or the store directly: clients go through the API.
+//!
+#![doc = include_str!("../../docs/cli.md")]
 
 mod client;
 

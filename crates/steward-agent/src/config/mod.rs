@@ -11,27 +11,8 @@
 //! commands, so `steward config check` can run it anywhere without side
 //! effects.
 //!
-//! # Format
-//!
-//! ```toml
-//! [[runtime]]
-//! id = "echo"                       # [A-Za-z0-9._-]{1,64}
-//! active = "1.0.0"                  # started while the store holds no desired version
-//! transition = "make-before-break"  # or "stop-then-start" (default make-before-break)
-//! call-timeout = "30s"              # default 30s
-//! [runtime.restart]                 # optional
-//! initial = "500ms"                 # default 500ms
-//! max = "30s"                       # default 30s, >= initial
-//!
-//! [[runtime.version]]
-//! version = "1.0.0"
-//! command = "steward"               # bare name, or a path containing '/'
-//! args = ["example-runtime", "echo", "--version", "1.0.0"]
-//! env = { RUST_LOG = "info" }       # the only environment the process gets
-//! ```
-//!
-//! Unknown keys are errors, so a typo never silently falls back to a
-//! default.
+//! The format, for users of the agent:
+#![doc = include_str!("../../docs/config.md")]
 
 mod check;
 mod command;

@@ -127,7 +127,7 @@ impl RunnerBuilder {
         self
     }
 
-    /// The first restart delay (the seed's `RestartDelay`), keeping the
+    /// The first restart delay (Juju's `RestartDelay`), keeping the
     /// rest of the backoff. `Duration::ZERO` restarts at once.
     pub fn restart_delay(mut self, delay: Duration) -> Self {
         self.params.backoff = self.params.backoff.initial(delay);
