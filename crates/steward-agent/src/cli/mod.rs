@@ -24,7 +24,8 @@ use tracing_subscriber::EnvFilter;
 use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOptions};
 use crate::config::{self, CommandResolver};
 use crate::demo;
-use client::Client;
+
+use self::client::Client;
 
 /// The default API URL of the clients.
 pub const DEFAULT_API: &str = "http://127.0.0.1:7171";

@@ -1,10 +1,11 @@
 //! End-to-end tests of the API's error answers (bad requests, unknown
 //! runtimes and routes, limits, runtime errors) and of its bearer token.
 
-use crate::support::{Agent, Api, Options, answer_parts};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::support::{Agent, Api, Options, answer_parts};
 
 /// Asserts an agent error answer: `status`, JSON, module `steward`, the
 /// status as code, a message; returns the message.

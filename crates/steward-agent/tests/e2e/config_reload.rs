@@ -5,13 +5,14 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use tempfile::TempDir;
+
 use crate::support::{
     Agent, DEADLINE, Options, TestRuntime, cli_str, config_toml, eventually, runtime_ids,
     wait_gone, write_atomically,
 };
-use reqwest::StatusCode;
-use serde_json::{Value, json};
-use tempfile::TempDir;
 
 const ECHO: TestRuntime<'static> = TestRuntime {
     id: "echo",

@@ -7,10 +7,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::support::{Agent, DEADLINE, cli_str, eventually, find_runtime, metric_value};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::support::{Agent, DEADLINE, cli_str, eventually, find_runtime, metric_value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn demo_comes_up_with_both_runtimes() {

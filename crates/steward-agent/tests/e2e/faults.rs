@@ -4,13 +4,14 @@
 
 use std::time::Duration;
 
-use crate::support::{
-    Agent, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
-};
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use tempfile::TempDir;
+
+use crate::support::{
+    Agent, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
+};
 
 /// How long the agent's graceful shutdown may take (its grace period is
 /// 30 s; it normally takes milliseconds).
