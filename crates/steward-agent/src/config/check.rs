@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use steward_protocol::HOST_SOCKET_ENV;
@@ -14,12 +14,21 @@ use toml::Spanned;
 
 use super::error::{ConfigError, LineIndex};
 use super::raw::{
-    DurationText, Env, IdText, List, RawRestart, RawRuntime, RawVersion, Text, VersionText,
+    DurationText, Env, Expected, IdText, List, OnFailureText, PathText, RawBackoff, RawRuntime,
+    RawVersion, Text, VersionText,
 };
 use super::{
-    CommandResolver, Config, DEFAULT_CALL_TIMEOUT, MAX_ID_LEN, RestartConfig, RuntimeConfig,
-    Transition, VersionConfig,
+    BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT,
+    HooksConfig, MAX_ID_LEN, OnHookFailure, RuntimeConfig, Settings, Transition, VersionConfig,
 };
+
+/// The hook keys of a runtime table, as written.
+struct HookKeys {
+    dir: Option<Spanned<Text<PathText>>>,
+    timeout: Option<Spanned<Text<DurationText>>>,
+    on_failure: Option<Spanned<Text<OnFailureText>>>,
+    retry: Option<Spanned<RawBackoff<super::raw::HookRetryTable>>>,
+}
 
 /// Validates the raw file into a [`Config`], collecting every problem.
 pub(super) struct Checker<'a> {
@@ -97,7 +106,17 @@ impl<'a> Checker<'a> {
         };
         let transition = self.transition(&who, raw.transition);
         let call_timeout = self.duration(&who, "call-timeout", raw.call_timeout.as_ref());
-        let restart = self.restart(&who, raw.restart);
+        let restart = self.backoff(&who, "restart", raw.restart, BackoffConfig::RESTART);
+        let hooks = self.hooks(
+            &who,
+            HookKeys {
+                dir: raw.hooks,
+                timeout: raw.hook_timeout,
+                on_failure: raw.on_hook_failure,
+                retry: raw.hook_retry,
+            },
+        );
+        let settings = self.settings(&who, raw.settings);
         let (names, versions) = self.versions(&who, raw.version, &table);
         let active = self.active(&who, raw.active, &names, table);
 
@@ -110,6 +129,8 @@ impl<'a> Checker<'a> {
             transition,
             call_timeout: call_timeout.unwrap_or(DEFAULT_CALL_TIMEOUT),
             restart,
+            hooks,
+            settings,
             versions,
         })
     }
@@ -199,19 +220,26 @@ impl<'a> Checker<'a> {
         }
     }
 
-    fn restart(&mut self, who: &str, raw: Option<Spanned<RawRestart>>) -> RestartConfig {
-        let defaults = RestartConfig::default();
+    /// A backoff table (`restart`, `hook-retry`) of `who`: its values, or
+    /// `defaults` for what is left out (or wrong: the problem is recorded).
+    fn backoff<E: Expected>(
+        &mut self,
+        who: &str,
+        table: &str,
+        raw: Option<Spanned<RawBackoff<E>>>,
+        defaults: BackoffConfig,
+    ) -> BackoffConfig {
         let Some(raw) = raw else {
             return defaults;
         };
         let raw = raw.into_inner();
-        let initial = self.duration(who, "restart.initial", raw.initial.as_ref());
-        let max = self.duration(who, "restart.max", raw.max.as_ref());
+        let initial = self.duration(who, &format!("{table}.initial"), raw.initial.as_ref());
+        let max = self.duration(who, &format!("{table}.max"), raw.max.as_ref());
         // Compare only values that are valid (or defaulted because absent),
         // so one bad duration is not reported twice.
         let initial_ok = raw.initial.is_none() || initial.is_some();
         let max_ok = raw.max.is_none() || max.is_some();
-        let config = RestartConfig {
+        let config = BackoffConfig {
             initial: initial.unwrap_or(defaults.initial),
             max: max.unwrap_or(defaults.max),
         };
@@ -225,7 +253,7 @@ impl<'a> Checker<'a> {
             (Some(max), _) => self.error(
                 max.span(),
                 format!(
-                    "{who}: restart.max ({}) is less than restart.initial ({}); raise max or lower initial",
+                    "{who}: {table}.max ({}) is less than {table}.initial ({}); raise max or lower initial",
                     shown(config.max),
                     shown(config.initial)
                 ),
@@ -233,7 +261,7 @@ impl<'a> Checker<'a> {
             (None, Some(initial)) => self.error(
                 initial.span(),
                 format!(
-                    "{who}: restart.initial ({}) is more than the default restart.max ({}); lower initial or set max",
+                    "{who}: {table}.initial ({}) is more than the default {table}.max ({}); lower initial or set max",
                     shown(config.initial),
                     shown(config.max)
                 ),
@@ -241,6 +269,119 @@ impl<'a> Checker<'a> {
             (None, None) => {}
         }
         config
+    }
+
+    /// The hooks settings of `who`; `None` without `hooks` (then the other
+    /// hook keys are errors: they would do nothing).
+    fn hooks(&mut self, who: &str, raw: HookKeys) -> Option<HooksConfig> {
+        let Some(dir) = &raw.dir else {
+            let stray = [
+                raw.timeout.as_ref().map(|t| ("hook-timeout", t.span())),
+                raw.on_failure
+                    .as_ref()
+                    .map(|f| ("on-hook-failure", f.span())),
+                raw.retry.as_ref().map(|r| ("hook-retry", r.span())),
+            ];
+            for (key, span) in stray.into_iter().flatten() {
+                self.error(
+                    span,
+                    format!(r#"{who}: {key} has no effect without hooks; add hooks = "DIR" or remove it"#),
+                );
+            }
+            return None;
+        };
+        let dir = self.hooks_dir(who, dir);
+        let timeout = self.duration(who, "hook-timeout", raw.timeout.as_ref());
+        let on_failure = match &raw.on_failure {
+            None => OnHookFailure::default(),
+            Some(choice) => {
+                let name = choice.get_ref().0.as_str();
+                OnHookFailure::from_name(name).unwrap_or_else(|| {
+                    let [first, second] = OnHookFailure::ALL.map(OnHookFailure::as_str);
+                    let message = format!(
+                        "{who}: unknown on-hook-failure {name:?}; use {first:?} or {second:?}"
+                    );
+                    self.error(choice.span(), message);
+                    OnHookFailure::default()
+                })
+            }
+        };
+        let retry = self.backoff(who, "hook-retry", raw.retry, BackoffConfig::HOOK_RETRY);
+        Some(HooksConfig {
+            dir: dir?,
+            timeout: timeout.unwrap_or(DEFAULT_HOOK_TIMEOUT),
+            on_failure,
+            retry,
+        })
+    }
+
+    /// The hooks directory, absolute: relative to the config file's
+    /// directory; it must exist and be a directory.
+    fn hooks_dir(&mut self, who: &str, raw: &Spanned<Text<PathText>>) -> Option<PathBuf> {
+        let given = raw.get_ref().0.as_str();
+        let problem = if given.is_empty() {
+            Err("hooks is empty; give the hooks directory".to_owned())
+        } else {
+            let path = Path::new(given);
+            let joined = if path.is_absolute() {
+                path.to_path_buf()
+            } else {
+                self.base_dir.join(path)
+            };
+            match std::path::absolute(&joined) {
+                Err(error) => Err(format!(
+                    "hooks {given:?}: cannot make {} absolute: {error}",
+                    joined.display()
+                )),
+                Ok(full) => match std::fs::metadata(&full) {
+                    Ok(meta) if meta.is_dir() => Ok(full),
+                    Ok(_) => Err(format!(
+                        "hooks {given:?}: {} is not a directory",
+                        full.display()
+                    )),
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => Err(format!(
+                        "hooks {given:?}: {} does not exist{}",
+                        full.display(),
+                        if path.is_absolute() {
+                            ""
+                        } else {
+                            " (relative paths are resolved against the config file's directory)"
+                        }
+                    )),
+                    Err(error) => Err(format!(
+                        "hooks {given:?}: cannot inspect {}: {error}",
+                        full.display()
+                    )),
+                },
+            }
+        };
+        match problem {
+            Ok(dir) => Some(dir),
+            Err(problem) => {
+                self.error(raw.span(), format!("{who}: {problem}"));
+                None
+            }
+        }
+    }
+
+    /// The `[runtime.settings]` table as JSON values.
+    fn settings(&mut self, who: &str, raw: Option<Spanned<toml::Table>>) -> Settings {
+        let Some(raw) = raw else {
+            return Settings::new();
+        };
+        let span = raw.span();
+        let mut settings = Settings::new();
+        for (key, value) in raw.into_inner() {
+            match json_of(&value) {
+                Ok(json) => {
+                    settings.insert(key, json);
+                }
+                Err(problem) => {
+                    self.error(span.clone(), format!("{who}: settings.{key}: {problem}"))
+                }
+            }
+        }
+        settings
     }
 
     /// The runtime's versions, and every name given, valid or not, so a
@@ -515,4 +656,28 @@ fn list(names: &[String]) -> String {
         .map(|n| n.escape_debug().to_string())
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// A TOML value as JSON: dates and times become their TOML text; a float
+/// JSON cannot hold (NaN, an infinity) is refused.
+fn json_of(value: &toml::Value) -> Result<serde_json::Value, String> {
+    use serde_json::Value as Json;
+    Ok(match value {
+        toml::Value::String(text) => Json::String(text.clone()),
+        toml::Value::Integer(n) => Json::from(*n),
+        toml::Value::Float(x) => serde_json::Number::from_f64(*x)
+            .map(Json::Number)
+            .ok_or_else(|| format!("{x} cannot be a setting (hooks read settings as JSON)"))?,
+        toml::Value::Boolean(b) => Json::Bool(*b),
+        toml::Value::Datetime(when) => Json::String(when.to_string()),
+        toml::Value::Array(items) => {
+            Json::Array(items.iter().map(json_of).collect::<Result<_, _>>()?)
+        }
+        toml::Value::Table(table) => Json::Object(
+            table
+                .iter()
+                .map(|(key, value)| Ok((key.clone(), json_of(value)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+    })
 }

@@ -69,7 +69,11 @@ pub struct RuntimeConfig {
     /// The deadline of one call made through the agent.
     pub call_timeout: Duration,
     /// The restart backoff of a crashed runtime process.
-    pub restart: RestartConfig,
+    pub restart: BackoffConfig,
+    /// Its lifecycle hooks, if it has any.
+    pub hooks: Option<HooksConfig>,
+    /// Its settings, for its hooks (`config-get`); empty when not given.
+    pub settings: Settings,
     /// The versions, in file order; at least one, with unique names.
     pub versions: Vec<VersionConfig>,
 }
@@ -126,24 +130,82 @@ impl From<Transition> for TransitionMode {
     }
 }
 
-/// The restart backoff of a crashed runtime process: the first delay, then
-/// doubling up to the cap.
+/// Delays between attempts: the first delay, then doubling (with jitter)
+/// up to the cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RestartConfig {
+pub struct BackoffConfig {
     /// The first delay; greater than zero.
     pub initial: Duration,
     /// The longest delay; at least `initial`.
     pub max: Duration,
 }
 
-impl Default for RestartConfig {
-    fn default() -> Self {
-        Self {
-            initial: Duration::from_millis(500),
-            max: Duration::from_secs(30),
+impl BackoffConfig {
+    /// The default restart backoff of a crashed runtime process.
+    pub const RESTART: BackoffConfig = BackoffConfig {
+        initial: Duration::from_millis(500),
+        max: Duration::from_secs(30),
+    };
+
+    /// The default retry backoff of a failed hook (juju's: 5 s doubling to
+    /// 5 min).
+    pub const HOOK_RETRY: BackoffConfig = BackoffConfig {
+        initial: Duration::from_secs(5),
+        max: Duration::from_secs(300),
+    };
+}
+
+/// A runtime's lifecycle hooks: where they are and how patient to be with
+/// them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HooksConfig {
+    /// The hooks directory, absolute; it exists and is a directory.
+    pub dir: PathBuf,
+    /// How long a hook may run before its process group is killed (and
+    /// the hook has failed).
+    pub timeout: Duration,
+    /// What a failed hook leads to.
+    pub on_failure: OnHookFailure,
+    /// The retry delays of a failed hook (with [`OnHookFailure::Retry`]).
+    pub retry: BackoffConfig,
+}
+
+/// The default deadline of one hook.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What happens after a hook failed (the config's `on-hook-failure`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnHookFailure {
+    /// Run it again with backoff until it succeeds (or an operator
+    /// resolves it).
+    #[default]
+    Retry,
+    /// Wait for an operator (`steward resolve`).
+    Block,
+}
+
+impl OnHookFailure {
+    /// Every choice, in the order messages list them.
+    pub const ALL: [OnHookFailure; 2] = [OnHookFailure::Retry, OnHookFailure::Block];
+
+    /// Its name in the config file.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OnHookFailure::Retry => "retry",
+            OnHookFailure::Block => "block",
         }
     }
+
+    /// The choice called `name`.
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|choice| choice.as_str() == name)
+    }
 }
+
+/// What `config-get` returns to a runtime's hooks: the `[runtime.settings]`
+/// table, as JSON values.
+pub type Settings = serde_json::Map<String, serde_json::Value>;
 
 /// How to start one version of a runtime.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -38,6 +38,8 @@ expected! {
     ArgText => r#"a string (quote numbers, e.g. "8080")"#;
     EnvValueText => r#"a string (quote numbers and booleans, e.g. "8080")"#;
     RuntimeList => "[[runtime]] tables (with double brackets)";
+    PathText => r#"a path string such as "charms/web/hooks""#;
+    OnFailureText => r#""retry" or "block""#;
     VersionList => "[[runtime.version]] tables (with double brackets)";
     ArgList => r#"an array of strings such as ["--port", "8080"]"#;
 }
@@ -131,17 +133,72 @@ pub(super) struct RawRuntime {
     pub(super) active: Option<Spanned<Text<VersionText>>>,
     pub(super) transition: Option<Spanned<Text<TransitionText>>>,
     pub(super) call_timeout: Option<Spanned<Text<DurationText>>>,
-    pub(super) restart: Option<Spanned<RawRestart>>,
+    pub(super) restart: Option<Spanned<RawBackoff<RestartTable>>>,
+    pub(super) hooks: Option<Spanned<Text<PathText>>>,
+    pub(super) hook_timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) on_hook_failure: Option<Spanned<Text<OnFailureText>>>,
+    pub(super) hook_retry: Option<Spanned<RawBackoff<HookRetryTable>>>,
+    pub(super) settings: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub(super) version: List<RawVersion, VersionList>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-#[serde(expecting = "a [runtime.restart] table with initial and max durations")]
-pub(super) struct RawRestart {
+/// A backoff table (`[runtime.restart]`, `[runtime.hook-retry]`): an
+/// `initial` and a `max` duration; `E` names the table in a type error.
+pub(super) struct RawBackoff<E> {
     pub(super) initial: Option<Spanned<Text<DurationText>>>,
     pub(super) max: Option<Spanned<Text<DurationText>>>,
+    kind: PhantomData<E>,
+}
+
+expected! {
+    RestartTable => "a [runtime.restart] table with initial and max durations";
+    HookRetryTable => "a [runtime.hook-retry] table with initial and max durations";
+}
+
+impl<'de, E: Expected> Deserialize<'de> for RawBackoff<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "lowercase")]
+        enum Field {
+            Initial,
+            Max,
+        }
+
+        struct BackoffVisitor<E>(PhantomData<E>);
+
+        impl<'de, E: Expected> Visitor<'de> for BackoffVisitor<E> {
+            type Value = RawBackoff<E>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(E::WHAT)
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                let mut backoff = RawBackoff {
+                    initial: None,
+                    max: None,
+                    kind: PhantomData,
+                };
+                while let Some(field) = map.next_key::<Field>()? {
+                    let slot = match field {
+                        Field::Initial => &mut backoff.initial,
+                        Field::Max => &mut backoff.max,
+                    };
+                    if slot.is_some() {
+                        return Err(de::Error::duplicate_field(match field {
+                            Field::Initial => "initial",
+                            Field::Max => "max",
+                        }));
+                    }
+                    *slot = Some(map.next_value()?);
+                }
+                Ok(backoff)
+            }
+        }
+
+        deserializer.deserialize_map(BackoffVisitor::<E>(PhantomData))
+    }
 }
 
 #[derive(Deserialize)]

@@ -96,10 +96,12 @@ fn example_parses_to_the_model() {
                 active: "1.0.0".into(),
                 transition: Transition::MakeBeforeBreak,
                 call_timeout: Duration::from_secs(30),
-                restart: RestartConfig {
+                restart: BackoffConfig {
                     initial: Duration::from_millis(500),
                     max: Duration::from_secs(30),
                 },
+                hooks: None,
+                settings: Default::default(),
                 versions: vec![VersionConfig {
                     version: "1.0.0".into(),
                     command: f.steward(),
@@ -128,10 +130,10 @@ fn defaults_fill_what_is_left_out() {
     let rt = &config.runtimes[0];
     assert_eq!(rt.transition, Transition::MakeBeforeBreak);
     assert_eq!(rt.call_timeout, DEFAULT_CALL_TIMEOUT);
-    assert_eq!(rt.restart, RestartConfig::default());
+    assert_eq!(rt.restart, BackoffConfig::RESTART);
     assert_eq!(
-        RestartConfig::default(),
-        RestartConfig {
+        BackoffConfig::RESTART,
+        BackoffConfig {
             initial: Duration::from_millis(500),
             max: Duration::from_secs(30)
         }
@@ -145,7 +147,7 @@ fn defaults_fill_what_is_left_out() {
         .unwrap();
     assert_eq!(
         config.runtimes[0].restart,
-        RestartConfig {
+        BackoffConfig {
             initial: Duration::from_secs(2),
             max: Duration::from_secs(30)
         }
@@ -762,4 +764,133 @@ fn transitions_have_the_same_names_in_files_and_json() {
         assert_eq!(Transition::from_name(transition.as_str()), Some(transition));
     }
     assert_eq!(Transition::from_name("make_before_break"), None);
+}
+
+/// `text` parsed as if it were `agent.toml` in the fixture's directory, so
+/// that relative hook dirs resolve inside it.
+fn parse_in_dir(f: &Fixture, text: &str) -> Result<Config, ConfigErrors> {
+    parse(text, &f.dir.path().join("agent.toml"), &f.resolver)
+}
+
+#[test]
+fn a_runtime_without_hooks_has_none_and_empty_settings() {
+    let f = fixture();
+    let config = f.parse(&runtime_with("")).unwrap();
+    assert_eq!(config.runtimes[0].hooks, None);
+    assert!(config.runtimes[0].settings.is_empty());
+}
+
+#[test]
+fn hooks_take_defaults_and_resolve_against_the_config_dir() {
+    let f = fixture();
+    std::fs::create_dir_all(f.dir.path().join("charms/web/hooks")).unwrap();
+    let config = parse_in_dir(&f, &runtime_with(r#"hooks = "charms/web/hooks""#)).unwrap();
+    assert_eq!(
+        config.runtimes[0].hooks,
+        Some(HooksConfig {
+            dir: f.dir.path().join("charms/web/hooks"),
+            timeout: Duration::from_secs(300),
+            on_failure: OnHookFailure::Retry,
+            retry: BackoffConfig {
+                initial: Duration::from_secs(5),
+                max: Duration::from_secs(300),
+            },
+        })
+    );
+    let text = runtime_with(
+        "hooks = \"charms/web/hooks\"\nhook-timeout = \"10s\"\non-hook-failure = \"block\"\n[runtime.hook-retry]\ninitial = \"1s\"\nmax = \"4s\"",
+    );
+    let hooks = parse_in_dir(&f, &text).unwrap().runtimes[0]
+        .hooks
+        .clone()
+        .unwrap();
+    assert_eq!(hooks.timeout, Duration::from_secs(10));
+    assert_eq!(hooks.on_failure, OnHookFailure::Block);
+    assert_eq!(
+        hooks.retry,
+        BackoffConfig {
+            initial: Duration::from_secs(1),
+            max: Duration::from_secs(4),
+        }
+    );
+}
+
+#[test]
+fn hooks_must_be_a_directory() {
+    let f = fixture();
+    let (line, column, message) = f.error(&runtime_with(r#"hooks = "no/such/dir""#));
+    assert_eq!((line, column), (4, 9));
+    assert!(
+        message.contains("runtime \"echo\": hooks \"no/such/dir\": /etc/steward/no/such/dir does not exist (relative paths are resolved against the config file's directory)"),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&runtime_with(&format!(
+        "hooks = {:?}",
+        f.steward().display().to_string()
+    )));
+    assert!(message.ends_with("is not a directory"), "{message}");
+}
+
+#[test]
+fn hook_keys_without_hooks_are_errors() {
+    let f = fixture();
+    let errors = f.errors(&runtime_with(
+        "hook-timeout = \"1m\"\non-hook-failure = \"block\"\n[runtime.hook-retry]\ninitial = \"1s\"",
+    ));
+    let messages: Vec<&str> = errors.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            r#"runtime "echo": hook-timeout has no effect without hooks; add hooks = "DIR" or remove it"#,
+            r#"runtime "echo": on-hook-failure has no effect without hooks; add hooks = "DIR" or remove it"#,
+            r#"runtime "echo": hook-retry has no effect without hooks; add hooks = "DIR" or remove it"#,
+        ]
+    );
+}
+
+#[test]
+fn hook_settings_are_checked_like_the_others() {
+    let f = fixture();
+    std::fs::create_dir(f.dir.path().join("hooks")).unwrap();
+    let errors = parse_in_dir(
+        &f,
+        &runtime_with(
+            "hooks = \"hooks\"\nhook-timeout = \"soon\"\non-hook-failure = \"ignore\"\n[runtime.hook-retry]\ninitial = \"10m\"",
+        ),
+    )
+    .unwrap_err();
+    let messages: Vec<String> = errors.0.iter().map(|e| e.message.clone()).collect();
+    assert_eq!(messages.len(), 3, "{messages:#?}");
+    assert!(messages[0].contains("hook-timeout \"soon\" is not a duration"));
+    assert!(messages[1].contains(r#"unknown on-hook-failure "ignore"; use "retry" or "block""#));
+    assert!(messages[2].contains(
+        "hook-retry.initial (10m) is more than the default hook-retry.max (5m); lower initial or set max"
+    ));
+}
+
+#[test]
+fn settings_are_any_toml_values_as_json() {
+    let f = fixture();
+    let config = f
+        .parse(&runtime_with(
+            "[runtime.settings]\nport = 8080\ntitle = \"hello\"\nratio = 0.5\ndebug = false\nhosts = [\"a\", \"b\"]\nlimits = { cpu = 2 }\nsince = 1979-05-27T07:32:00Z",
+        ))
+        .unwrap();
+    assert_eq!(
+        serde_json::Value::Object(config.runtimes[0].settings.clone()),
+        serde_json::json!({
+            "port": 8080,
+            "title": "hello",
+            "ratio": 0.5,
+            "debug": false,
+            "hosts": ["a", "b"],
+            "limits": {"cpu": 2},
+            "since": "1979-05-27T07:32:00Z",
+        })
+    );
+    let (_, _, message) = f.error(&runtime_with("[runtime.settings]\nratio = nan"));
+    assert!(
+        message.contains("settings.ratio: NaN cannot be a setting"),
+        "{message}"
+    );
 }

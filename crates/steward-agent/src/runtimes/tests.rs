@@ -21,7 +21,7 @@ use super::manager::changes_in_place;
 use super::worker::worker_id;
 use super::{Context, Hosts, Manager, Registry, track};
 use crate::api::types::RuntimeState;
-use crate::config::{Config, RestartConfig, RuntimeConfig, Transition, VersionConfig};
+use crate::config::{BackoffConfig, Config, RuntimeConfig, Transition, VersionConfig};
 use crate::events::{AgentEvent, EventBus, EventKind};
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -81,7 +81,9 @@ fn runtime(id: &str, active: &str, versions: &[&str]) -> RuntimeConfig {
         active: active.to_owned(),
         transition: Transition::MakeBeforeBreak,
         call_timeout: Duration::from_secs(30),
-        restart: RestartConfig::default(),
+        restart: BackoffConfig::RESTART,
+        hooks: None,
+        settings: Default::default(),
         versions: versions
             .iter()
             .map(|version| VersionConfig {
