@@ -10,6 +10,9 @@
 //!   watcher of the runtime ids that changed).
 //! - **Host storage**: opaque byte values that runtimes keep through their
 //!   host, namespaced by runtime id ([`Store::storage_get`], …).
+//! - **Records**: the agent's own state of hooks and relations, opaque
+//!   bytes by (kind, key), written in atomic batches
+//!   ([`Store::commit_records`]).
 //!
 //! # Guarantees
 //!
@@ -56,7 +59,9 @@
 //! ```
 
 mod error;
+mod records;
 mod store;
 
 pub use error::Error;
+pub use records::RecordWrite;
 pub use store::Store;

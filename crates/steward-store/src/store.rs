@@ -29,6 +29,9 @@ const DESIRED_VERSIONS: TableDefinition<&str, &str> = TableDefinition::new("desi
 /// before namespace `ab`: a prefix listing is one range scan.
 const HOST_STORAGE: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("host_storage");
 
+/// (kind, key) → opaque bytes: the agent's own records (see `records.rs`).
+pub(crate) const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
+
 /// The embedded store: desired state and host storage in one redb file.
 ///
 /// Cheap to clone (an `Arc`); all clones share one open database. The file
@@ -43,9 +46,9 @@ pub struct Store {
     inner: Arc<Inner>,
 }
 
-struct Inner {
+pub(crate) struct Inner {
     path: PathBuf,
-    db: Database,
+    pub(crate) db: Database,
     watchers: Mutex<Watchers>,
 }
 
@@ -82,7 +85,7 @@ impl Watchers {
 
 /// A failed blocking operation: redb's error, and whether it left the
 /// database refusing writes (a failed commit, or an earlier one).
-struct Failure {
+pub(crate) struct Failure {
     error: redb::Error,
     unusable: bool,
 }
@@ -106,7 +109,7 @@ impl Failure {
     }
 }
 
-type Outcome<T> = Result<T, Failure>;
+pub(crate) type Outcome<T> = Result<T, Failure>;
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -163,6 +166,7 @@ impl Inner {
             let txn = db.begin_write()?;
             txn.open_table(DESIRED_VERSIONS)?;
             txn.open_table(HOST_STORAGE)?;
+            txn.open_table(RECORDS)?;
             txn.commit()?;
             Ok(())
         };
@@ -179,7 +183,7 @@ impl Inner {
     }
 
     /// Commits `txn` durably, then notifies the watchers of `changed`.
-    fn commit(&self, txn: WriteTransaction, changed: Option<&str>) -> Outcome<()> {
+    pub(crate) fn commit(&self, txn: WriteTransaction, changed: Option<&str>) -> Outcome<()> {
         let result = txn.commit();
         // Notified even when the commit failed: redb cannot tell whether
         // the change became durable, and a spurious change is harmless
@@ -239,7 +243,7 @@ impl Store {
     }
 
     /// Runs `task` on the blocking pool; `operation` names it in errors.
-    async fn run<T: Send + 'static>(
+    pub(crate) async fn run<T: Send + 'static>(
         &self,
         operation: impl FnOnce() -> String,
         task: impl FnOnce(&Inner) -> Outcome<T> + Send + 'static,
