@@ -1,6 +1,7 @@
 #![doc = include_str!("../docs/guide.md")]
 
 mod args;
+mod log;
 
 use std::ffi::OsString;
 use std::future::Future;
@@ -181,11 +182,7 @@ pub fn encode_result<T: serde::Serialize + ?Sized>(
 /// every call), and turns a failure into one line on stderr and exit
 /// status 1.
 pub fn main<R: Runtime>(name: &str, runtime: R) -> std::process::ExitCode {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .try_init();
+    log::init();
     let served = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -194,7 +191,7 @@ pub fn main<R: Runtime>(name: &str, runtime: R) -> std::process::ExitCode {
     match served {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("{name}: {error}");
+            log::line(&format!("{name}: {error}"));
             std::process::ExitCode::FAILURE
         }
     }
@@ -241,7 +238,7 @@ where
             std::process::ExitCode::SUCCESS
         }
         Err(error) => {
-            eprintln!("{name}: {error}");
+            log::line(&format!("{name}: {error}"));
             std::process::ExitCode::from(2)
         }
     }

@@ -507,3 +507,66 @@ async fn every_failed_start_is_reported() {
     );
     counted.await;
 }
+
+/// A runtime whose host died with an answer unread, and whose stderr pipe
+/// is closed, still exits by itself, with status 0: closing never depends
+/// on logging. (Seen from outside: the reset was logged as a warning
+/// before the connection closed, the write to the dead pipe failed, the
+/// logger panicked, and the runtime lived on, or exited with 101.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_exits_when_its_host_dies_even_with_its_stderr_gone() {
+    use std::process::Stdio;
+
+    use steward_protocol::{
+        Body, Kind, Message, PROTOCOL_VERSION, RuntimeInfoRequest, encode_message,
+    };
+    use tokio::io::AsyncWriteExt;
+    use tokio::net::UnixListener;
+
+    let dir = TempDir::new().unwrap();
+    let socket = dir.path().join("host.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    let mut runtime = tokio::process::Command::new(crate::support::BIN)
+        .args(["example-runtime", "echo", "--version", "1.0.0"])
+        .env_clear()
+        .env("RUST_LOG", "info")
+        .env("STEWARD_HOST", &socket)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let (mut host, _) = tokio::time::timeout(DEADLINE, listener.accept())
+        .await
+        .expect("the runtime connects")
+        .unwrap();
+    let handshake = encode_message(&Message {
+        id: 1,
+        kind: Kind::Request,
+        body: Body::RuntimeInfoRequest(RuntimeInfoRequest {
+            runtime_id: "echo".to_owned(),
+            protocol_version: PROTOCOL_VERSION,
+            expected_version: "1.0.0".to_owned(),
+        }),
+    })
+    .unwrap();
+    let length = u32::try_from(handshake.len()).unwrap().to_be_bytes();
+    host.write_all(&length).await.unwrap();
+    host.write_all(&handshake).await.unwrap();
+    // The answer has arrived (and stays unread).
+    tokio::time::timeout(DEADLINE, host.readable())
+        .await
+        .expect("the runtime answers the handshake")
+        .unwrap();
+    // The host dies: its end of the stderr pipe closes, and its socket is
+    // closed with unread data, which resets the runtime's side.
+    drop(runtime.stderr.take());
+    drop(host);
+
+    let status = tokio::time::timeout(DEADLINE, runtime.wait())
+        .await
+        .unwrap_or_else(|_| panic!("the runtime outlived its host by {DEADLINE:?}"))
+        .unwrap();
+    assert_eq!(status.code(), Some(0), "{status}");
+}
