@@ -4,6 +4,9 @@
 //!
 //! - [`HookKind`] and [`HookInfo`]: what a hook is about, its file name
 //!   and the rules its description follows.
+//! - [`HookContext`]: what one hook run's tool commands run against — unit
+//!   info, a settings snapshot, changes buffered until the hook succeeded
+//!   ([`Changes`]), and the agent's [`ContextBackend`].
 //!
 //! This crate descends from juju's uniter `hook` and `jujuc` packages; it
 //! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,
@@ -12,8 +15,15 @@
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+mod context;
 mod error;
 mod kind;
+#[cfg(feature = "test-util")]
+pub mod test_util;
 
+pub use context::{
+    Changes, ContextBackend, HookContext, LogLevel, UnitInfo, UnknownLogLevel, WorkloadState,
+    WorkloadStatus,
+};
 pub use error::Error;
 pub use kind::{HookInfo, HookKind};
