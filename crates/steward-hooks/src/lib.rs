@@ -7,6 +7,8 @@
 //! - [`HookContext`]: what one hook run's tool commands run against — unit
 //!   info, a settings snapshot, changes buffered until the hook succeeded
 //!   ([`Changes`]), and the agent's [`ContextBackend`].
+//! - [`tool`]: the hook tool commands (`config-get`, `state-set`, …) and
+//!   their wire format.
 //!
 //! This crate descends from juju's uniter `hook` and `jujuc` packages; it
 //! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,
@@ -20,6 +22,7 @@ mod error;
 mod kind;
 #[cfg(feature = "test-util")]
 pub mod test_util;
+pub mod tool;
 
 pub use context::{
     Changes, ContextBackend, HookContext, LogLevel, UnitInfo, UnknownLogLevel, WorkloadState,
