@@ -1,8 +1,13 @@
 //! The hooks crate's one error type.
 //!
 //! Variants are matched on by the agent (a hook description that is
-//! incomplete, …), so each one names what went wrong and what to do about
-//! it.
+//! incomplete, a socket that cannot be bound), so each one names what went
+//! wrong and what to do about it. Command failures are not errors of this
+//! type: they are exit codes and messages for the hook
+//! ([`CommandError`](crate::tool::CommandError)).
+
+use std::io;
+use std::path::PathBuf;
 
 use crate::HookKind;
 
@@ -34,5 +39,63 @@ pub enum Error {
     EndpointRequired {
         /// The hook's kind.
         kind: HookKind,
+    },
+    /// The hook tool server's private directory could not be created.
+    #[error("cannot create a private directory in {}: {source}", path.display())]
+    CreateDir {
+        /// The parent directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The hook tool server's directory could not be removed on close.
+    #[error("cannot remove {}: {source}", path.display())]
+    RemoveDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The hook tool server could not listen on its socket. A path over
+    /// ~100 bytes is too long for a Unix socket: choose a shorter parent
+    /// directory.
+    #[error("cannot listen on {}: {source}", path.display())]
+    Listen {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The tools directory or one of its links could not be made.
+    #[error("cannot set up the hook tools at {}: {source}", path.display())]
+    ToolsDir {
+        /// The directory or link.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// A hook tool could not connect to the agent (is it running? is the
+    /// socket path in the environment current?).
+    #[error("cannot reach the agent at {}: {source}", path.display())]
+    Connect {
+        /// The socket's path.
+        path: PathBuf,
+        /// Why.
+        source: io::Error,
+    },
+    /// The connection to the agent failed before it answered.
+    #[error("lost the connection to the agent at {}: {reason}", path.display())]
+    ConnectionLost {
+        /// The socket's path.
+        path: PathBuf,
+        /// What happened.
+        reason: String,
+    },
+    /// The agent's answer could not be decoded (a client and agent of
+    /// different versions?).
+    #[error("the agent sent a malformed answer: {reason}")]
+    MalformedAnswer {
+        /// What is wrong with it.
+        reason: String,
     },
 }

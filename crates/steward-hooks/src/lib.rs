@@ -7,8 +7,8 @@
 //! - [`HookContext`]: what one hook run's tool commands run against — unit
 //!   info, a settings snapshot, changes buffered until the hook succeeded
 //!   ([`Changes`]), and the agent's [`ContextBackend`].
-//! - [`tool`]: the hook tool commands (`config-get`, `state-set`, …) and
-//!   their wire format.
+//! - [`tool`]: the hook tool server the agent runs, the client hooks run
+//!   (`config-get`, `state-set`, …), and the built-in commands.
 //!
 //! This crate descends from juju's uniter `hook` and `jujuc` packages; it
 //! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,

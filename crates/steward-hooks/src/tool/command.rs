@@ -14,8 +14,8 @@ use steward_worker::BoxFuture;
 use crate::tool::flags::{self, Flag, ParsedArgs};
 use crate::tool::wire::ToolOutput;
 
-/// The commands a hook tool server serves, and the kind of context they run
-/// against.
+/// The commands a [`ToolServer`](crate::tool::ToolServer) serves, and the
+/// kind of context they run against.
 ///
 /// The server refuses unknown commands itself (with `bad request: unknown
 /// command "…"`), so [`run`](Commands::run) is only called for names

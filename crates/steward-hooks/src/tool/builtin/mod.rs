@@ -34,8 +34,8 @@ const SPECS: [&CommandSpec; 10] = [
 
 /// The built-in commands: `config-get`, `juju-log` (alias `log`),
 /// `runtime-call`, `state-delete`, `state-get`, `state-set`, `status-get`,
-/// `status-set` and `unit-get`: the default command set of the hook tool
-/// server.
+/// `status-set` and `unit-get`. The default command set of a
+/// [`ToolServer`](crate::tool::ToolServer).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct BuiltinCommands;
 
