@@ -9,6 +9,8 @@
 //!   ([`Changes`]), and the agent's [`ContextBackend`].
 //! - [`tool`]: the hook tool server the agent runs, the client hooks run
 //!   (`config-get`, `state-set`, …), and the built-in commands.
+//! - [`leader`]: the helper process that makes sure no hook process
+//!   outlives the agent.
 //!
 //! This crate descends from juju's uniter `hook` and `jujuc` packages; it
 //! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,
@@ -20,6 +22,7 @@
 mod context;
 mod error;
 mod kind;
+pub mod leader;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod tool;
