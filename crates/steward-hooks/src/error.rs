@@ -4,7 +4,8 @@
 //! incomplete, a socket that cannot be bound), so each one names what went
 //! wrong and what to do about it. Command failures are not errors of this
 //! type: they are exit codes and messages for the hook
-//! ([`CommandError`](crate::tool::CommandError)).
+//! ([`CommandError`](crate::tool::CommandError)), and a hook that fails is a
+//! [`HookOutcome`](crate::runner::HookOutcome), not an error.
 
 use std::io;
 use std::path::PathBuf;

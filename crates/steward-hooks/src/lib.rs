@@ -9,12 +9,37 @@
 //!   ([`Changes`]), and the agent's [`ContextBackend`].
 //! - [`tool`]: the hook tool server the agent runs, the client hooks run
 //!   (`config-get`, `state-set`, …), and the built-in commands.
+//! - [`runner`]: runs one hook as a process in its own process group, with
+//!   a timeout, output by line, and cancellation.
 //! - [`leader`]: the helper process that makes sure no hook process
 //!   outlives the agent.
 //!
 //! This crate descends from juju's uniter `hook` and `jujuc` packages; it
 //! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,
 //! computes their environment and persists their results.
+//!
+//! # Driving a hook run (what the agent does)
+//!
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use std::time::Duration;
+//! # use steward_hooks::{HookContext, HookInfo, HookKind, UnitInfo, ContextBackend};
+//! # use steward_hooks::runner::{run_hook, HookSpec};
+//! # use steward_hooks::tool::ToolServer;
+//! # async fn example(backend: Arc<dyn ContextBackend>) -> Result<(), steward_hooks::Error> {
+//! let server = ToolServer::builtin(Default::default()).await?; // one per agent
+//! let unit = UnitInfo { runtime: "kv".into(), unit: "kv/a1".into(), version: "2".into() };
+//! let context = HookContext::new(unit, HookInfo::unit(HookKind::Install), None, backend)?;
+//! let registration = server.register(context);
+//! let mut spec = HookSpec::new("/srv/kv/hooks", "install", "/srv/kv", Duration::from_secs(600));
+//! spec.env.extend(registration.env().into_iter().map(|(k, v)| (k.into(), v.into())));
+//! let report = run_hook(&spec, &Default::default(), |line| println!("{line:?}")).await;
+//! let changes = registration.finish().await.finish();
+//! if report.succeeded() {
+//!     // commit `changes` with the hook's completion, in one transaction
+//! }
+//! # drop(changes); Ok(()) }
+//! ```
 
 #![warn(missing_debug_implementations, unreachable_pub)]
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -23,6 +48,7 @@ mod context;
 mod error;
 mod kind;
 pub mod leader;
+pub mod runner;
 #[cfg(feature = "test-util")]
 pub mod test_util;
 pub mod tool;

@@ -75,9 +75,29 @@ fn kill_agent_and_check(mut agent: std::process::Child, dir: &Path) {
 }
 
 #[test]
+fn no_hook_process_outlives_a_sigkilled_agent() {
+    // The agent is a separate process that runs the hook through the
+    // runner and the leader, exactly as the agent will.
+    let dir = tempfile::tempdir().unwrap();
+    write_stuck_hook(dir.path());
+    let agent = Command::new(BIN)
+        .args([
+            "run-hook".as_ref(),
+            dir.path().as_os_str(),
+            "install".as_ref(),
+            "300".as_ref(),
+        ])
+        .env("STEWARD_TEST_DIR", dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    kill_agent_and_check(agent, dir.path());
+}
+
+#[test]
 fn a_leader_started_by_a_shell_makes_its_own_group_and_dies_with_it() {
-    // The agent is a shell that is SIGKILLed; it sets up no process group,
-    // so the leader must lead its own and watch its parent.
+    // No process group set up by the caller, no runner: the leader must
+    // still lead its own group and watch its parent.
     let dir = tempfile::tempdir().unwrap();
     write_stuck_hook(dir.path());
     let agent = Command::new("/bin/sh")
