@@ -9,6 +9,8 @@
 //!   ([`Changes`]), and the agent's [`ContextBackend`].
 //! - [`tool`]: the hook tool server the agent runs, the client hooks run
 //!   (`config-get`, `state-set`, …), and the built-in commands.
+//! - [`lifecycle`]: which hook is due next, and the steps that make a hook
+//!   run crash-safe (the record the agent persists).
 //! - [`runner`]: runs one hook as a process in its own process group, with
 //!   a timeout, output by line, and cancellation.
 //! - [`leader`]: the helper process that makes sure no hook process
@@ -41,13 +43,11 @@
 //! # drop(changes); Ok(()) }
 //! ```
 
-#![warn(missing_debug_implementations, unreachable_pub)]
-#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
-
 mod context;
 mod error;
 mod kind;
 pub mod leader;
+pub mod lifecycle;
 pub mod runner;
 #[cfg(feature = "test-util")]
 pub mod test_util;

@@ -35,10 +35,11 @@ pub struct UnitInfo {
 /// succeeded (and then together with the hook's completion).
 ///
 /// Relation settings will join the unit state here.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct Changes {
     /// Unit state writes by key: `Some(value)` sets, `None` deletes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub state: BTreeMap<String, Option<String>>,
 }
 
