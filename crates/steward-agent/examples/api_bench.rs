@@ -59,6 +59,7 @@ async fn bench() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         token_file: None,
         max_request_bytes: agent::DEFAULT_MAX_REQUEST_BYTES,
+        name: Some("bench".to_owned()),
     })
     .await
     .expect("agent starts");

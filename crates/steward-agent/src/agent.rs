@@ -39,7 +39,7 @@ use crate::api::{self, ApiState};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
 use crate::metrics;
-use crate::runtimes::{Context, Manager, ProcessHosts, Registry};
+use crate::runtimes::{Context, HookServices, Manager, ProcessHosts, Registry};
 use crate::storage::StoreStorage;
 use crate::token::read_token_file;
 
@@ -68,6 +68,9 @@ pub struct RunOptions {
     pub token_file: Option<PathBuf>,
     /// The largest request body the API accepts.
     pub max_request_bytes: usize,
+    /// The agent's name, in its units' names (`<runtime>/<name>`); `None`
+    /// is the host name.
+    pub name: Option<String>,
 }
 
 /// The default data dir: `<user data dir>/steward` (e.g.
@@ -159,6 +162,16 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
             reason: format!("cannot create it: {error}"),
         })?;
     let store = Store::open(data_dir.join(STORE_FILE)).await?;
+    let name = match options.name {
+        Some(name) => name,
+        None => host_name()?,
+    };
+    check_name(&name)?;
+    let executable = std::env::current_exe()
+        .map_err(|error| Error::Startup(format!("cannot find the steward binary: {error}")))?;
+    let hooks = HookServices::start(name, &data_dir, &executable, true)
+        .await
+        .map_err(Error::Hooks)?;
     let prometheus = metrics::install();
 
     let runner = Runner::builder()
@@ -172,6 +185,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         hosts: Arc::new(ProcessHosts {
             storage: Arc::new(StoreStorage(store.clone())),
         }),
+        hooks: Arc::new(hooks),
     };
     let api_state = ApiState {
         registry: context.registry.clone(),
@@ -206,6 +220,38 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         runtimes,
         token_required,
         demo: options.config.is_none(),
+    })
+}
+
+/// The host name, the default agent name.
+fn host_name() -> Result<String, Error> {
+    let name = nix::unistd::gethostname().map_err(|error| {
+        Error::Startup(format!(
+            "cannot read the host name: {error}; pass --name NAME"
+        ))
+    })?;
+    name.into_string().map_err(|name| Error::BadName {
+        name: name.to_string_lossy().into_owned(),
+        reason: "the host name is not valid UTF-8".to_owned(),
+    })
+}
+
+/// An agent name is part of unit names (`web/<name>`), which appear in
+/// hooks' environment, logs and, in a fleet, store keys.
+fn check_name(name: &str) -> Result<(), Error> {
+    let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    let reason = if name.is_empty() {
+        "it is empty".to_owned()
+    } else if name.len() > 64 {
+        format!("it is {} characters long (64 at most)", name.len())
+    } else if let Some(c) = name.chars().find(|&c| !allowed(c)) {
+        format!("it contains {c:?} (use A-Z a-z 0-9 . _ -)")
+    } else {
+        return Ok(());
+    };
+    Err(Error::BadName {
+        name: name.to_owned(),
+        reason,
     })
 }
 

@@ -58,6 +58,17 @@ pub enum Error {
         /// What went wrong.
         reason: String,
     },
+    /// The agent's name (`--name`, or the host name) cannot name units.
+    #[error("agent name {name:?} cannot be used: {reason}; pass --name NAME")]
+    BadName {
+        /// The name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The hook tool server or the tools directory could not be set up.
+    #[error("cannot set up hooks: {0}")]
+    Hooks(#[source] steward_hooks::Error),
     /// The supervision tree failed.
     #[error(transparent)]
     Worker(#[from] steward_worker::Error),

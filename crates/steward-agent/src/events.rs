@@ -27,6 +27,12 @@ pub enum EventKind {
     Switched,
     /// A switch failed; the previous version stays (`switch_failed`).
     SwitchFailed,
+    /// A hook started (`hook_started`; the message is the hook).
+    HookStarted,
+    /// A hook succeeded (`hook_succeeded`; the message is the hook).
+    HookSucceeded,
+    /// A hook failed (`hook_failed`; the message says how).
+    HookFailed,
 }
 
 impl EventKind {
@@ -39,6 +45,9 @@ impl EventKind {
             EventKind::Updated => "updated",
             EventKind::Switched => "switched",
             EventKind::SwitchFailed => "switch_failed",
+            EventKind::HookStarted => "hook_started",
+            EventKind::HookSucceeded => "hook_succeeded",
+            EventKind::HookFailed => "hook_failed",
         }
     }
 }
@@ -154,6 +163,9 @@ mod tests {
             EventKind::Updated,
             EventKind::Switched,
             EventKind::SwitchFailed,
+            EventKind::HookStarted,
+            EventKind::HookSucceeded,
+            EventKind::HookFailed,
         ] {
             let json = serde_json::to_string(&kind).unwrap();
             assert_eq!(json, format!("\"{kind}\""));

@@ -18,6 +18,8 @@ const RESTARTS: &str = "steward_runtime_restarts_total";
 const START_FAILURES: &str = "steward_runtime_start_failures_total";
 const UP: &str = "steward_runtime_up";
 const SWITCHES: &str = "steward_version_switches_total";
+const HOOKS: &str = "steward_hooks_total";
+const HOOK_DURATION: &str = "steward_hook_duration_seconds";
 
 /// Call latency buckets, seconds: from a loopback round trip (~50 µs) to
 /// the default call deadline.
@@ -26,12 +28,20 @@ const CALL_BUCKETS: &[f64] = &[
     5.0, 10.0, 30.0,
 ];
 
+/// Hook duration buckets, seconds: from a missing hook (microseconds) to
+/// the default hook timeout.
+const HOOK_BUCKETS: &[f64] = &[
+    0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0,
+];
+
 /// Installs the process-wide Prometheus recorder and returns the handle
 /// that renders it. `None` if a recorder is already installed (then
 /// `/metrics` says so instead of serving someone else's numbers).
 pub(crate) fn install() -> Option<PrometheusHandle> {
     let handle = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(CALL_DURATION.to_owned()), CALL_BUCKETS)
+        .ok()?
+        .set_buckets_for_metric(Matcher::Full(HOOK_DURATION.to_owned()), HOOK_BUCKETS)
         .ok()?
         .install_recorder()
         .ok()?;
@@ -52,6 +62,8 @@ pub(crate) fn install() -> Option<PrometheusHandle> {
     );
     metrics::describe_gauge!(UP, "1 while the runtime version's process serves, else 0.");
     metrics::describe_counter!(SWITCHES, "Version switches, by outcome.");
+    metrics::describe_counter!(HOOKS, "Hook runs, by hook and outcome.");
+    metrics::describe_histogram!(HOOK_DURATION, metrics::Unit::Seconds, "How long hooks ran.");
     Some(handle)
 }
 
@@ -113,4 +125,13 @@ pub(crate) fn record_up(runtime: &str, version: &str, up: bool) {
 pub(crate) fn record_switch(runtime: &str, ok: bool) {
     metrics::counter!(SWITCHES, "runtime" => runtime.to_owned(), "outcome" => if ok { "ok" } else { "error" })
         .increment(1);
+}
+
+/// Records one hook run.
+pub(crate) fn record_hook(runtime: &str, hook: &str, ok: bool, elapsed: Duration) {
+    let outcome = if ok { "ok" } else { "error" };
+    metrics::counter!(HOOKS, "runtime" => runtime.to_owned(), "hook" => hook.to_owned(), "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(HOOK_DURATION, "runtime" => runtime.to_owned(), "hook" => hook.to_owned())
+        .record(elapsed.as_secs_f64());
 }

@@ -11,20 +11,26 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use steward_host::RuntimeHost;
 use steward_protocol::{Body, CallRequest as WireCall, CallResponse as WireResult};
+use tokio::sync::oneshot;
 
 use super::AppState;
 use super::error::{ApiError, JsonBody};
 use super::types::{
-    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, RuntimeDetail, RuntimeInfo,
-    RuntimeList, RuntimeSummary, VersionRequest, VersionResponse,
+    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, Hooks, HooksState, LastHook,
+    ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList, RuntimeState,
+    RuntimeSummary, VersionRequest, VersionResponse, Workload,
 };
 use crate::json;
 use crate::metrics;
-use crate::runtimes::{Hosted, RuntimeStatus};
+use crate::runtimes::{HookActivity, HookRequest, Hosted, RuntimeStatus};
 
 /// How long `PUT …/version` waits for the switch before answering 504
 /// (the switch itself goes on).
 const SWITCH_WAIT: Duration = Duration::from_secs(120);
+
+/// How long `POST …/resolve` waits for the hook driver to take it (it does
+/// so between hooks).
+const RESOLVE_WAIT: Duration = Duration::from_secs(10);
 
 pub(super) async fn health() -> Json<Health> {
     Json(Health {
@@ -106,6 +112,7 @@ pub(super) async fn detail(
     let desired = desired_version(&state, &id).await?;
     let status = hosted.status();
     let config = hosted.config();
+    let (workload, hooks) = hooks_status(&hosted);
     Ok(Json(RuntimeDetail {
         summary: summary(&hosted, &status, desired),
         transition: config.transition,
@@ -120,7 +127,90 @@ pub(super) async fn detail(
         started_at: status
             .started_at
             .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+        workload,
+        hooks,
     }))
+}
+
+/// A runtime's workload status and hooks, as the API shows them.
+fn hooks_status(hosted: &Hosted) -> (Option<Workload>, Option<Hooks>) {
+    let status = hosted.hook_status();
+    let workload = status.workload.as_ref().map(|workload| Workload {
+        status: workload.status,
+        message: workload.message.clone(),
+    });
+    if hosted.config().hooks.is_none() {
+        return (workload, None);
+    }
+    let (state, hook, message) = match &status.activity {
+        HookActivity::Idle => (HooksState::Idle, None, None),
+        HookActivity::Running(hook) => (HooksState::Running, Some(hook.clone()), None),
+        HookActivity::Error { hook, message } => {
+            (HooksState::Error, Some(hook.clone()), Some(message.clone()))
+        }
+    };
+    let last = status.last.as_ref().map(|last| LastHook {
+        hook: last.hook.clone(),
+        succeeded: last.succeeded,
+        outcome: last.outcome.clone(),
+        exit_code: last.exit_code,
+        duration_ms: last.duration_ms,
+        finished_at: humantime::format_rfc3339_millis(last.finished_at).to_string(),
+    });
+    let hooks = Hooks {
+        state,
+        hook,
+        message,
+        installed: status.installed == Some(true),
+        last,
+    };
+    (workload, Some(hooks))
+}
+
+pub(super) async fn resolve(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(request): JsonBody<ResolveRequest>,
+) -> Result<Json<ResolveResponse>, ApiError> {
+    let hosted = lookup(&state, &id)?;
+    if hosted.config().hooks.is_none() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("runtime {id} has no hooks, so no hook can be in error"),
+        ));
+    }
+    let (reply, answer) = oneshot::channel();
+    let asked = hosted
+        .request_hooks(HookRequest::Resolve {
+            retry: request.retry,
+            reply,
+        })
+        .await;
+    let gone = || {
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("the hooks of runtime {id} are restarting; try again"),
+        )
+    };
+    if !asked {
+        return Err(gone());
+    }
+    match tokio::time::timeout(RESOLVE_WAIT, answer).await {
+        Ok(Ok(Ok(hook))) => Ok(Json(ResolveResponse {
+            id,
+            hook,
+            retried: request.retry,
+        })),
+        Ok(Ok(Err(nothing))) => Err(ApiError::new(StatusCode::CONFLICT, nothing)),
+        Ok(Err(_)) => Err(gone()),
+        Err(_) => Err(ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            format!(
+                "the hooks of runtime {id} did not take the request within {} (a hook is running); try again when it ends",
+                humantime::format_duration(RESOLVE_WAIT)
+            ),
+        )),
+    }
 }
 
 pub(super) async fn call(
@@ -169,6 +259,20 @@ pub(super) async fn call(
 
 fn not_running(hosted: &Hosted) -> ApiError {
     let status = hosted.status();
+    if status.state == RuntimeState::Installing {
+        let why = match hosted.hook_status().activity {
+            HookActivity::Error { message, .. } => format!("; {message} (see `steward resolve`)"),
+            HookActivity::Running(hook) => format!("; {hook} is running"),
+            HookActivity::Idle => String::new(),
+        };
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!(
+                "runtime {} is not started yet: it starts once its install hook has succeeded{why}",
+                hosted.id
+            ),
+        );
+    }
     let mut message = format!("runtime {} is not running", hosted.id);
     if let Some(error) = status.last_error {
         message.push_str(&format!(" (last error: {error})"));

@@ -63,6 +63,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/runtimes/{id}/call", post(handlers::call))
         .route("/v1/runtimes/{id}/version", put(handlers::set_version))
         .route("/v1/runtimes/{id}/abort", post(handlers::abort))
+        .route("/v1/runtimes/{id}/resolve", post(handlers::resolve))
         .route("/v1/events", get(sse::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -4,6 +4,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub use steward_hooks::WorkloadState;
+
 pub use crate::config::Transition;
 pub use crate::events::{AgentEvent, EventKind};
 
@@ -36,6 +38,9 @@ pub struct RuntimeList {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeState {
+    /// Not started yet: its `install` hook has not succeeded (`installing`;
+    /// the hooks status says why).
+    Installing,
     /// Its worker is starting it: first start, or after a worker restart
     /// (`starting`).
     Starting,
@@ -55,6 +60,7 @@ impl RuntimeState {
     /// Its wire name, e.g. `running`.
     pub fn as_str(self) -> &'static str {
         match self {
+            RuntimeState::Installing => "installing",
             RuntimeState::Starting => "starting",
             RuntimeState::Running => "running",
             RuntimeState::Restarting => "restarting",
@@ -103,6 +109,90 @@ pub struct RuntimeDetail {
     pub last_error: Option<String>,
     /// When the active version last started (RFC 3339).
     pub started_at: Option<String>,
+    /// The workload status its hooks set (`status-set`), if any did.
+    #[serde(default)]
+    pub workload: Option<Workload>,
+    /// Its hooks, if it has any.
+    #[serde(default)]
+    pub hooks: Option<Hooks>,
+}
+
+/// A workload status, as a runtime's hooks set it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Workload {
+    /// `maintenance`, `blocked`, `waiting`, `active` (or `unknown`).
+    pub status: WorkloadState,
+    /// What the hook said; may be empty.
+    pub message: String,
+}
+
+/// Where a runtime's hooks are.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hooks {
+    /// What they are doing.
+    pub state: HooksState,
+    /// The hook running, or in error.
+    pub hook: Option<String>,
+    /// Why the hook in error failed (`hook "install" failed: exit status 1`).
+    pub message: Option<String>,
+    /// Whether `install` has succeeded (the runtime starts only then).
+    pub installed: bool,
+    /// The last hook that ended.
+    pub last: Option<LastHook>,
+}
+
+/// What a runtime's hooks are doing (the wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HooksState {
+    /// No hook is due (`idle`).
+    Idle,
+    /// A hook runs (`running`).
+    Running,
+    /// A hook failed; later hooks wait until it is retried successfully or
+    /// resolved (`error`).
+    Error,
+}
+
+/// How the last hook run ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LastHook {
+    /// The hook.
+    pub hook: String,
+    /// Whether it succeeded.
+    pub succeeded: bool,
+    /// What happened, for people.
+    pub outcome: String,
+    /// Its exit code, if it exited.
+    pub exit_code: Option<i32>,
+    /// How long it ran.
+    pub duration_ms: u64,
+    /// When it ended (RFC 3339).
+    pub finished_at: String,
+}
+
+/// `POST /v1/runtimes/{id}/resolve`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveRequest {
+    /// Run the failed hook again now (`true`, the default), or mark it
+    /// done without running it (`false`; its changes are dropped).
+    #[serde(default = "yes")]
+    pub retry: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A resolved hook.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ResolveResponse {
+    /// The runtime.
+    pub id: String,
+    /// The hook that was in error.
+    pub hook: String,
+    /// Whether it is run again (else it was marked done).
+    pub retried: bool,
 }
 
 /// A runtime's handshake answer.
@@ -182,6 +272,7 @@ mod tests {
     #[test]
     fn states_have_their_wire_names() {
         for state in [
+            RuntimeState::Installing,
             RuntimeState::Starting,
             RuntimeState::Running,
             RuntimeState::Restarting,

@@ -11,8 +11,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::types::{
-    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse,
-    RuntimeDetail, RuntimeList, VersionRequest, VersionResponse,
+    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Hooks,
+    HooksState, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest,
+    VersionResponse, Workload,
 };
 use crate::token::read_token_file;
 
@@ -252,6 +253,25 @@ impl Client {
         Ok(())
     }
 
+    pub(super) async fn resolve(&self, runtime: &str, retry: bool) -> Result<(), ClientError> {
+        let answer: ResolveResponse = self
+            .request(
+                Method::POST,
+                &runtime_path(runtime, "resolve"),
+                Some(&ResolveRequest { retry }),
+            )
+            .await?;
+        if answer.retried {
+            println!("{}: running hook {:?} again", answer.id, answer.hook);
+        } else {
+            println!(
+                "{}: hook {:?} marked done without running it",
+                answer.id, answer.hook
+            );
+        }
+        Ok(())
+    }
+
     pub(super) async fn events(
         &self,
         runtime: Option<&str>,
@@ -319,37 +339,40 @@ fn print_json(value: &impl Serialize) {
 
 /// The `steward status` table.
 fn status_table(details: &[RuntimeDetail]) -> String {
-    let header = [
-        "RUNTIME",
-        "ACTIVE",
-        "DESIRED",
-        "STATE",
-        "RESTARTS",
-        "VERSIONS",
-        "LAST ERROR",
-    ];
-    let rows: Vec<[String; 7]> = details
+    // The hook columns only when some runtime has hooks: a config without
+    // any prints what it always did.
+    let with_hooks = details
+        .iter()
+        .any(|detail| detail.hooks.is_some() || detail.workload.is_some());
+    let mut header = vec!["RUNTIME", "ACTIVE", "DESIRED", "STATE"];
+    if with_hooks {
+        header.extend(["WORKLOAD", "HOOKS"]);
+    }
+    header.extend(["RESTARTS", "VERSIONS", "LAST ERROR"]);
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    let rows: Vec<Vec<String>> = details
         .iter()
         .map(|detail| {
             let summary = &detail.summary;
-            [
+            let mut row = vec![
                 summary.id.clone(),
-                summary
-                    .active_version
-                    .clone()
-                    .unwrap_or_else(|| "-".to_owned()),
-                summary
-                    .desired_version
-                    .clone()
-                    .unwrap_or_else(|| "-".to_owned()),
+                or_dash(summary.active_version.clone()),
+                or_dash(summary.desired_version.clone()),
                 summary.state.to_string(),
+            ];
+            if with_hooks {
+                row.push(or_dash(detail.workload.as_ref().map(workload_cell)));
+                row.push(or_dash(detail.hooks.as_ref().map(hooks_cell)));
+            }
+            row.extend([
                 detail.restarts.to_string(),
                 summary.versions.join(","),
-                detail.last_error.clone().unwrap_or_else(|| "-".to_owned()),
-            ]
+                or_dash(detail.last_error.clone()),
+            ]);
+            row
         })
         .collect();
-    let mut widths = header.map(str::len);
+    let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
     for row in &rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
@@ -373,6 +396,26 @@ fn status_table(details: &[RuntimeDetail]) -> String {
         line(&cells);
     }
     out
+}
+
+/// `active: ready` (or just `active` without a message).
+fn workload_cell(workload: &Workload) -> String {
+    if workload.message.is_empty() {
+        workload.status.to_string()
+    } else {
+        format!("{}: {}", workload.status, workload.message)
+    }
+}
+
+/// `idle`, `running: install`, `error: hook failed: "install"`.
+fn hooks_cell(hooks: &Hooks) -> String {
+    match (hooks.state, &hooks.hook, &hooks.message) {
+        (HooksState::Idle, _, _) => "idle".to_owned(),
+        (HooksState::Running, Some(hook), _) => format!("running: {hook}"),
+        (HooksState::Error, _, Some(message)) => format!("error: {message}"),
+        (HooksState::Error, Some(hook), None) => format!("error: hook failed: {hook:?}"),
+        (state, _, _) => format!("{state:?}").to_lowercase(),
+    }
 }
 
 /// One server-sent event.
@@ -426,7 +469,7 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{RuntimeState, RuntimeSummary, Transition};
+    use crate::api::types::{RuntimeState, RuntimeSummary, Transition, WorkloadState};
 
     #[test]
     fn sse_parser_handles_split_chunks_comments_and_named_events() {
@@ -470,6 +513,8 @@ mod tests {
             restarts: 0,
             last_error: error.map(str::to_owned),
             started_at: None,
+            workload: None,
+            hooks: None,
         };
         let table = status_table(&[detail("echo", None), detail("kv-store", Some("boom"))]);
         let lines: Vec<&str> = table.lines().collect();
@@ -483,5 +528,81 @@ mod tests {
             lines[1].starts_with("echo      1.0.0   1.0.0    running  0         1.0.0,2.0.0  -")
         );
         assert!(lines[2].ends_with("boom"));
+    }
+
+    #[test]
+    fn status_table_shows_hooks_when_a_runtime_has_them() {
+        let plain = RuntimeDetail {
+            summary: RuntimeSummary {
+                id: "echo".to_owned(),
+                active_version: Some("1.0.0".to_owned()),
+                desired_version: Some("1.0.0".to_owned()),
+                versions: vec!["1.0.0".to_owned()],
+                state: RuntimeState::Running,
+            },
+            transition: Transition::MakeBeforeBreak,
+            call_timeout_ms: 30_000,
+            info: None,
+            restarts: 0,
+            last_error: None,
+            started_at: None,
+            workload: None,
+            hooks: None,
+        };
+        let hooked = |id: &str, hooks: Hooks, workload: Option<Workload>| RuntimeDetail {
+            summary: RuntimeSummary {
+                id: id.to_owned(),
+                ..plain.summary.clone()
+            },
+            workload,
+            hooks: Some(hooks),
+            ..plain.clone()
+        };
+        let hooks = |state, hook: Option<&str>, message: Option<&str>| Hooks {
+            state,
+            hook: hook.map(str::to_owned),
+            message: message.map(str::to_owned),
+            installed: true,
+            last: None,
+        };
+        let table = status_table(&[
+            plain.clone(),
+            hooked(
+                "web",
+                hooks(HooksState::Running, Some("install"), None),
+                Some(Workload {
+                    status: WorkloadState::Maintenance,
+                    message: "installing".to_owned(),
+                }),
+            ),
+            hooked(
+                "db",
+                hooks(
+                    HooksState::Error,
+                    Some("config-changed"),
+                    Some("hook \"config-changed\" failed: exit status 1"),
+                ),
+                Some(Workload {
+                    status: WorkloadState::Active,
+                    message: String::new(),
+                }),
+            ),
+        ]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[0]
+                .starts_with("RUNTIME  ACTIVE  DESIRED  STATE    WORKLOAD                 HOOKS"),
+            "{table}"
+        );
+        assert!(lines[1].contains(" -  "), "{table}");
+        assert!(
+            lines[2].contains("maintenance: installing  running: install"),
+            "{table}"
+        );
+        assert!(lines[3].contains("active  "), "{table}");
+        assert!(
+            lines[3].contains("error: hook \"config-changed\" failed: exit status 1"),
+            "{table}"
+        );
     }
 }

@@ -19,6 +19,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use steward_hooks::leader::leader_main;
+use steward_hooks::tool::{tool_main, tool_name};
 use tracing_subscriber::EnvFilter;
 
 use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOptions};
@@ -68,12 +70,33 @@ enum Command {
         /// The largest request body the API accepts, in bytes.
         #[arg(long, value_name = "BYTES", default_value_t = DEFAULT_MAX_REQUEST_BYTES)]
         max_request_bytes: usize,
+        /// This agent's name, in its units' names (`<runtime>/<name>`)
+        /// [default: the host name].
+        #[arg(long, value_name = "NAME")]
+        name: Option<String>,
     },
     #[command(flatten)]
     Client(ClientCommand),
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Run a hook tool command (what hooks reach as `config-get`, `state-set`
+    /// and the others, through the agent's tools directory).
+    HookTool {
+        /// The command, e.g. `config-get`.
+        command: String,
+        /// Its arguments.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
+    /// Lead a hook's process group so that it dies with the agent (the
+    /// agent starts hooks this way itself).
+    #[command(hide = true)]
+    HookLeader {
+        /// `[--parent PID] -- PROGRAM [ARGS...]`.
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<OsString>,
+    },
     /// Run a built-in example runtime (the agent starts these itself).
     #[command(hide = true)]
     ExampleRuntime {
@@ -111,6 +134,19 @@ enum ClientCommand {
         /// The version to switch to.
         version: String,
     },
+    /// Resolve a runtime's failed hook: run it again now (the default), or
+    /// mark it done without running it.
+    Resolve {
+        /// The runtime's id.
+        runtime: String,
+        /// Run the failed hook again now (the default).
+        #[arg(long, conflicts_with = "skip")]
+        retry: bool,
+        /// Mark the failed hook done without running it (its changes are
+        /// dropped).
+        #[arg(long)]
+        skip: bool,
+    },
     /// Ask a runtime to abandon its work in progress.
     Abort {
         /// The runtime's id.
@@ -146,9 +182,19 @@ const EXIT_USAGE: u8 = 2;
 
 /// Runs the command line; the body of `steward`'s `main`.
 pub fn main() -> ExitCode {
+    // A hook tool is this binary reached through a link named after the
+    // tool (as juju's jujuc is): it must start fast and speak juju's
+    // command line, not this one's.
+    let mut argv = std::env::args_os();
+    if let Some(tool) = argv.next().as_deref().and_then(tool_name) {
+        return tool_main(tool, &argv.collect::<Vec<_>>());
+    }
     let cli = Cli::parse();
-    if let Command::ExampleRuntime { name, args } = cli.command {
-        return example_runtime(&name, args);
+    match cli.command {
+        Command::ExampleRuntime { name, args } => return example_runtime(&name, args),
+        Command::HookLeader { args } => return leader_main(args),
+        Command::HookTool { command, args } => return tool_main(&command, &args),
+        _ => {}
     }
     let is_run = matches!(cli.command, Command::Run { .. });
     init_logging(if is_run { "info" } else { "warn" });
@@ -205,6 +251,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             data_dir,
             listen,
             max_request_bytes,
+            name,
         } => {
             return run(RunOptions {
                 config,
@@ -212,6 +259,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 listen,
                 token_file: cli.token_file,
                 max_request_bytes,
+                name,
             })
             .await;
         }
@@ -226,7 +274,9 @@ async fn dispatch(cli: Cli) -> ExitCode {
             print!("{text}");
             return ExitCode::SUCCESS;
         }
-        Command::ExampleRuntime { .. } => unreachable!("handled before the async runtime"),
+        Command::ExampleRuntime { .. } | Command::HookLeader { .. } | Command::HookTool { .. } => {
+            unreachable!("handled before the async runtime")
+        }
         Command::Client(command) => command,
     };
     let result = match Client::new(&cli.api, cli.token_file.as_deref()) {
@@ -241,6 +291,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 client.set_version(&runtime, &version).await
             }
             ClientCommand::Abort { runtime, force } => client.abort(&runtime, force).await,
+            ClientCommand::Resolve { runtime, skip, .. } => client.resolve(&runtime, !skip).await,
             ClientCommand::Events { runtime, json } => {
                 client.events(runtime.as_deref(), json).await
             }

@@ -9,14 +9,20 @@
 //! runtime process: it only starts, stops and reconfigures workers.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use steward_worker::{Error, Runner};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Context, Hosted, worker};
+use super::hooks::{self, driver};
+use super::{Context, HookRequest, Hosted, worker};
 use crate::config::{Config, RuntimeConfig};
+
+/// How much longer than its hook timeout a removed runtime's `stop` hook is
+/// waited for (the driver may first finish a hook in progress).
+const STOP_HOOK_SLACK: Duration = Duration::from_secs(30);
 
 /// Applies configs to the agent's runner.
 #[derive(Debug)]
@@ -56,9 +62,11 @@ impl Manager {
     pub(crate) async fn apply(&self, config: &Config) -> Result<(), Error> {
         let registry = &self.context.registry;
         for id in registry.ids() {
-            if config.runtime(&id).is_none() {
+            if config.runtime(&id).is_none()
+                && let Some(hosted) = registry.get(&id)
+            {
                 info!(runtime = %id, "runtime removed from the config: stopping it");
-                self.stop_runtime(&id).await;
+                self.remove(&hosted).await;
                 registry.remove(&id);
             }
         }
@@ -68,6 +76,9 @@ impl Manager {
                     info!(runtime = %runtime.id, "starting runtime");
                     let hosted = Arc::new(Hosted::new(runtime.clone()));
                     registry.insert(hosted.clone());
+                    if runtime.hooks.is_some() {
+                        driver::start(&self.context, &self.runner, hosted.clone())?;
+                    }
                     worker::start(&self.context, &self.runner, hosted)?;
                 }
                 Some(hosted) => self.change(&hosted, runtime).await?,
@@ -76,10 +87,39 @@ impl Manager {
         Ok(())
     }
 
-    async fn stop_runtime(&self, id: &str) {
-        match self.runner.stop_and_remove(&worker::worker_id(id)).await {
+    /// Takes a runtime out: its `stop` hook first (while its processes
+    /// still run), then its processes, then its hook driver, whose record
+    /// is forgotten (added again, the runtime installs again).
+    async fn remove(&self, hosted: &Hosted) {
+        let id = hosted.id.as_str();
+        let hooks = hosted.config().hooks.clone();
+        if let Some(hooks) = &hooks {
+            let (reply, done) = oneshot::channel();
+            if hosted.request_hooks(HookRequest::Stop { reply }).await {
+                // The stop hook may take its whole timeout; a hung driver
+                // must not keep the runtime forever.
+                let patience = hooks.timeout + STOP_HOOK_SLACK;
+                if tokio::time::timeout(patience, done).await.is_err() {
+                    warn!(
+                        runtime = id,
+                        "the stop hook did not finish in time; stopping the runtime anyway"
+                    );
+                }
+            }
+        }
+        self.stop_worker(&worker::worker_id(id)).await;
+        if hooks.is_some() || self.runner.worker_names().contains(&driver::worker_id(id)) {
+            self.stop_worker(&driver::worker_id(id)).await;
+            if let Err(error) = hooks::forget_unit(&self.context.store, id).await {
+                warn!(runtime = id, %error, "cannot forget the unit's hook record");
+            }
+        }
+    }
+
+    async fn stop_worker(&self, worker: &str) {
+        match self.runner.stop_and_remove(worker).await {
             Ok(()) | Err(Error::NotFound { .. }) => {}
-            Err(error) => warn!(runtime = id, %error, "runtime stopped with an error"),
+            Err(error) => warn!(worker, %error, "worker stopped with an error"),
         }
     }
 
@@ -92,6 +132,13 @@ impl Manager {
             return Ok(());
         }
         hosted.set_config(new.clone());
+        // Hook settings apply from the next hook on (the driver follows the
+        // config); only adding or removing hooks starts or stops a driver.
+        match (&old.hooks, &new.hooks) {
+            (None, Some(_)) => driver::start(&self.context, &self.runner, hosted.clone())?,
+            (Some(_), None) => self.stop_worker(&driver::worker_id(&new.id)).await,
+            _ => {}
+        }
         if changes_in_place(&old, new) {
             let Some(aggregate) = hosted.aggregate() else {
                 // Not running right now: its next start uses the new config.
@@ -102,7 +149,7 @@ impl Manager {
             }
         }
         info!(runtime = %new.id, "runtime settings changed: restarting it");
-        self.stop_runtime(&new.id).await;
+        self.stop_worker(&worker::worker_id(&new.id)).await;
         worker::start(&self.context, &self.runner, hosted.clone())
     }
 

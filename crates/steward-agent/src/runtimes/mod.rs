@@ -1,6 +1,7 @@
-//! The hosted runtimes: one supervised worker per runtime ([`worker`]),
-//! what the API reads about them ([`Hosted`], [`Registry`]), and the
-//! manager that applies config changes ([`Manager`]).
+//! The hosted runtimes: one supervised worker per runtime ([`worker`]), one
+//! hook driver per runtime with hooks ([`hooks`]), what the API reads about
+//! them ([`Hosted`], [`Registry`]), and the manager that applies config
+//! changes ([`Manager`]).
 //!
 //! Each runtime is an [`Aggregate`](steward_host::Aggregate) of its
 //! versions, owned by the worker `runtime/<id>` in the agent's runner and
@@ -9,6 +10,7 @@
 //! the agent's other workers (the worker's errors are not fatal: the
 //! runner restarts it with backoff).
 
+mod hooks;
 mod hosted;
 mod hosts;
 mod manager;
@@ -22,7 +24,8 @@ use std::sync::Arc;
 
 use steward_store::Store;
 
-pub(crate) use hosted::{Hosted, RuntimeStatus};
+pub(crate) use hooks::HookServices;
+pub(crate) use hosted::{HookActivity, HookRequest, Hosted, LastHook, RuntimeStatus};
 pub(crate) use hosts::{Hosts, ProcessHosts};
 pub(crate) use manager::Manager;
 pub(crate) use registry::Registry;
@@ -36,4 +39,5 @@ pub(crate) struct Context {
     pub(crate) registry: Arc<Registry>,
     pub(crate) events: EventBus,
     pub(crate) hosts: Arc<dyn Hosts>,
+    pub(crate) hooks: Arc<HookServices>,
 }

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::manager::changes_in_place;
 use super::worker::worker_id;
-use super::{Context, Hosts, Manager, Registry, track};
+use super::{Context, HookServices, Hosts, Manager, Registry, track};
 use crate::api::types::RuntimeState;
 use crate::config::{BackoffConfig, Config, RuntimeConfig, Transition, VersionConfig};
 use crate::events::{AgentEvent, EventBus, EventKind};
@@ -115,11 +115,16 @@ impl Fixture {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("steward.redb")).await.unwrap();
         let hosts = Arc::new(FakeHosts::default());
+        let exe = std::env::current_exe().unwrap();
+        let hooks = HookServices::start("test".to_owned(), dir.path(), &exe, false)
+            .await
+            .unwrap();
         let context = Context {
             store,
             registry: Arc::new(Registry::default()),
             events: EventBus::new(),
             hosts: hosts.clone(),
+            hooks: Arc::new(hooks),
         };
         let events = context.events.subscribe();
         let runner = Runner::builder()

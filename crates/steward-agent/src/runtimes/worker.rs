@@ -73,6 +73,10 @@ pub(crate) fn aggregate(context: &Context, runtime: &RuntimeConfig) -> Result<Ag
 /// version, reconcile on every desired-state change, stop everything on
 /// the way out (whatever the way).
 async fn run(context: Context, hosted: Arc<Hosted>, stop: CancellationToken) -> Result<(), Error> {
+    if !installed(&hosted, &stop).await {
+        hosted.status_mut().state = RuntimeState::Stopped;
+        return Ok(());
+    }
     let config = hosted.config();
     hosted.status_mut().state = RuntimeState::Starting;
     let aggregate = aggregate(&context, &config)?;
@@ -81,6 +85,7 @@ async fn run(context: Context, hosted: Arc<Hosted>, stop: CancellationToken) -> 
 
     let result = serve(&context, &hosted, &aggregate, &stop).await;
 
+    hosted.set_serving(None);
     hosted.set_aggregate(None);
     aggregate.stop().await;
     tracking.finish().await;
@@ -109,6 +114,7 @@ async fn serve(
         () = stop.cancelled() => return Ok(()),
         started = aggregate.set_version(&first) => started.map_err(Error::other)?,
     }
+    hosted.set_serving(Some(first.clone()));
     info!(runtime = id, version = %first, "runtime serving");
     let result = loop {
         tokio::select! {
@@ -128,6 +134,25 @@ async fn serve(
     desired_changes.kill();
     let _ = desired_changes.wait().await;
     result
+}
+
+/// Waits, for a runtime with hooks, until its `install` hook has succeeded
+/// (once per data dir): the only hook a runtime's start waits for. False if
+/// `stop` came first.
+async fn installed(hosted: &Hosted, stop: &CancellationToken) -> bool {
+    if hosted.config().hooks.is_none() {
+        return true;
+    }
+    let mut hooks = hosted.watch_hooks();
+    if hooks.borrow().installed == Some(true) {
+        return true;
+    }
+    hosted.status_mut().state = RuntimeState::Installing;
+    info!(runtime = %hosted.id, "waiting for the install hook before the first start");
+    tokio::select! {
+        () = stop.cancelled() => false,
+        installed = hooks.wait_for(|hooks| hooks.installed == Some(true)) => installed.is_ok(),
+    }
 }
 
 /// The version to start with: the desired one if the config still has it,
@@ -191,6 +216,7 @@ async fn reconcile(context: &Context, hosted: &Hosted, aggregate: &Aggregate) {
     let from = active.unwrap_or_else(|| "none".to_owned());
     match result {
         Ok(()) => {
+            hosted.set_serving(Some(desired.clone()));
             metrics::record_switch(id, true);
             context.events.publish(AgentEvent::now(
                 id,

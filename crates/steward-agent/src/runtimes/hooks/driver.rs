@@ -1,0 +1,468 @@
+//! The worker `hooks/<id>`: runs one runtime's hooks, one at a time, in
+//! the lifecycle's order, each as a crash-safe operation.
+//!
+//! It loads the unit's record (a hook that was running when the agent died
+//! is now a failed hook; one done but not committed is committed), then
+//! loops: commit what is done; while a hook is in error, wait for its
+//! retry (with backoff, when `on-hook-failure = "retry"`) or an operator's
+//! `resolve`; otherwise run the hook that is due, or wait until one is
+//! (a settings edit, a start or switch of the serving version, the
+//! runtime leaving the config). Every step is written to the store before
+//! the next one, so a crash anywhere is recovered exactly.
+//!
+//! It never touches the runtime's processes and calls never wait for it:
+//! the runtime's worker only waits, before a first start, for `install` to
+//! have succeeded. Its errors (a store that fails) restart it with
+//! backoff, like any worker; it must never take the runtime down.
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use steward_hooks::lifecycle::{Due, PlannedHook, UnitRecord};
+use steward_hooks::runner::{HookOutcome, HookReport, HookSpec, OutputStream, run_hook};
+use steward_hooks::{HookContext, HookKind, UnitInfo};
+use steward_worker::{Backoff, BackoffState, Error, Runner, SimpleWorker};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+use tracing::{info, warn};
+
+use super::backend::AgentBackend;
+use super::env::{HookFacts, hook_env};
+use super::{load_record, load_workload, save_record};
+use crate::config::{OnHookFailure, Settings};
+use crate::events::{AgentEvent, EventKind};
+use crate::metrics;
+use crate::runtimes::{Context, HookActivity, HookRequest, Hosted, LastHook};
+
+/// The runner id of a runtime's hook driver.
+pub(crate) fn worker_id(runtime: &str) -> String {
+    format!("hooks/{runtime}")
+}
+
+/// Starts the hook driver of `hosted` in `runner`.
+pub(crate) fn start(context: &Context, runner: &Runner, hosted: Arc<Hosted>) -> Result<(), Error> {
+    let context = context.clone();
+    runner.start_worker(worker_id(&hosted.id), move || {
+        let context = context.clone();
+        let hosted = hosted.clone();
+        async move {
+            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
+                run(context, hosted, stop)
+            }))
+        }
+    })
+}
+
+/// What woke a waiting driver.
+enum Wake {
+    /// The agent is stopping (or the driver is being removed).
+    Stop,
+    /// An operator or the manager asked something.
+    Request(HookRequest),
+    /// The settings or the serving version changed: look again.
+    Changed,
+    /// The failed hook's retry delay passed.
+    RetryDue,
+}
+
+/// One runtime's hook driver while it runs.
+struct Driver {
+    context: Context,
+    hosted: Arc<Hosted>,
+    record: UnitRecord,
+    /// `config-changed` is due: the driver started, or the settings
+    /// changed since the last hook saw them.
+    config_changed: bool,
+    /// The settings the last hook ran with.
+    settings_seen: Settings,
+    /// The runtime is leaving the config: run `stop`, then answer here.
+    stopping: Option<tokio::sync::oneshot::Sender<()>>,
+    /// `stop` has run (or had nothing to do): no hook runs any more.
+    stopped: bool,
+    /// The retry backoff of the hook in error (reset when a hook
+    /// succeeds or is resolved).
+    backoff: Option<BackoffState>,
+    /// When the hook in error is retried (with `on-hook-failure = "retry"`).
+    retry_at: Option<tokio::time::Instant>,
+}
+
+async fn run(context: Context, hosted: Arc<Hosted>, stop: CancellationToken) -> Result<(), Error> {
+    // One driver at a time holds the requests (the runner never runs two
+    // instances of an id, but a restarted one must wait for the old one).
+    let shared = hosted.clone();
+    let mut requests = shared.hook_requests.lock().await;
+    let mut driver = Driver::load(context, hosted).await?;
+    let result = driver.drive(&mut requests, &stop).await;
+    if let Some(reply) = driver.stopping.take() {
+        let _ = reply.send(());
+    }
+    result
+}
+
+impl Driver {
+    async fn load(context: Context, hosted: Arc<Hosted>) -> Result<Self, Error> {
+        let id = hosted.id.as_str();
+        let mut record = load_record(&context.store, id).await.map_err(Error::msg)?;
+        if record.recover() {
+            warn!(
+                runtime = id,
+                "a hook was running when the agent stopped; it counts as failed"
+            );
+            save_record(&context.store, id, &record)
+                .await
+                .map_err(Error::msg)?;
+        }
+        let workload = load_workload(&context.store, id)
+            .await
+            .map_err(Error::msg)?;
+        let installed = record.installed;
+        hosted.update_hooks(|hooks| {
+            hooks.installed = Some(installed);
+            hooks.workload = workload;
+        });
+        let settings_seen = hosted.config().settings.clone();
+        Ok(Self {
+            context,
+            hosted,
+            record,
+            config_changed: true,
+            settings_seen,
+            stopping: None,
+            stopped: false,
+            backoff: None,
+            retry_at: None,
+        })
+    }
+
+    async fn drive(
+        &mut self,
+        requests: &mut mpsc::Receiver<HookRequest>,
+        stop: &CancellationToken,
+    ) -> Result<(), Error> {
+        let mut config = self.hosted.watch_config();
+        let mut serving = self.hosted.watch_serving();
+        loop {
+            let settings = config.borrow_and_update().settings.clone();
+            if settings != self.settings_seen {
+                self.config_changed = true;
+                self.settings_seen = settings;
+            }
+            serving.borrow_and_update();
+            if self.record.commit().is_some() {
+                // Done before a crash: committed again, idempotently.
+                self.save().await?;
+                continue;
+            }
+            if let Some((hook, reason)) = self.record.failed() {
+                let (hook, reason) = (hook.clone(), reason.to_owned());
+                self.publish(HookActivity::Error {
+                    hook: hook_name(&hook),
+                    message: reason,
+                });
+                if self.stopping.is_some() {
+                    // Leaving the config: the failed hook is given up, and
+                    // `stop` comes next.
+                    warn!(runtime = %self.hosted.id, hook = %hook_name(&hook), "giving up the failed hook: the runtime is being removed");
+                    self.record.operation = None;
+                    continue;
+                }
+                match self.wait(requests, &mut config, &mut serving, stop).await {
+                    Wake::Stop => return Ok(()),
+                    Wake::Request(request) => self.answer(request).await?,
+                    Wake::Changed => {}
+                    Wake::RetryDue => {
+                        info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "retrying the failed hook");
+                        self.run_operation(hook).await?;
+                    }
+                }
+                continue;
+            }
+            let next = if self.stopped {
+                None
+            } else {
+                let due_serving = self.hosted.watch_serving().borrow().clone();
+                let starting = self.starting_version().await?;
+                self.record.next_hook(&Due {
+                    config_changed: self.config_changed,
+                    stop: self.stopping.is_some(),
+                    starting_version: &starting,
+                    serving: due_serving.as_deref(),
+                })
+            };
+            match next {
+                Some(hook) => self.run_operation(hook).await?,
+                None => {
+                    if let Some(reply) = self.stopping.take() {
+                        self.stopped = true;
+                        let _ = reply.send(());
+                    }
+                    self.publish(HookActivity::Idle);
+                    match self.wait(requests, &mut config, &mut serving, stop).await {
+                        Wake::Stop => return Ok(()),
+                        Wake::Request(request) => self.answer(request).await?,
+                        Wake::Changed | Wake::RetryDue => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Waits for something that may make a hook due (or retry one).
+    async fn wait(
+        &mut self,
+        requests: &mut mpsc::Receiver<HookRequest>,
+        config: &mut tokio::sync::watch::Receiver<Arc<crate::config::RuntimeConfig>>,
+        serving: &mut tokio::sync::watch::Receiver<Option<String>>,
+        stop: &CancellationToken,
+    ) -> Wake {
+        let retry_at = self.retry_at;
+        let retry = async {
+            match retry_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            () = stop.cancelled() => Wake::Stop,
+            request = requests.recv() => match request {
+                Some(request) => Wake::Request(request),
+                // The runtime is gone; nothing can ask any more.
+                None => {
+                    stop.cancelled().await;
+                    Wake::Stop
+                }
+            },
+            _ = config.changed() => Wake::Changed,
+            _ = serving.changed() => Wake::Changed,
+            () = retry => {
+                // The retry runs now; it reschedules itself if it fails.
+                self.retry_at = None;
+                Wake::RetryDue
+            }
+        }
+    }
+
+    async fn answer(&mut self, request: HookRequest) -> Result<(), Error> {
+        match request {
+            HookRequest::Stop { reply } => {
+                self.stopping = Some(reply);
+                Ok(())
+            }
+            HookRequest::Resolve { retry, reply } => {
+                let Some((hook, _)) = self.record.failed() else {
+                    let _ = reply.send(Err(format!(
+                        "no hook of runtime {} is in error",
+                        self.hosted.id
+                    )));
+                    return Ok(());
+                };
+                let hook = hook.clone();
+                let _ = reply.send(Ok(hook_name(&hook)));
+                if retry {
+                    info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "resolved: retrying the hook");
+                    return self.run_operation(hook).await;
+                }
+                info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "resolved: the hook is marked done without running it");
+                if let Ok(skipped) = self.record.skip()
+                    && skipped.info.kind == HookKind::ConfigChanged
+                {
+                    self.config_changed = false;
+                }
+                self.backoff = None;
+                self.retry_at = None;
+                self.save().await?;
+                self.publish_installed();
+                Ok(())
+            }
+        }
+    }
+
+    /// The version the runtime starts at: its desired version if the config
+    /// has it, else the config's `active` (what the runtime's worker does).
+    async fn starting_version(&self) -> Result<String, Error> {
+        let config = self.hosted.config();
+        let desired = self
+            .context
+            .store
+            .desired_version(&self.hosted.id)
+            .await
+            .map_err(Error::other)?;
+        Ok(match desired {
+            Some(version) if config.version(&version).is_some() => version,
+            _ => config.active.clone(),
+        })
+    }
+
+    /// Runs `hook` as an operation: pending, the process, then done and
+    /// committed, or failed.
+    async fn run_operation(&mut self, hook: PlannedHook) -> Result<(), Error> {
+        let config = self.hosted.config();
+        let Some(hooks) = config.hooks.clone() else {
+            // Hooks were removed from the config; the manager stops us.
+            return Ok(());
+        };
+        let id = self.hosted.id.clone();
+        let name = hook_name(&hook);
+        self.record.prepare(hook.clone());
+        self.save().await?;
+        self.publish(HookActivity::Running(name.clone()));
+        self.event(&hook, EventKind::HookStarted, Some(name.clone()));
+        self.settings_seen = config.settings.clone();
+
+        let services = &self.context.hooks;
+        let unit = services.unit(&id);
+        let backend = Arc::new(AgentBackend {
+            store: self.context.store.clone(),
+            hosted: self.hosted.clone(),
+            state: self.record.state.clone(),
+        });
+        let info = UnitInfo {
+            runtime: id.clone(),
+            unit: unit.clone(),
+            version: hook.version.clone(),
+        };
+        let context = HookContext::new(info, hook.info.clone(), None, backend)
+            .map_err(Error::other)?
+            .with_settings(config.settings.clone());
+        let registration = services.server.register(context);
+        let cwd = hooks.dir.parent().unwrap_or(&hooks.dir).to_path_buf();
+        let spec = HookSpec {
+            hooks_dir: hooks.dir.clone(),
+            hook: name.clone(),
+            env: hook_env(
+                HookFacts {
+                    runtime: &id,
+                    unit: &unit,
+                    hook_name: &name,
+                    hook: &hook,
+                    hooks_dir: &hooks.dir,
+                    tools_dir: &services.tools_dir,
+                },
+                registration.env(),
+            ),
+            cwd,
+            timeout: hooks.timeout,
+            leader: services.leader.clone(),
+        };
+        // Not cancelled when the agent stops: a hook is let finish within
+        // the shutdown grace (then the runner aborts this task, which kills
+        // the hook's group, and it counts as failed at the next start).
+        let report = run_hook(&spec, &CancellationToken::new(), |line| {
+            let stream = match line.stream {
+                OutputStream::Stdout => "stdout",
+                OutputStream::Stderr => "stderr",
+            };
+            info!(runtime = %id, hook = %name, stream, "{}", line.line);
+        })
+        .await;
+        let changes = registration.finish().await.finish();
+        metrics::record_hook(&id, &name, report.succeeded(), report.duration);
+        self.remember(&report);
+
+        if report.succeeded() {
+            if report.outcome == HookOutcome::Missing {
+                tracing::debug!(runtime = %id, hook = %name, "no such hook; skipped");
+            }
+            self.record.done(changes);
+            self.save().await?;
+            if let Some(committed) = self.record.commit() {
+                if committed.info.kind == HookKind::ConfigChanged
+                    && self.hosted.config().settings == self.settings_seen
+                {
+                    self.config_changed = false;
+                }
+                if committed.info.kind == HookKind::Stop {
+                    self.stopped = true;
+                }
+            }
+            self.save().await?;
+            self.backoff = None;
+            self.retry_at = None;
+            self.publish_installed();
+            info!(runtime = %id, hook = %name, duration = ?report.duration, "hook succeeded");
+            self.event(&hook, EventKind::HookSucceeded, Some(name));
+            return Ok(());
+        }
+
+        let reason = report.to_string();
+        warn!(runtime = %id, hook = %name, %reason, "hook failed");
+        self.record.fail(reason.clone());
+        self.save().await?;
+        self.event(&hook, EventKind::HookFailed, Some(reason));
+        if hook.info.kind == HookKind::Stop {
+            // Leaving the config does not wait for a failing stop hook.
+            self.record.operation = None;
+            self.stopped = true;
+            self.save().await?;
+            return Ok(());
+        }
+        if hooks.on_failure == OnHookFailure::Retry {
+            let delay = self
+                .backoff
+                .get_or_insert_with(|| {
+                    Backoff::new(hooks.retry.initial)
+                        .max(hooks.retry.max)
+                        .start()
+                })
+                .next_delay(None);
+            info!(runtime = %id, hook = %name, ?delay, "retrying the hook later");
+            self.retry_at = Some(tokio::time::Instant::now() + delay);
+        }
+        Ok(())
+    }
+
+    fn remember(&self, report: &HookReport) {
+        let exit_code = match report.outcome {
+            HookOutcome::Exited(code) => Some(code),
+            _ => None,
+        };
+        let outcome = match &report.outcome {
+            HookOutcome::Missing => "skipped (no such hook)".to_owned(),
+            HookOutcome::Exited(0) => "succeeded".to_owned(),
+            _ => report.to_string(),
+        };
+        let last = LastHook {
+            hook: report.hook.clone(),
+            outcome,
+            exit_code,
+            succeeded: report.succeeded(),
+            duration_ms: u64::try_from(report.duration.as_millis()).unwrap_or(u64::MAX),
+            finished_at: SystemTime::now(),
+        };
+        self.hosted.update_hooks(|hooks| hooks.last = Some(last));
+    }
+
+    async fn save(&self) -> Result<(), Error> {
+        save_record(&self.context.store, &self.hosted.id, &self.record)
+            .await
+            .map_err(Error::msg)
+    }
+
+    fn publish(&self, activity: HookActivity) {
+        self.hosted.update_hooks(|hooks| {
+            if hooks.activity != activity {
+                hooks.activity = activity;
+            }
+        });
+    }
+
+    fn publish_installed(&self) {
+        let installed = self.record.installed;
+        self.hosted
+            .update_hooks(|hooks| hooks.installed = Some(installed));
+    }
+
+    fn event(&self, hook: &PlannedHook, kind: EventKind, message: Option<String>) {
+        self.context.events.publish(AgentEvent::now(
+            self.hosted.id.as_str(),
+            hook.version.as_str(),
+            kind,
+            message,
+        ));
+    }
+}
+
+/// A hook's file name (unit hooks have no endpoint).
+fn hook_name(hook: &PlannedHook) -> String {
+    hook.info.kind.as_str().to_owned()
+}
