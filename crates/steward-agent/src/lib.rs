@@ -28,6 +28,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod events;
+mod failpoint;
 mod json;
 mod metrics;
 mod runtimes;
