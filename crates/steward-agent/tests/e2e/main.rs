@@ -6,6 +6,7 @@
 //! |---|---|
 //! | [`demo`] | the built-in demo: start-up, calls, switches (also under load), events |
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
+//! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
 
@@ -20,4 +21,5 @@ mod api_errors;
 mod config_reload;
 mod demo;
 mod faults;
+mod hooks;
 mod support;

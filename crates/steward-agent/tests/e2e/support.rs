@@ -82,6 +82,10 @@ pub struct Options {
     pub token_file: Option<PathBuf>,
     /// `--max-request-bytes`.
     pub max_request_bytes: Option<usize>,
+    /// `--name`.
+    pub name: Option<String>,
+    /// More environment variables for the agent.
+    pub env: Vec<(String, String)>,
 }
 
 impl Options {
@@ -93,6 +97,8 @@ impl Options {
             listen: "127.0.0.1:0".to_owned(),
             token_file: None,
             max_request_bytes: None,
+            name: None,
+            env: Vec::new(),
         }
     }
 
@@ -118,10 +124,14 @@ impl Options {
         if let Some(max) = self.max_request_bytes {
             command.arg("--max-request-bytes").arg(max.to_string());
         }
+        if let Some(name) = &self.name {
+            command.arg("--name").arg(name);
+        }
         for name in SCRUBBED_ENV {
             command.env_remove(name);
         }
         command.env("STEWARD_LOG", "info");
+        command.envs(self.env.iter().map(|(name, value)| (name, value)));
         command
     }
 

@@ -31,8 +31,8 @@ use super::env::{HookFacts, hook_env};
 use super::{load_record, load_workload, save_record};
 use crate::config::{OnHookFailure, Settings};
 use crate::events::{AgentEvent, EventKind};
-use crate::metrics;
 use crate::runtimes::{Context, HookActivity, HookRequest, Hosted, LastHook};
+use crate::{failpoint, metrics};
 
 /// The runner id of a runtime's hook driver.
 pub(crate) fn worker_id(runtime: &str) -> String {
@@ -165,6 +165,11 @@ impl Driver {
                     warn!(runtime = %self.hosted.id, hook = %hook_name(&hook), "giving up the failed hook: the runtime is being removed");
                     self.record.operation = None;
                     continue;
+                }
+                if self.retry_at.is_none() && self.backoff.is_none() {
+                    // Failed before this driver ran (in an earlier agent
+                    // run, or the agent died during it): retried like any.
+                    self.schedule_retry();
                 }
                 match self.wait(requests, &mut config, &mut serving, stop).await {
                     Wake::Stop => return Ok(()),
@@ -305,6 +310,7 @@ impl Driver {
         let name = hook_name(&hook);
         self.record.prepare(hook.clone());
         self.save().await?;
+        failpoint::hit("hook-pending", &name);
         self.publish(HookActivity::Running(name.clone()));
         self.event(&hook, EventKind::HookStarted, Some(name.clone()));
         self.settings_seen = config.settings.clone();
@@ -365,6 +371,7 @@ impl Driver {
             }
             self.record.done(changes);
             self.save().await?;
+            failpoint::hit("hook-done", &name);
             if let Some(committed) = self.record.commit() {
                 if committed.info.kind == HookKind::ConfigChanged
                     && self.hosted.config().settings == self.settings_seen
@@ -376,6 +383,7 @@ impl Driver {
                 }
             }
             self.save().await?;
+            failpoint::hit("hook-committed", &name);
             self.backoff = None;
             self.retry_at = None;
             self.publish_installed();
@@ -396,19 +404,28 @@ impl Driver {
             self.save().await?;
             return Ok(());
         }
-        if hooks.on_failure == OnHookFailure::Retry {
-            let delay = self
-                .backoff
-                .get_or_insert_with(|| {
-                    Backoff::new(hooks.retry.initial)
-                        .max(hooks.retry.max)
-                        .start()
-                })
-                .next_delay(None);
-            info!(runtime = %id, hook = %name, ?delay, "retrying the hook later");
-            self.retry_at = Some(tokio::time::Instant::now() + delay);
-        }
+        self.schedule_retry();
         Ok(())
+    }
+
+    /// Schedules the next retry of the hook in error, with backoff, when
+    /// the config says to retry failed hooks.
+    fn schedule_retry(&mut self) {
+        let config = self.hosted.config();
+        let Some(hooks) = &config.hooks else { return };
+        if hooks.on_failure != OnHookFailure::Retry {
+            return;
+        }
+        let delay = self
+            .backoff
+            .get_or_insert_with(|| {
+                Backoff::new(hooks.retry.initial)
+                    .max(hooks.retry.max)
+                    .start()
+            })
+            .next_delay(None);
+        info!(runtime = %self.hosted.id, ?delay, "retrying the failed hook later");
+        self.retry_at = Some(tokio::time::Instant::now() + delay);
     }
 
     fn remember(&self, report: &HookReport) {
