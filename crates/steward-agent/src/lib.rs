@@ -16,8 +16,8 @@
 //! [`Aggregate`]: steward_host::Aggregate
 //!
 //! The references for users: [`config`] (the file format), [`api`] (the
-//! control API), [`cli`] (the command line), and below, how desired state
-//! is kept.
+//! control API), [`cli`] (the command line), [`hooks`] (lifecycle hooks and
+//! their tools), and below, how desired state is kept.
 //!
 #![doc = include_str!("../docs/state.md")]
 
@@ -28,6 +28,8 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod events;
+#[doc = include_str!("../docs/hooks.md")]
+pub mod hooks {}
 mod failpoint;
 mod json;
 mod metrics;
