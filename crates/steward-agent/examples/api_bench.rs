@@ -60,6 +60,7 @@ async fn bench() {
         token_file: None,
         max_request_bytes: agent::DEFAULT_MAX_REQUEST_BYTES,
         name: Some("bench".to_owned()),
+        http_timeout: agent::DEFAULT_HTTP_TIMEOUT,
     })
     .await
     .expect("agent starts");

@@ -35,7 +35,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Error;
-use crate::api::{self, ApiState};
+use crate::api::{self, ApiState, ServerLimits};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
 use crate::metrics;
@@ -71,7 +71,13 @@ pub struct RunOptions {
     /// The agent's name, in its units' names (`<runtime>/<name>`); `None`
     /// is the host name.
     pub name: Option<String>,
+    /// How long an API client may take to send a request's head or body,
+    /// and a connection may sit idle.
+    pub http_timeout: Duration,
 }
+
+/// The default of [`RunOptions::http_timeout`].
+pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The default data dir: `<user data dir>/steward` (e.g.
 /// `~/.local/share/steward` on Linux).
@@ -173,6 +179,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .await
         .map_err(Error::Hooks)?;
     let prometheus = metrics::install();
+    let open_files = raise_open_file_limit();
 
     let runner = Runner::builder()
         .name("agent")
@@ -194,6 +201,11 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         prometheus: prometheus.clone(),
         token: token.map(Arc::from),
         max_request_bytes: options.max_request_bytes,
+        limits: ServerLimits {
+            header_timeout: options.http_timeout,
+            ..ServerLimits::for_fd_limit(open_files)
+        },
+        body_budget: ApiState::body_budget(options.max_request_bytes),
     };
     let token_required = api_state.token.is_some();
     let runtimes = initial
@@ -221,6 +233,27 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         token_required,
         demo: options.config.is_none(),
     })
+}
+
+/// Raises the soft limit of open files to the hard limit, as servers do
+/// (every connection, runtime socket and pipe is one), and returns the
+/// limit now in force.
+fn raise_open_file_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => hard,
+            Err(error) => {
+                warn!(%error, soft, hard, "cannot raise the open file limit");
+                soft
+            }
+        },
+        Ok((soft, _)) => soft,
+        Err(error) => {
+            warn!(%error, "cannot read the open file limit");
+            1024
+        }
+    }
 }
 
 /// The host name, the default agent name.

@@ -116,10 +116,12 @@ impl IntoResponse for ApiError {
 }
 
 /// A JSON request body whose every failure is an [`ApiError`]: too large
-/// → 413, not JSON or the wrong shape → 400 naming the problem. Unlike
-/// axum's `Json` it does not insist on a `Content-Type` (so `curl -d`
-/// works), and an empty body reads as `{}` (so optional bodies can be
-/// left out).
+/// → 413, too slow to arrive → 408, not JSON, not an object or the wrong
+/// shape → 400 naming the problem. Unlike axum's `Json` it does not insist
+/// on a `Content-Type` (so `curl -d` works), and an empty body reads as
+/// `{}` (so optional bodies can be left out). Every request body of the
+/// API is an object: an array is refused, not read as a struct's fields
+/// in order (which serde would otherwise accept).
 #[derive(Debug)]
 pub(crate) struct JsonBody<T>(pub(crate) T);
 
@@ -127,20 +129,40 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|rejection| {
+        let timeout = request
+            .extensions()
+            .get::<BodyTimeout>()
+            .map_or(DEFAULT_BODY_TIMEOUT, |timeout| timeout.0);
+        let read = tokio::time::timeout(timeout, Bytes::from_request(request, state)).await;
+        let bytes = match read {
+            Ok(read) => read.map_err(|rejection| {
                 let status = rejection.status();
                 if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::new(status, "request body is larger than the agent accepts (see `steward run --max-request-bytes`)")
+                    too_large()
                 } else {
                     ApiError::new(status, rejection.body_text())
                 }
-            })?;
-        let bytes: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
-            b"{}"
-        } else {
-            &bytes
+            })?,
+            Err(_) => {
+                return Err(ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "the request body did not arrive within {}",
+                        humantime::format_duration(timeout)
+                    ),
+                ));
+            }
+        };
+        let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
+        let bytes: &[u8] = match first {
+            None => b"{}",
+            Some(b'{') => &bytes,
+            Some(_) => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "invalid JSON request body: it must be a JSON object, e.g. {\"method\": \"echo\", \"args\": 1}",
+                ));
+            }
         };
         serde_json::from_slice(bytes)
             .map(JsonBody)
@@ -148,6 +170,71 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for JsonBody<T> {
                 ApiError::new(
                     StatusCode::BAD_REQUEST,
                     format!("invalid JSON request body: {error}"),
+                )
+            })
+    }
+}
+
+/// 413, the same whether the size was announced or found while reading.
+pub(crate) fn too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request body is larger than the agent accepts (see `steward run --max-request-bytes`)",
+    )
+}
+
+/// How long a request body may take to arrive (a request extension the
+/// server sets; [`DEFAULT_BODY_TIMEOUT`] without it).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub(crate) std::time::Duration);
+
+/// The body timeout when the server set none.
+pub(crate) const DEFAULT_BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
+
+/// A path parameter whose every failure is an [`ApiError`] (axum's own
+/// answers `text/plain`): a segment that is not UTF-8 cannot name a
+/// runtime, so it is 400 with the error shape of every other answer.
+#[derive(Debug)]
+pub(crate) struct ApiPath<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> axum::extract::FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Path(value)| ApiPath(value))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid path: {}", rejection.body_text()),
+                )
+            })
+    }
+}
+
+/// Query parameters whose every failure is an [`ApiError`] (a repeated or
+/// unknown parameter is 400 in the API's error shape).
+#[derive(Debug)]
+pub(crate) struct ApiQuery<T>(pub(crate) T);
+
+impl<S: Send + Sync, T: DeserializeOwned> axum::extract::FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|axum::extract::Query(value)| ApiQuery(value))
+            .map_err(|rejection| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("invalid query: {}", rejection.body_text()),
                 )
             })
     }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use steward_host::RuntimeHost;
@@ -14,7 +14,7 @@ use steward_protocol::{Body, CallRequest as WireCall, CallResponse as WireResult
 use tokio::sync::oneshot;
 
 use super::AppState;
-use super::error::{ApiError, JsonBody};
+use super::error::{ApiError, ApiPath, JsonBody};
 use super::types::{
     AbortRequest, AbortResponse, CallRequest, CallResponse, Health, Hooks, HooksState, LastHook,
     ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList, RuntimeState,
@@ -106,7 +106,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeLi
 
 pub(super) async fn detail(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RuntimeDetail>, ApiError> {
     let hosted = lookup(&state, &id)?;
     let desired = desired_version(&state, &id).await?;
@@ -169,7 +169,7 @@ fn hooks_status(hosted: &Hosted) -> (Option<Workload>, Option<Hooks>) {
 
 pub(super) async fn resolve(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<ResolveRequest>,
 ) -> Result<Json<ResolveResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;
@@ -215,7 +215,7 @@ pub(super) async fn resolve(
 
 pub(super) async fn call(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<CallRequest>,
 ) -> Result<Json<CallResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;
@@ -283,7 +283,7 @@ fn not_running(hosted: &Hosted) -> ApiError {
 
 pub(super) async fn set_version(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<VersionRequest>,
 ) -> Result<Json<VersionResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;
@@ -378,7 +378,7 @@ pub(super) async fn set_version(
 
 pub(super) async fn abort(
     State(state): State<AppState>,
-    Path(id): Path<String>,
+    ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<AbortRequest>,
 ) -> Result<Json<AbortResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;

@@ -10,6 +10,7 @@
 
 mod error;
 mod handlers;
+mod server;
 mod sse;
 pub mod types;
 
@@ -24,12 +25,14 @@ use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_store::Store;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
 #[cfg(test)]
 use error::status_of_runtime_code;
 pub(crate) use error::{ApiError, MODULE};
+pub(crate) use server::ServerLimits;
 
 use crate::events::EventBus;
 use crate::runtimes::Registry;
@@ -43,6 +46,23 @@ pub(crate) struct ApiState {
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) token: Option<Arc<str>>,
     pub(crate) max_request_bytes: usize,
+    pub(crate) limits: ServerLimits,
+    /// The request body bytes the handlers may hold at once, in KiB: big
+    /// bodies wait their turn rather than multiply the agent's memory.
+    pub(crate) body_budget: Arc<Semaphore>,
+}
+
+/// How many of the largest bodies may be held at once.
+const LARGEST_BODIES_AT_ONCE: usize = 4;
+
+impl ApiState {
+    /// The body budget for `max_request_bytes`: a few bodies of the largest
+    /// size, many small ones.
+    pub(crate) fn body_budget(max_request_bytes: usize) -> Arc<Semaphore> {
+        Arc::new(Semaphore::new(
+            (LARGEST_BODIES_AT_ONCE * max_request_bytes.div_ceil(1024)).max(1),
+        ))
+    }
 }
 
 /// Handlers' view of the state, plus the server's shutdown signal (which
@@ -68,6 +88,7 @@ fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max))
+        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
         .layer(middleware::from_fn_with_state(state.clone(), authenticate))
         .with_state(state)
 }
@@ -94,6 +115,38 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
+/// Refuses a body announced as too large before reading it (413, and the
+/// connection closes), sets the body read timeout, and holds a share of
+/// the body budget for as long as the request is handled.
+async fn limit_body(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let max = state.api.max_request_bytes;
+    let announced = request
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.trim().parse::<u64>().ok());
+    let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
+    let size = match announced {
+        Some(size) if size > u64::try_from(max).unwrap_or(u64::MAX) => {
+            return error::too_large().into_response();
+        }
+        Some(size) => usize::try_from(size).unwrap_or(max),
+        None if chunked => max,
+        None => 0,
+    };
+    request
+        .extensions_mut()
+        .insert(error::BodyTimeout(state.api.limits.header_timeout));
+    let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
+    if kib == 0 {
+        return next.run(request).await;
+    }
+    let Ok(_share) = state.api.body_budget.clone().acquire_many_owned(kib).await else {
+        return next.run(request).await;
+    };
+    next.run(request).await
+}
+
 /// Checks the bearer token when one is configured (in constant time, so
 /// the answer's timing says nothing about how much of a guess was right).
 async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -107,7 +160,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
         .headers()
         .get(header::AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
+        .and_then(bearer_token);
     match presented {
         Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => {
             next.run(request).await
@@ -127,6 +180,15 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     }
 }
 
+/// The token of an `Authorization: Bearer <token>` value. The scheme is
+/// case-insensitive (RFC 7235 §2.1), and any run of spaces may follow it.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
+}
+
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     if a.len() != b.len() {
         return false;
@@ -141,22 +203,30 @@ pub(crate) async fn serve(
     state: ApiState,
     stop: CancellationToken,
 ) -> Result<(), steward_worker::Error> {
+    let state_limits = state.limits;
     let app = router(AppState {
         api: state,
         shutdown: stop.clone(),
     });
     if let Ok(addr) = listener.local_addr() {
-        info!(%addr, "control API listening");
+        info!(%addr, max_connections = state_limits.max_connections, "control API listening");
     }
-    axum::serve(listener, app)
-        .with_graceful_shutdown(stop.cancelled_owned())
-        .await
-        .map_err(steward_worker::Error::other)
+    server::serve(listener, app, state_limits, stop).await;
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bearer_scheme_is_case_insensitive() {
+        assert_eq!(bearer_token("Bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("bearer abc"), Some("abc"));
+        assert_eq!(bearer_token("BEARER   abc"), Some("abc"));
+        assert_eq!(bearer_token("Basic abc"), None);
+        assert_eq!(bearer_token("Bearerabc"), None);
+    }
 
     #[test]
     fn constant_time_eq_compares_whole_tokens() {

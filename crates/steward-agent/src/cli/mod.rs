@@ -74,6 +74,10 @@ enum Command {
         /// [default: the host name].
         #[arg(long, value_name = "NAME")]
         name: Option<String>,
+        /// How long an API client may take to send a request's head or
+        /// body, and a connection may sit idle, e.g. `15s`.
+        #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+        http_timeout: std::time::Duration,
     },
     #[command(flatten)]
     Client(ClientCommand),
@@ -177,6 +181,15 @@ enum ConfigCommand {
     Demo,
 }
 
+/// A positive duration such as `15s` or `500ms`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("{error}; write it like \"15s\" or \"500ms\"")),
+    }
+}
+
 /// The error status of bad configs and arguments.
 const EXIT_USAGE: u8 = 2;
 
@@ -252,6 +265,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
             listen,
             max_request_bytes,
             name,
+            http_timeout,
         } => {
             return run(RunOptions {
                 config,
@@ -260,6 +274,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 token_file: cli.token_file,
                 max_request_bytes,
                 name,
+                http_timeout,
             })
             .await;
         }

@@ -72,6 +72,21 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
         &answer,
         StatusCode::BAD_REQUEST,
     );
+    // An array is not an object, even where serde would read one as the
+    // struct's fields in order.
+    let answer = raw(Method::POST, "/v1/runtimes/echo/call", r#"["echo", 1]"#).await;
+    let message = assert_agent_error("an array body", &answer, StatusCode::BAD_REQUEST);
+    assert!(message.contains("must be a JSON object"), "{message}");
+    // A path segment that is not UTF-8, a repeated or unknown query
+    // parameter: 400 in the JSON shape, not axum's text.
+    for (what, path) in [
+        ("a non-UTF-8 id", "/v1/runtimes/%FF"),
+        ("a repeated parameter", "/v1/events?runtime=echo&runtime=kv"),
+        ("an unknown parameter", "/v1/events?runtme=echo"),
+    ] {
+        let answer = api.raw(Method::GET, path, None).await;
+        assert_agent_error(what, &answer, StatusCode::BAD_REQUEST);
+    }
     // An empty call body is `{}`, which lacks `method`.
     let answer = raw(Method::POST, "/v1/runtimes/echo/call", "").await;
     assert_agent_error("empty call body", &answer, StatusCode::BAD_REQUEST);
@@ -358,6 +373,15 @@ async fn with_a_token_every_request_but_healthz_needs_it() {
     // Nothing was switched by the refused PUT.
     let detail = agent.api.detail("echo").await;
     assert_eq!(detail["desired_version"], "1.0.0", "{detail}");
+    // The scheme is case-insensitive (RFC 7235): `bearer` works too.
+    let lower = agent
+        .api
+        .builder(Method::GET, "/v1/runtimes")
+        .header("authorization", "bearer s3cret-token")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(lower.status(), StatusCode::OK);
 
     // /healthz never needs it.
     let (status, health) = anonymous.get("/healthz").await;

@@ -7,6 +7,7 @@
 //! | [`demo`] | the built-in demo: start-up, calls, switches (also under load), events |
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
 //! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
+//! | [`limits`] | the API server against slow, idle and hostile clients |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
 
@@ -22,4 +23,5 @@ mod config_reload;
 mod demo;
 mod faults;
 mod hooks;
+mod limits;
 mod support;

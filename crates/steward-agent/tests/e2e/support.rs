@@ -86,6 +86,10 @@ pub struct Options {
     pub name: Option<String>,
     /// More environment variables for the agent.
     pub env: Vec<(String, String)>,
+    /// `--http-timeout`.
+    pub http_timeout: Option<String>,
+    /// The agent's limit of open files (soft and hard, as `ulimit -n`).
+    pub open_files: Option<u64>,
 }
 
 impl Options {
@@ -99,6 +103,8 @@ impl Options {
             max_request_bytes: None,
             name: None,
             env: Vec::new(),
+            http_timeout: None,
+            open_files: None,
         }
     }
 
@@ -112,7 +118,18 @@ impl Options {
 
     /// The `steward run …` command line.
     pub fn command(&self) -> Command {
-        let mut command = Command::new(BIN);
+        let mut command = match self.open_files {
+            // The shell sets the limit and becomes the agent (same pid).
+            Some(limit) => {
+                let mut shell = Command::new("/bin/sh");
+                shell
+                    .arg("-c")
+                    .arg(format!("ulimit -n {limit} && exec \"$0\" \"$@\""))
+                    .arg(BIN);
+                shell
+            }
+            None => Command::new(BIN),
+        };
         command.arg("run").arg("--data-dir").arg(&self.data_dir);
         command.arg("--listen").arg(&self.listen);
         if let Some(config) = &self.config {
@@ -126,6 +143,9 @@ impl Options {
         }
         if let Some(name) = &self.name {
             command.arg("--name").arg(name);
+        }
+        if let Some(timeout) = &self.http_timeout {
+            command.arg("--http-timeout").arg(timeout);
         }
         for name in SCRUBBED_ENV {
             command.env_remove(name);
