@@ -8,8 +8,9 @@ use std::path::PathBuf;
 /// The open errors ([`Locked`](Error::Locked),
 /// [`NoDirectory`](Error::NoDirectory), [`Corrupted`](Error::Corrupted),
 /// [`Open`](Error::Open)) say which file and what to do. After
-/// [`Unusable`](Error::Unusable) every later write fails too: the store must
-/// be dropped and reopened (in practice: restart the agent).
+/// [`Unusable`](Error::Unusable) every later write fails too, until
+/// [`Store::reopen`](crate::Store::reopen) succeeds (the agent retries it
+/// with backoff).
 ///
 /// A write that fails with [`Database`](Error::Database) did not happen. A
 /// write that fails with [`Unusable`](Error::Unusable) may or may not have
@@ -80,7 +81,7 @@ pub enum Error {
     /// refuses writes until the file is reopened. The failed write may or
     /// may not be durable.
     #[error(
-        "store: {operation}: {reason}; the store refuses further writes until it is reopened: check the disk (space, errors) and restart the agent"
+        "store: {operation}: {reason}; the store refuses writes until it can be reopened (the agent retries by itself): check the disk (space, errors)"
     )]
     Unusable {
         /// What was being done when the store failed (or was found failed).

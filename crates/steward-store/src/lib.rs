@@ -64,4 +64,4 @@ mod store;
 
 pub use error::Error;
 pub use records::RecordWrite;
-pub use store::Store;
+pub use store::{Store, StoreHealth};

@@ -51,7 +51,7 @@ impl Store {
         self.run(
             || format!("reading record {kind}/{key}"),
             move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(RECORDS)?;
                 Ok(table
                     .get((k.as_str(), key_owned.as_str()))?
@@ -67,7 +67,7 @@ impl Store {
         self.run(
             || format!("listing records of kind {kind}"),
             move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(RECORDS)?;
                 let mut found = Vec::new();
                 // The keys of one kind are contiguous from (kind, "").
@@ -93,7 +93,7 @@ impl Store {
         self.run(
             || format!("committing {count} record writes"),
             move |inner| -> Outcome<()> {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 let mut changed = false;
                 {
                     let mut table = txn.open_table(RECORDS)?;

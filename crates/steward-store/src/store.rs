@@ -11,7 +11,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard};
+use std::time::SystemTime;
 
 use redb::{
     Database, DatabaseError, ReadableDatabase, ReadableTable, StorageError, TableDefinition,
@@ -48,7 +49,10 @@ pub struct Store {
 
 pub(crate) struct Inner {
     path: PathBuf,
-    pub(crate) db: Database,
+    /// `None` only while a reopen failed.
+    db: RwLock<Option<Database>>,
+    /// Since when, and why, the database refuses writes.
+    failed: Mutex<Option<Failed>>,
     watchers: Mutex<Watchers>,
 }
 
@@ -115,6 +119,104 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// Opens (creating if need be) the database at `path` and its tables.
+fn open_database(path: &Path) -> Result<Database, Error> {
+    let path = path.to_path_buf();
+    // The store is small (versions and runtimes' settings), so checking
+    // every page on open is cheap, and it turns a file damaged outside
+    // redb into `Corrupted` instead of a possible panic on a later read.
+    let db = match Database::builder()
+        .set_check_integrity_on_open(true)
+        .create(&path)
+    {
+        Ok(db) => db,
+        Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
+            return Err(Error::Locked { path });
+        }
+        Err(DatabaseError::Storage(StorageError::Corrupted(reason))) => {
+            return Err(Error::Corrupted { path, reason });
+        }
+        // How redb reports a file that is not a redb database at all.
+        Err(DatabaseError::Storage(StorageError::Io(error)))
+            if error.kind() == io::ErrorKind::InvalidData =>
+        {
+            let reason = error.to_string();
+            return Err(Error::Corrupted { path, reason });
+        }
+        Err(error) => {
+            let reason = error.to_string();
+            return Err(Error::Open { path, reason });
+        }
+    };
+
+    // Create the tables up front, so reads on a fresh file find them.
+    let create = || -> Outcome<()> {
+        let txn = db.begin_write()?;
+        txn.open_table(DESIRED_VERSIONS)?;
+        txn.open_table(HOST_STORAGE)?;
+        txn.open_table(RECORDS)?;
+        txn.commit()?;
+        Ok(())
+    };
+    if let Err(failure) = create() {
+        let reason = format!("creating its tables: {}", failure.error);
+        return Err(Error::Open { path, reason });
+    }
+    Ok(db)
+}
+
+/// A new database file is the agent's private state (mode 0600), and its
+/// directory entry must survive a power loss before the first write is
+/// acknowledged: the directory is fsynced.
+fn make_private_and_durable(path: &Path, directory: &Path) -> Result<(), Error> {
+    use std::os::unix::fs::PermissionsExt;
+    let failed = |what: &str, error: io::Error| Error::Open {
+        path: path.to_path_buf(),
+        reason: format!("{what}: {error}"),
+    };
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600))
+        .map_err(|error| failed("making it private (mode 0600)", error))?;
+    std::fs::File::open(directory)
+        .and_then(|dir| dir.sync_all())
+        .map_err(|error| failed("syncing its directory", error))
+}
+
+/// A read guard on the open database.
+pub(crate) struct DbGuard<'a>(RwLockReadGuard<'a, Option<Database>>);
+
+impl std::ops::Deref for DbGuard<'_> {
+    type Target = Database;
+
+    fn deref(&self) -> &Database {
+        match &*self.0 {
+            Some(db) => db,
+            // `Inner::db` hands out a guard only when there is a database.
+            None => unreachable!("a DbGuard always holds a database"),
+        }
+    }
+}
+
+/// Whether a [`Store`] accepts writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreHealth {
+    /// It does.
+    Ok,
+    /// It refuses writes (and possibly reads) until it is reopened.
+    Unusable {
+        /// When the first failure was seen.
+        since: SystemTime,
+        /// The failure.
+        reason: String,
+    },
+}
+
+/// Since when, and why, the database refuses writes.
+#[derive(Debug, Clone)]
+struct Failed {
+    since: SystemTime,
+    reason: String,
+}
+
 impl Inner {
     /// Opens or creates the file and its tables. Blocking.
     fn open(path: PathBuf) -> Result<Inner, Error> {
@@ -134,52 +236,48 @@ impl Inner {
             _ => {}
         }
 
-        // The store is small (versions and runtimes' settings), so checking
-        // every page on open is cheap, and it turns a file damaged outside
-        // redb into `Corrupted` instead of a possible panic on a later read.
-        let db = match Database::builder()
-            .set_check_integrity_on_open(true)
-            .create(&path)
-        {
-            Ok(db) => db,
-            Err(DatabaseError::DatabaseAlreadyOpen | DatabaseError::LockProtocolMismatch) => {
-                return Err(Error::Locked { path });
-            }
-            Err(DatabaseError::Storage(StorageError::Corrupted(reason))) => {
-                return Err(Error::Corrupted { path, reason });
-            }
-            // How redb reports a file that is not a redb database at all.
-            Err(DatabaseError::Storage(StorageError::Io(error)))
-                if error.kind() == io::ErrorKind::InvalidData =>
-            {
-                let reason = error.to_string();
-                return Err(Error::Corrupted { path, reason });
-            }
-            Err(error) => {
-                let reason = error.to_string();
-                return Err(Error::Open { path, reason });
-            }
-        };
-
-        // Create the tables up front, so reads on a fresh file find them.
-        let create = || -> Outcome<()> {
-            let txn = db.begin_write()?;
-            txn.open_table(DESIRED_VERSIONS)?;
-            txn.open_table(HOST_STORAGE)?;
-            txn.open_table(RECORDS)?;
-            txn.commit()?;
-            Ok(())
-        };
-        if let Err(failure) = create() {
-            let reason = format!("creating its tables: {}", failure.error);
-            return Err(Error::Open { path, reason });
+        let created = !path.exists();
+        let db = open_database(&path)?;
+        if created {
+            make_private_and_durable(&path, &directory)?;
         }
 
         Ok(Inner {
             path,
-            db,
+            db: RwLock::new(Some(db)),
+            failed: Mutex::new(None),
             watchers: Mutex::new(Watchers::default()),
         })
+    }
+
+    /// The open database, or the failure that left none (a reopen that
+    /// failed).
+    pub(crate) fn db(&self) -> Outcome<DbGuard<'_>> {
+        let guard = self.db.read().unwrap_or_else(PoisonError::into_inner);
+        if guard.is_none() {
+            let reason = lock(&self.failed).as_ref().map_or_else(
+                || "the database is closed".to_owned(),
+                |failed| failed.reason.clone(),
+            );
+            return Err(Failure {
+                error: redb::Error::Io(io::Error::other(reason)),
+                unusable: true,
+            });
+        }
+        Ok(DbGuard(guard))
+    }
+
+    /// Notes that the database refuses writes, for [`Store::health`].
+    fn note_failure(&self, failure: &Failure) {
+        if failure.unusable {
+            let mut failed = lock(&self.failed);
+            if failed.is_none() {
+                *failed = Some(Failed {
+                    since: SystemTime::now(),
+                    reason: failure.error.to_string(),
+                });
+            }
+        }
     }
 
     /// Commits `txn` durably, then notifies the watchers of `changed`.
@@ -198,7 +296,7 @@ impl Inner {
     }
 
     fn desired_ids(&self) -> Outcome<Vec<String>> {
-        let txn = self.db.begin_read()?;
+        let txn = self.db()?.begin_read()?;
         let table = txn.open_table(DESIRED_VERSIONS)?;
         let mut ids = Vec::new();
         for entry in table.iter()? {
@@ -242,6 +340,58 @@ impl Store {
         &self.inner.path
     }
 
+    /// Whether the store accepts writes. After a failed commit (a full
+    /// disk, an I/O error) redb refuses every later write until the
+    /// database is reopened ([`reopen`](Self::reopen)).
+    pub fn health(&self) -> StoreHealth {
+        match &*lock(&self.inner.failed) {
+            None => StoreHealth::Ok,
+            Some(failed) => StoreHealth::Unusable {
+                since: failed.since,
+                reason: failed.reason.clone(),
+            },
+        }
+    }
+
+    /// Reopens the database of a store that refuses writes (see
+    /// [`health`](Self::health)): what was committed before the failure is
+    /// there again, and writes are accepted once more. Fails, and the store
+    /// stays unusable, while the cause lasts (the disk is still full);
+    /// callers retry with backoff. Operations in progress finish first.
+    pub async fn reopen(&self) -> Result<(), Error> {
+        let inner = self.inner.clone();
+        let path = self.inner.path.clone();
+        let reopened = tokio::task::spawn_blocking(move || {
+            let mut db = inner.db.write().unwrap_or_else(PoisonError::into_inner);
+            // The old database must go first: it holds the file's lock.
+            drop(db.take());
+            match open_database(&inner.path) {
+                Ok(new) => {
+                    *db = Some(new);
+                    *lock(&inner.failed) = None;
+                    Ok(())
+                }
+                Err(error) => {
+                    let mut failed = lock(&inner.failed);
+                    let since = failed.as_ref().map_or_else(SystemTime::now, |f| f.since);
+                    *failed = Some(Failed {
+                        since,
+                        reason: format!("reopening failed: {error}"),
+                    });
+                    Err(error)
+                }
+            }
+        })
+        .await;
+        match reopened {
+            Ok(result) => result,
+            Err(error) => Err(Error::Open {
+                path,
+                reason: format!("the reopen task failed: {error}"),
+            }),
+        }
+    }
+
     /// Runs `task` on the blocking pool; `operation` names it in errors.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
@@ -249,9 +399,13 @@ impl Store {
         task: impl FnOnce(&Inner) -> Outcome<T> + Send + 'static,
     ) -> Result<T, Error> {
         let inner = self.inner.clone();
-        match tokio::task::spawn_blocking(move || task(&inner)).await {
+        let task_inner = inner.clone();
+        match tokio::task::spawn_blocking(move || task(&task_inner)).await {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(failure)) => Err(failure.into_error(operation())),
+            Ok(Err(failure)) => {
+                inner.note_failure(&failure);
+                Err(failure.into_error(operation()))
+            }
             Err(error) => Err(Error::Database {
                 operation: operation(),
                 reason: format!("the store task failed: {error}"),
@@ -267,7 +421,7 @@ impl Store {
         self.run(
             || format!("reading desired version of {runtime}"),
             move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(DESIRED_VERSIONS)?;
                 Ok(table.get(id.as_str())?.map(|v| v.value().to_owned()))
             },
@@ -280,7 +434,7 @@ impl Store {
         self.run(
             || "reading desired versions".to_owned(),
             |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(DESIRED_VERSIONS)?;
                 let mut versions = BTreeMap::new();
                 for entry in table.iter()? {
@@ -308,7 +462,7 @@ impl Store {
         self.run(
             || format!("writing desired version of {runtime}"),
             move |inner| {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 let previous = {
                     let mut table = txn.open_table(DESIRED_VERSIONS)?;
                     let previous = table.get(id.as_str())?.map(|v| v.value().to_owned());
@@ -352,7 +506,7 @@ impl Store {
         self.run(
             || format!("compare-and-set of desired version of {runtime}"),
             move |inner| {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 let write = {
                     let mut table = txn.open_table(DESIRED_VERSIONS)?;
                     let current = table.get(id.as_str())?.map(|v| v.value().to_owned());
@@ -387,7 +541,7 @@ impl Store {
         self.run(
             || format!("clearing desired version of {runtime}"),
             move |inner| {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 let removed = txn
                     .open_table(DESIRED_VERSIONS)?
                     .remove(id.as_str())?
@@ -454,7 +608,7 @@ impl Store {
         self.run(
             || format!("reading {namespace:?} key {key:?} from host storage"),
             move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(HOST_STORAGE)?;
                 Ok(table
                     .get((ns.as_str(), k.as_str()))?
@@ -475,7 +629,7 @@ impl Store {
         self.run(
             || format!("writing {namespace:?} key {key:?} to host storage"),
             move |inner| {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 txn.open_table(HOST_STORAGE)?
                     .insert((ns.as_str(), k.as_str()), value.as_slice())?;
                 inner.commit(txn, None)
@@ -491,7 +645,7 @@ impl Store {
         self.run(
             || format!("deleting {namespace:?} key {key:?} from host storage"),
             move |inner| {
-                let txn = inner.db.begin_write()?;
+                let txn = inner.db()?.begin_write()?;
                 let removed = txn
                     .open_table(HOST_STORAGE)?
                     .remove((ns.as_str(), k.as_str()))?
@@ -513,7 +667,7 @@ impl Store {
         self.run(
             || format!("listing {namespace:?} keys starting with {prefix:?} in host storage"),
             move |inner| {
-                let txn = inner.db.begin_read()?;
+                let txn = inner.db()?.begin_read()?;
                 let table = txn.open_table(HOST_STORAGE)?;
                 let mut keys = Vec::new();
                 // Keys starting with `prefix` are contiguous and start at

@@ -629,3 +629,106 @@ async fn a_damaged_store_is_refused() {
     let error = Store::open(&path).await.unwrap_err();
     assert!(matches!(error, Error::Corrupted { .. }), "{error:?}");
 }
+
+/// A new database file is private (0600): it holds every runtime's data.
+#[tokio::test]
+async fn a_new_store_file_is_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("store.redb");
+    let store = Store::open(&path).await.unwrap();
+    let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "mode {mode:o}");
+    drop(store);
+}
+
+/// A small tmpfs, unmounted when dropped; `None` where mounting is not
+/// allowed (the test then says so and passes vacuously).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount(bytes: usize) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success());
+        mounted.then_some(Self { dir })
+    }
+
+    fn path(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Fills the disk with a file; returns its path.
+    fn fill(&self) -> std::path::PathBuf {
+        use std::io::Write;
+        let filler = self.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 * 1024];
+        while file.write_all(&chunk).is_ok() {}
+        let _ = file.sync_all();
+        filler
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// A full disk makes the store refuse writes (redb then refuses every
+/// later write, even once space is back); reopening it once space is back
+/// brings it back with what was committed before.
+#[tokio::test]
+async fn a_store_on_a_full_disk_recovers_when_it_is_reopened() {
+    let Some(disk) = SmallDisk::mount(8 << 20) else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root or CAP_SYS_ADMIN)");
+        return;
+    };
+    let store = Store::open(disk.path().join("store.redb")).await.unwrap();
+    store.set_desired_version("echo", "1.0.0").await.unwrap();
+    assert_eq!(store.health(), steward_store::StoreHealth::Ok);
+    let filler = disk.fill();
+    let value = vec![7u8; 256 * 1024];
+    let mut failed = None;
+    for i in 0..200 {
+        if let Err(error) = store.storage_set("kv", &format!("k{i}"), value.clone()).await {
+            failed = Some(error);
+            break;
+        }
+    }
+    let error = failed.expect("writes fail on a full disk");
+    // Whatever the first failure was, the store now says it is unusable.
+    let later = store.set_desired_version("echo", "2.0.0").await;
+    assert!(
+        matches!(later, Err(Error::Unusable { .. })),
+        "{error}; then {later:?}"
+    );
+    let steward_store::StoreHealth::Unusable { reason, .. } = store.health() else {
+        panic!("health should say unusable");
+    };
+    assert!(!reason.is_empty());
+    // Space back, but redb's refusal sticks until the database is reopened.
+    std::fs::remove_file(&filler).unwrap();
+    let still = store.set_desired_version("echo", "2.0.0").await;
+    assert!(matches!(still, Err(Error::Unusable { .. })), "{still:?}");
+    store.reopen().await.unwrap();
+    assert_eq!(store.health(), steward_store::StoreHealth::Ok);
+    assert_eq!(
+        store.desired_version("echo").await.unwrap().as_deref(),
+        Some("1.0.0")
+    );
+    store.set_desired_version("echo", "2.0.0").await.unwrap();
+    assert_eq!(
+        store.desired_version("echo").await.unwrap().as_deref(),
+        Some("2.0.0")
+    );
+}
