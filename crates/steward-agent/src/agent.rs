@@ -133,6 +133,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .token_file
         .as_deref()
         .map(|path| {
+            warn_if_readable_by_others(path);
             read_token_file(path).map_err(|reason| Error::TokenFile {
                 path: path.to_owned(),
                 reason,
@@ -161,7 +162,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         None => default_data_dir().ok_or(Error::NoDataDir)?,
     };
     let created = data_dir.clone();
-    blocking(move || std::fs::create_dir_all(&created))
+    blocking(move || create_private_dir(&created))
         .await?
         .map_err(|error| Error::DataDir {
             path: data_dir.clone(),
@@ -218,6 +219,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     if let Some(handle) = prometheus {
         start_metrics_upkeep(&runner, handle)?;
     }
+    start_store_recovery(&runner, context.store.clone())?;
     start_api(&runner, api_state, listener, addr)?;
     if let Some(path) = &options.config {
         start_config_observer(&runner, path.clone(), resolver, configs.clone())?;
@@ -297,6 +299,80 @@ async fn blocking<T: Send + 'static>(
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|error| Error::Startup(format!("a start-up task failed: {error}")))
+}
+
+/// A token anyone on the machine can read protects nothing: say so.
+fn warn_if_readable_by_others(path: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    if let Ok(metadata) = std::fs::metadata(path)
+        && metadata.permissions().mode() & 0o077 != 0
+    {
+        warn!(
+            path = %path.display(),
+            mode = format!("{:o}", metadata.permissions().mode() & 0o777),
+            "the token file can be read by other users; make it private: chmod 600"
+        );
+    }
+}
+
+/// The data dir, created (with any missing parents) readable by this user
+/// only: runtimes' data is private.
+fn create_private_dir(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+/// How often the store's health is looked at, and the longest wait
+/// between two attempts to reopen a store that refuses writes.
+const STORE_CHECK: Duration = Duration::from_secs(1);
+const STORE_REOPEN_MAX: Duration = Duration::from_secs(30);
+
+/// The store worker: when the store refuses writes (a full disk), reopens
+/// it with backoff until it works again. Calls to runtimes go on
+/// meanwhile; writes are refused with 507 and `/healthz` says degraded.
+fn start_store_recovery(runner: &Runner, store: Store) -> Result<(), WorkerError> {
+    runner.start_worker("store", move || {
+        let store = store.clone();
+        async move {
+            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
+                recover_store(store, stop)
+            }))
+        }
+    })
+}
+
+async fn recover_store(store: Store, stop: CancellationToken) -> Result<(), WorkerError> {
+    let mut wait = STORE_CHECK;
+    let mut reported = false;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            () = tokio::time::sleep(wait) => {}
+        }
+        let steward_store::StoreHealth::Unusable { reason, .. } = store.health() else {
+            wait = STORE_CHECK;
+            continue;
+        };
+        if !reported {
+            // Once per failure, not once per attempt.
+            warn!(%reason, "the store refuses writes; calls go on, writes are refused, and it is reopened when it can be");
+            reported = true;
+        }
+        match store.reopen().await {
+            Ok(()) => {
+                info!("the store works again");
+                reported = false;
+                wait = STORE_CHECK;
+            }
+            Err(error) => {
+                tracing::debug!(%error, "the store cannot be reopened yet");
+                wait = (wait * 2).min(STORE_REOPEN_MAX);
+            }
+        }
+    }
 }
 
 /// The metrics worker: the exporter leaves bounding its histogram storage

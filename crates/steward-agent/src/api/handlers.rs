@@ -12,13 +12,16 @@ use axum::response::{IntoResponse, Response};
 use steward_host::RuntimeHost;
 use steward_protocol::{Body, CallRequest as WireCall, CallResponse as WireResult};
 use tokio::sync::oneshot;
+use tracing::debug;
 
 use super::AppState;
 use super::error::{ApiError, ApiPath, JsonBody};
+use steward_store::StoreHealth;
+
 use super::types::{
-    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, Hooks, HooksState, LastHook,
-    ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList, RuntimeState,
-    RuntimeSummary, VersionRequest, VersionResponse, Workload,
+    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, HealthStatus, Hooks,
+    HooksState, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList,
+    RuntimeState, RuntimeSummary, StoreProblem, VersionRequest, VersionResponse, Workload,
 };
 use crate::json;
 use crate::metrics;
@@ -32,9 +35,19 @@ const SWITCH_WAIT: Duration = Duration::from_secs(120);
 /// so between hooks).
 const RESOLVE_WAIT: Duration = Duration::from_secs(10);
 
-pub(super) async fn health() -> Json<Health> {
-    Json(Health {
-        status: "ok".to_owned(),
+pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
+    Json(match state.api.store.health() {
+        StoreHealth::Ok => Health {
+            status: HealthStatus::Ok,
+            store: None,
+        },
+        StoreHealth::Unusable { since, reason } => Health {
+            status: HealthStatus::Degraded,
+            store: Some(StoreProblem {
+                since: humantime::format_rfc3339_millis(since).to_string(),
+                reason,
+            }),
+        },
     })
 }
 
@@ -75,7 +88,12 @@ fn summary(hosted: &Hosted, status: &RuntimeStatus, desired: Option<String>) -> 
 }
 
 fn store_error(error: steward_store::Error) -> ApiError {
-    ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+    let status = match error {
+        // The disk is full (or failing): 507, and the agent keeps trying.
+        steward_store::Error::Unusable { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    };
+    ApiError::new(status, error.to_string())
 }
 
 async fn desired_version(state: &AppState, id: &str) -> Result<Option<String>, ApiError> {
@@ -88,12 +106,17 @@ async fn desired_version(state: &AppState, id: &str) -> Result<Option<String>, A
 }
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeList>, ApiError> {
+    // What runs is worth showing even when the store cannot be read (its
+    // problem is in /healthz).
     let mut desired = state
         .api
         .store
         .desired_versions()
         .await
-        .map_err(store_error)?;
+        .unwrap_or_else(|error| {
+            debug!(%error, "cannot read desired versions for the list");
+            Default::default()
+        });
     let runtimes = state
         .api
         .registry
@@ -109,7 +132,10 @@ pub(super) async fn detail(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<RuntimeDetail>, ApiError> {
     let hosted = lookup(&state, &id)?;
-    let desired = desired_version(&state, &id).await?;
+    let desired = desired_version(&state, &id).await.unwrap_or_else(|error| {
+        debug!(error = %error.detail.message, "cannot read the desired version for the detail");
+        None
+    });
     let status = hosted.status();
     let config = hosted.config();
     let (workload, hooks) = hooks_status(&hosted);

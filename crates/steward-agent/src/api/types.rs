@@ -258,11 +258,35 @@ pub struct AbortResponse {
     pub force: bool,
 }
 
-/// `GET /healthz`.
+/// `GET /healthz`: the agent answers (200) whenever it runs; `degraded`
+/// says a part of it does not work fully (it keeps serving calls).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Health {
-    /// `ok`.
-    pub status: String,
+    /// `ok` or `degraded`.
+    pub status: HealthStatus,
+    /// The store, when it refuses writes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreProblem>,
+}
+
+/// Whether the agent works fully (the wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HealthStatus {
+    /// Everything works (`ok`).
+    Ok,
+    /// Calls are served, but something is wrong (`degraded`).
+    Degraded,
+}
+
+/// Why the store refuses writes (a full disk, an I/O error); the agent
+/// reopens it by itself once it can.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoreProblem {
+    /// Since when (RFC 3339).
+    pub since: String,
+    /// The failure.
+    pub reason: String,
 }
 
 #[cfg(test)]

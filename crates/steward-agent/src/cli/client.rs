@@ -11,8 +11,8 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::api::types::{
-    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Hooks,
-    HooksState, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest,
+    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Health,
+    Hooks, HooksState, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest,
     VersionResponse, Workload,
 };
 use crate::token::read_token_file;
@@ -163,6 +163,13 @@ impl Client {
         let list: RuntimeList = self
             .request(Method::GET, "/v1/runtimes", None::<&()>)
             .await?;
+        let health: Health = self.request(Method::GET, "/healthz", None::<&()>).await?;
+        if let Some(store) = &health.store {
+            eprintln!(
+                "warning: the agent's store refuses writes since {} ({}); calls are served, switches and stored data wait until it works again",
+                store.since, store.reason
+            );
+        }
         let mut details = Vec::with_capacity(list.runtimes.len());
         for runtime in &list.runtimes {
             let detail: RuntimeDetail = self

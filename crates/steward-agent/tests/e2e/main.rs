@@ -5,6 +5,7 @@
 //! | module | what |
 //! |---|---|
 //! | [`demo`] | the built-in demo: start-up, calls, switches (also under load), events |
+//! | [`disk`] | private data, and a full disk that degrades the agent until space returns |
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
 //! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
 //! | [`limits`] | the API server against slow, idle and hostile clients |
@@ -21,6 +22,7 @@
 mod api_errors;
 mod config_reload;
 mod demo;
+mod disk;
 mod faults;
 mod hooks;
 mod limits;
