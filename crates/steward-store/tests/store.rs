@@ -700,7 +700,10 @@ async fn a_store_on_a_full_disk_recovers_when_it_is_reopened() {
     let value = vec![7u8; 256 * 1024];
     let mut failed = None;
     for i in 0..200 {
-        if let Err(error) = store.storage_set("kv", &format!("k{i}"), value.clone()).await {
+        if let Err(error) = store
+            .storage_set("kv", &format!("k{i}"), value.clone())
+            .await
+        {
             failed = Some(error);
             break;
         }
