@@ -11,6 +11,7 @@ use std::io;
 use std::path::PathBuf;
 
 use crate::HookKind;
+use crate::relation::InappropriateReason;
 
 /// What can go wrong describing, serving or calling hooks.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +41,18 @@ pub enum Error {
     EndpointRequired {
         /// The hook's kind.
         kind: HookKind,
+    },
+    /// A relation hook that does not fit the relation's state (juju's
+    /// `State.Validate`): running it would corrupt the state, so the agent
+    /// must not run it. The reason is matchable.
+    #[error("inappropriate {:?} for {unit:?}: {reason}", kind.as_str())]
+    InappropriateHook {
+        /// The hook's kind.
+        kind: HookKind,
+        /// The hook's remote unit (empty for `relation-broken`).
+        unit: String,
+        /// Why it does not fit.
+        reason: InappropriateReason,
     },
     /// The hook tool server's private directory could not be created.
     #[error("cannot create a private directory in {}: {source}", path.display())]

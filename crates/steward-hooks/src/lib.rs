@@ -11,14 +11,17 @@
 //!   (`config-get`, `state-set`, …), and the built-in commands.
 //! - [`lifecycle`]: which hook is due next, and the steps that make a hook
 //!   run crash-safe (the record the agent persists).
+//! - [`relation`]: what a unit's hooks have seen of a relation (the state
+//!   the agent persists), and the queues that turn a watch of its units
+//!   into relation hooks with juju's ordering guarantees.
 //! - [`runner`]: runs one hook as a process in its own process group, with
 //!   a timeout, output by line, and cancellation.
 //! - [`leader`]: the helper process that makes sure no hook process
 //!   outlives the agent.
 //!
-//! This crate descends from juju's uniter `hook` and `jujuc` packages; it
-//! knows nothing of HTTP, redb or etcd. The agent decides when hooks run,
-//! computes their environment and persists their results.
+//! This crate descends from juju's uniter `hook`, `jujuc` and `relation`
+//! packages; it knows nothing of HTTP, redb or etcd. The agent decides when
+//! hooks run, computes their environment and persists their results.
 //!
 //! # Driving a hook run (what the agent does)
 //!
@@ -48,6 +51,7 @@ mod error;
 mod kind;
 pub mod leader;
 pub mod lifecycle;
+pub mod relation;
 pub mod runner;
 #[cfg(feature = "test-util")]
 pub mod test_util;
