@@ -54,6 +54,32 @@ pub enum Error {
         /// Why it does not fit.
         reason: InappropriateReason,
     },
+    /// The first change fed to a relation's alive hook queue departed
+    /// units. The first change must be the whole current membership (what a
+    /// fresh watch sends first); a source that resumed mid-stream or
+    /// consumed its first event twice (juju/juju#21517) would make the
+    /// queue lose hooks.
+    #[error(
+        "the first change of relation {relation_id}'s units departs {departed:?}, \
+         but it must be the relation's whole current membership: start the queue \
+         from a fresh watch of the relation's units"
+    )]
+    FirstChangeDeparts {
+        /// The relation.
+        relation_id: u64,
+        /// The units it departed.
+        departed: Vec<String>,
+    },
+    /// An alive hook queue was asked for a relation whose state is broken
+    /// (its `relation-broken` hook ran).
+    #[error(
+        "relation {relation_id} is broken and runs no more hooks: \
+         remove its state instead of queueing hooks for it"
+    )]
+    RelationBroken {
+        /// The relation.
+        relation_id: u64,
+    },
     /// The hook tool server's private directory could not be created.
     #[error("cannot create a private directory in {}: {source}", path.display())]
     CreateDir {

@@ -12,7 +12,7 @@
 //! relation is a state (`members: None`) rather than a deleted directory.
 //!
 //! This module owns the rules; it must never persist anything or decide
-//! which hook comes next.
+//! which hook comes next (that is the [queues](super::AliveQueue)).
 
 use std::collections::BTreeMap;
 
