@@ -80,6 +80,16 @@ pub enum Error {
         /// The relation.
         relation_id: u64,
     },
+    /// `relation-set` for the relation a `relation-broken` hook is about:
+    /// no unit will ever read those settings.
+    #[error(
+        "cannot set settings of relation {relation} in its relation-broken hook: \
+         the relation is gone (set them in relation-departed instead)"
+    )]
+    RelationSetInBroken {
+        /// The relation, as `<endpoint>:<id>`.
+        relation: String,
+    },
     /// The hook tool server's private directory could not be created.
     #[error("cannot create a private directory in {}: {source}", path.display())]
     CreateDir {

@@ -58,8 +58,8 @@ pub mod test_util;
 pub mod tool;
 
 pub use context::{
-    Changes, ContextBackend, HookContext, LogLevel, UnitInfo, UnknownLogLevel, WorkloadState,
-    WorkloadStatus,
+    Changes, ContextBackend, HookContext, LogLevel, RelationInfo, UnitInfo, UnknownLogLevel,
+    WorkloadState, WorkloadStatus,
 };
 pub use error::Error;
 pub use kind::{HookInfo, HookKind};

@@ -1,15 +1,16 @@
 //! Helpers for testing code that runs hooks (behind the `test-util`
-//! feature): an in-memory [`ContextBackend`] that records what hooks did.
+//! feature): an in-memory [`ContextBackend`] that records what hooks did,
+//! with relations, members and settings scripted by the test.
 //!
 //! Never used by the agent itself; nothing here is persistent.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use serde_json::Value;
 use steward_worker::{BoxError, BoxFuture};
 
-use crate::{Changes, ContextBackend, LogLevel, WorkloadStatus};
+use crate::{Changes, ContextBackend, LogLevel, RelationInfo, WorkloadStatus};
 
 /// A runtime call handler: method and arguments to a result or an error
 /// message.
@@ -33,11 +34,16 @@ struct State {
     statuses: Vec<WorkloadStatus>,
     logs: Vec<LogRecord>,
     calls: Vec<(String, Value)>,
+    unit: String,
+    relations: BTreeMap<u64, RelationInfo>,
+    members: BTreeMap<u64, BTreeSet<String>>,
+    relation_settings: BTreeMap<(u64, String), BTreeMap<String, String>>,
 }
 
 /// An in-memory [`ContextBackend`]: unit state in a map, status and logs
 /// recorded, runtime calls answered by a handler (by default, an echo of
-/// `{"method": …, "args": …}`). Clones share the same state.
+/// `{"method": …, "args": …}`), relations with their members and every
+/// unit's settings as scripted. Clones share the same state.
 #[derive(Clone)]
 pub struct MemoryBackend {
     state: Arc<Mutex<State>>,
@@ -92,13 +98,98 @@ impl MemoryBackend {
         self
     }
 
+    /// This backend's own unit: where [`commit`](Self::commit) writes the
+    /// hook's relation settings.
+    #[must_use]
+    pub fn with_unit(self, unit: impl Into<String>) -> Self {
+        self.lock().unit = unit.into();
+        self
+    }
+
+    /// This backend with the unit in relation `id`, at `endpoint`, to the
+    /// runtime `remote`.
+    #[must_use]
+    pub fn with_relation(self, id: u64, endpoint: &str, remote: &str) -> Self {
+        self.lock().relations.insert(
+            id,
+            RelationInfo {
+                id,
+                endpoint: endpoint.into(),
+                remote: remote.into(),
+            },
+        );
+        self
+    }
+
+    /// This backend with `unit` a member of relation `id`, with `settings`.
+    #[must_use]
+    pub fn with_member<K: Into<String>, V: Into<String>>(
+        self,
+        id: u64,
+        unit: &str,
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.lock()
+            .members
+            .entry(id)
+            .or_default()
+            .insert(unit.into());
+        self.with_relation_settings(id, unit, settings)
+    }
+
+    /// This backend with `unit`'s settings in relation `id` (a member's, a
+    /// non-member's, or the own unit's committed ones).
+    #[must_use]
+    pub fn with_relation_settings<K: Into<String>, V: Into<String>>(
+        self,
+        id: u64,
+        unit: &str,
+        settings: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        self.lock().relation_settings.insert(
+            (id, unit.into()),
+            settings
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        );
+        self
+    }
+
+    /// `unit` is no longer a member of relation `id`; its settings stay
+    /// readable (as for a unit departing in the current hook).
+    pub fn depart(&self, id: u64, unit: &str) {
+        if let Some(members) = self.lock().members.get_mut(&id) {
+            members.remove(unit);
+        }
+    }
+
+    /// `unit`'s settings in relation `id` now.
+    pub fn relation_settings_now(&self, id: u64, unit: &str) -> Option<BTreeMap<String, String>> {
+        self.lock()
+            .relation_settings
+            .get(&(id, unit.to_owned()))
+            .cloned()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Commits a hook's changes, as the agent's store would.
+    /// Commits a hook's changes, as the agent's store would: the unit
+    /// state, and the relation settings of the unit set by
+    /// [`with_unit`](Self::with_unit).
     pub fn commit(&self, changes: &Changes) {
-        changes.apply_state(&mut self.lock().unit_state);
+        let mut state = self.lock();
+        changes.apply_state(&mut state.unit_state);
+        let unit = state.unit.clone();
+        for &id in changes.relation_settings.keys() {
+            let settings = state
+                .relation_settings
+                .entry((id, unit.clone()))
+                .or_default();
+            changes.apply_relation(id, settings);
+        }
     }
 
     /// The persisted unit state.
@@ -161,5 +252,29 @@ impl ContextBackend for MemoryBackend {
         self.lock().calls.push((method.into(), args.clone()));
         let result = (self.handler)(method, args).map_err(BoxError::from);
         Box::pin(async move { result })
+    }
+
+    fn relations(&self) -> BoxFuture<'_, Result<Vec<RelationInfo>, BoxError>> {
+        let relations = self.lock().relations.values().cloned().collect();
+        Box::pin(async move { Ok(relations) })
+    }
+
+    fn relation_members(&self, relation_id: u64) -> BoxFuture<'_, Result<Vec<String>, BoxError>> {
+        let members = self
+            .lock()
+            .members
+            .get(&relation_id)
+            .map(|members| members.iter().cloned().collect())
+            .unwrap_or_default();
+        Box::pin(async move { Ok(members) })
+    }
+
+    fn relation_settings<'a>(
+        &'a self,
+        relation_id: u64,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, BoxError>> {
+        let settings = self.relation_settings_now(relation_id, unit);
+        Box::pin(async move { Ok(settings) })
     }
 }

@@ -1,6 +1,6 @@
 //! What only the agent can do for a hook's commands, as a trait the agent
 //! implements over its stores and hosts ([`ContextBackend`]), and the
-//! values that cross it (workload status, log levels).
+//! values that cross it (workload status, log levels, relations).
 //!
 //! This module must never depend on how the agent stores or hosts
 //! anything: no HTTP, redb or etcd types appear here.
@@ -14,13 +14,16 @@ use serde_json::Value;
 use steward_worker::{BoxError, BoxFuture};
 
 /// The agent's side of a hook context: persisted unit state, workload
-/// status, hook logs and calls into the runtime.
+/// status, hook logs, calls into the runtime, and the unit's relations.
 ///
 /// One backend may serve many hook runs (the agent may create one per run
 /// or share one per runtime); every method is about the runtime and unit
 /// the context was built for. Errors are printed to the hook as
 /// `error: <error>` (exit code 1), so they should say what went wrong in
 /// the user's terms.
+///
+/// The relation methods have defaults that describe a unit in no relation,
+/// so that an agent without relations need not implement them.
 pub trait ContextBackend: Send + Sync + fmt::Debug {
     /// The unit's persisted state (`state-get`), as last committed. A
     /// hook's own `state-set`s are not in it until the hook succeeded.
@@ -45,6 +48,67 @@ pub trait ContextBackend: Send + Sync + fmt::Debug {
         method: &'a str,
         args: Value,
     ) -> BoxFuture<'a, Result<Value, BoxError>>;
+
+    /// The relations the unit is in (`relation-ids`, and the ids `-r`
+    /// accepts), in any order. A relation whose `relation-broken` hook is
+    /// running may be left out: the hook's own relation is always accepted
+    /// by `-r`.
+    fn relations(&self) -> BoxFuture<'_, Result<Vec<RelationInfo>, BoxError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
+    /// The remote units that are members of the relation as this unit's
+    /// hooks have seen them (`relation-list`): the members of the
+    /// relation's committed [`RelationState`](crate::relation::RelationState).
+    /// The context adjusts the list for the hook it runs (a joining unit
+    /// is added, a departing one left out), so the backend need not.
+    fn relation_members(&self, relation_id: u64) -> BoxFuture<'_, Result<Vec<String>, BoxError>> {
+        Box::pin(async move {
+            Err(BoxError::from(format!(
+                "relation {relation_id}: this agent does not support relations"
+            )))
+        })
+    }
+
+    /// A unit's committed settings in the relation (`relation-get`);
+    /// `None` if the relation has none for that unit. For this unit itself,
+    /// its settings as last committed (the context applies the hook's own
+    /// writes). A unit departing in the current `relation-departed` hook
+    /// must still be readable: the hook needs its last settings to clean
+    /// up after it.
+    fn relation_settings<'a>(
+        &'a self,
+        relation_id: u64,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, BoxError>> {
+        Box::pin(async move {
+            Err(BoxError::from(format!(
+                "cannot read {unit:?}'s settings in relation {relation_id}: \
+                 this agent does not support relations"
+            )))
+        })
+    }
+}
+
+/// One relation a unit is in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RelationInfo {
+    /// The relation's id.
+    pub id: u64,
+    /// This unit's endpoint in it (`db`): what hook file names and
+    /// `relation-ids` use.
+    pub endpoint: String,
+    /// The runtime (application) at the other end; this unit's own runtime
+    /// for a peer relation.
+    pub remote: String,
+}
+
+impl RelationInfo {
+    /// The relation as juju names it in messages and `-r` flags:
+    /// `<endpoint>:<id>` (juju's `FakeId`).
+    pub fn label(&self) -> String {
+        format!("{}:{}", self.endpoint, self.id)
+    }
 }
 
 /// A unit's workload status, as `status-set` sets it and `status-get`
