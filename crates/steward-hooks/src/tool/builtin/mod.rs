@@ -8,6 +8,8 @@
 
 mod config;
 mod log;
+mod relation;
+mod relation_settings;
 mod runtime_call;
 mod state;
 mod status;
@@ -19,10 +21,14 @@ use crate::HookContext;
 use crate::tool::{CommandError, CommandSpec, Commands, Invocation};
 
 /// Every built-in command, sorted by name (`log` is `juju-log`'s alias).
-const SPECS: [&CommandSpec; 10] = [
+const SPECS: [&CommandSpec; 14] = [
     &config::CONFIG_GET,
     &log::JUJU_LOG,
     &log::LOG,
+    &relation_settings::RELATION_GET,
+    &relation::RELATION_IDS,
+    &relation::RELATION_LIST,
+    &relation_settings::RELATION_SET,
     &runtime_call::RUNTIME_CALL,
     &state::STATE_DELETE,
     &state::STATE_GET,
@@ -33,6 +39,7 @@ const SPECS: [&CommandSpec; 10] = [
 ];
 
 /// The built-in commands: `config-get`, `juju-log` (alias `log`),
+/// `relation-get`, `relation-ids`, `relation-list`, `relation-set`,
 /// `runtime-call`, `state-delete`, `state-get`, `state-set`, `status-get`,
 /// `status-set` and `unit-get`. The default command set of a
 /// [`ToolServer`](crate::tool::ToolServer).
@@ -72,6 +79,10 @@ impl Commands for BuiltinCommands {
             match invocation.command() {
                 "config-get" => config::config_get(context, invocation),
                 "juju-log" | "log" => log::log(context, invocation),
+                "relation-get" => relation_settings::relation_get(context, invocation).await,
+                "relation-ids" => relation::relation_ids(context, invocation).await,
+                "relation-list" => relation::relation_list(context, invocation).await,
+                "relation-set" => relation_settings::relation_set(context, invocation).await,
                 "runtime-call" => runtime_call::runtime_call(context, invocation).await,
                 "state-delete" => state::state_delete(context, invocation),
                 "state-get" => state::state_get(context, invocation).await,
@@ -106,6 +117,7 @@ mod tests {
         sorted.sort_unstable();
         assert_eq!(names, sorted);
         assert!(BuiltinCommands.contains("juju-log") && BuiltinCommands.contains("log"));
-        assert!(!BuiltinCommands.contains("relation-get"));
+        assert!(BuiltinCommands.contains("relation-get"));
+        assert!(!BuiltinCommands.contains("relation-created"));
     }
 }
