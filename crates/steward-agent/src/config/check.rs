@@ -14,12 +14,13 @@ use toml::Spanned;
 
 use super::error::{ConfigError, LineIndex};
 use super::raw::{
-    DurationText, Env, Expected, IdText, List, OnFailureText, PathText, RawBackoff, RawRuntime,
-    RawVersion, Text, VersionText,
+    DurationText, EndpointText, Env, Expected, IdText, List, OnFailureText, PathText, RawBackoff,
+    RawRelation, RawRuntime, RawVersion, Text, VersionText,
 };
 use super::{
-    BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT,
-    HooksConfig, MAX_ID_LEN, OnHookFailure, RuntimeConfig, Settings, Transition, VersionConfig,
+    BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Endpoint,
+    HooksConfig, MAX_ID_LEN, OnHookFailure, RelationConfig, RuntimeConfig, Settings, Transition,
+    VersionConfig,
 };
 
 /// The hook keys of a runtime table, as written.
@@ -62,14 +63,27 @@ impl<'a> Checker<'a> {
     pub(super) fn config(
         mut self,
         runtimes: Vec<Spanned<RawRuntime>>,
+        relations: Vec<Spanned<RawRelation>>,
     ) -> Result<Config, Vec<ConfigError>> {
         let runtimes: Vec<_> = runtimes
             .into_iter()
             .enumerate()
             .filter_map(|(i, runtime)| self.runtime(i + 1, runtime))
             .collect();
+        // After the runtimes: a relation names runtime ids, which must all
+        // be known (a runtime with other problems still counts as known, so
+        // its relations get no second, misleading error).
+        let mut seen = Vec::new();
+        let relations: Vec<_> = relations
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, relation)| self.relation(i + 1, relation, &mut seen))
+            .collect();
         if self.errors.is_empty() {
-            return Ok(Config { runtimes });
+            return Ok(Config {
+                runtimes,
+                relations,
+            });
         }
         // Checks run per field, not per byte; a stable sort by position
         // gives file order while keeping problems found at the same place
@@ -222,6 +236,119 @@ impl<'a> Checker<'a> {
 
     /// A backoff table (`restart`, `hook-retry`) of `who`: its values, or
     /// `defaults` for what is left out (or wrong: the problem is recorded).
+    /// Checks the `number`th relation (1-based); `seen` holds the
+    /// relations before it with the line they are on, for duplicates.
+    fn relation(
+        &mut self,
+        number: usize,
+        raw: Spanned<RawRelation>,
+        seen: &mut Vec<([Endpoint; 2], usize)>,
+    ) -> Option<RelationConfig> {
+        let table = raw.span();
+        let Some(list) = raw.into_inner().endpoints else {
+            self.error(
+                table,
+                format!(
+                    r#"relation #{number} has no endpoints; add endpoints = ["<runtime>:<endpoint>", "<runtime>:<endpoint>"]"#
+                ),
+            );
+            return None;
+        };
+        let list_span = list.span();
+        let items = list.into_inner().items;
+        if items.len() != 2 {
+            self.error(
+                list_span,
+                format!(
+                    "relation #{number} has {} endpoints; a relation relates exactly two, e.g. [\"web:db\", \"kv:store\"]",
+                    items.len()
+                ),
+            );
+            return None;
+        }
+        let errors_before = self.errors.len();
+        let endpoints: Vec<(Endpoint, Range<usize>)> = items
+            .into_iter()
+            .filter_map(|item| {
+                let span = item.span();
+                self.endpoint(number, item).map(|endpoint| (endpoint, span))
+            })
+            .collect();
+        let [(a, _), (b, b_span)] = <[_; 2]>::try_from(endpoints).ok()?;
+        if self.errors.len() > errors_before {
+            return None;
+        }
+        if a.runtime == b.runtime {
+            let message = if a.name == b.name {
+                format!("relation #{number} relates {a} to itself; relate two runtimes")
+            } else {
+                format!(
+                    "relation #{number} relates runtime {:?} to itself ({a} and {b}); \
+                     a unit never sees itself in a relation, so it would have no remote \
+                     unit: relate two different runtimes",
+                    a.runtime
+                )
+            };
+            self.error(b_span, message);
+            return None;
+        }
+        let endpoints = [a, b];
+        let line = self.line(&table);
+        let relation = RelationConfig { endpoints };
+        if let Some((_, first)) = seen.iter().find(|(other, _)| relation.relates(other)) {
+            let [a, b] = &relation.endpoints;
+            let message = format!(
+                "relation #{number} between {a} and {b} is already declared on line {first}; remove one of them"
+            );
+            self.error(table, message);
+            return None;
+        }
+        seen.push((relation.endpoints.clone(), line));
+        Some(relation)
+    }
+
+    /// Checks one endpoint of relation `number`: `<runtime>:<name>`, of a
+    /// runtime the config has.
+    fn endpoint(&mut self, number: usize, raw: Spanned<Text<EndpointText>>) -> Option<Endpoint> {
+        let span = raw.span();
+        let text = raw.into_inner().0;
+        let Some((runtime, name)) = text.split_once(':') else {
+            self.error(
+                span,
+                format!(
+                    "relation #{number}: endpoint {text:?} has no endpoint name; write <runtime>:<endpoint>, e.g. \"web:db\""
+                ),
+            );
+            return None;
+        };
+        if let Some(problem) = endpoint_name_problem(name) {
+            self.error(
+                span,
+                format!("relation #{number}: endpoint {text:?}: {problem}"),
+            );
+            return None;
+        }
+        if !self.ids.contains_key(runtime) {
+            let known: Vec<String> = {
+                let mut ids: Vec<_> = self.ids.keys().cloned().collect();
+                ids.sort();
+                ids
+            };
+            let message = match known.is_empty() {
+                true => format!(
+                    "relation #{number}: endpoint {text:?} names runtime {runtime:?}, but the config has no runtimes"
+                ),
+                false => format!(
+                    "relation #{number}: endpoint {text:?} names runtime {runtime:?}, which the config does not have; known runtimes: {}",
+                    list(&known)
+                ),
+            };
+            self.error(span, message);
+            return None;
+        }
+        Some(Endpoint::new(runtime, name))
+    }
+
     fn backoff<E: Expected>(
         &mut self,
         who: &str,
@@ -604,6 +731,31 @@ fn id_problem(id: &str) -> Option<String> {
         ))
     } else {
         None
+    }
+}
+
+/// What is wrong with an endpoint name, if anything: juju's rule (a
+/// lowercase letter, then lowercase letters and digits, in words joined by
+/// single hyphens), because the name becomes part of hook file names
+/// (`db-relation-joined`) and `-r` flags (`db:3`).
+fn endpoint_name_problem(name: &str) -> Option<String> {
+    const RULE: &str = "use a lowercase letter, then lowercase letters, digits and single hyphens, e.g. \"db\" or \"cache-peer\"";
+    if name.is_empty() {
+        return Some(format!("the endpoint name is empty; {RULE}"));
+    }
+    let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
+        && name.split('-').all(|word| {
+            !word.is_empty()
+                && word
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        })
+        && name.len() <= MAX_ID_LEN;
+    match valid {
+        true => None,
+        false => Some(format!(
+            "invalid endpoint name {name:?}; {RULE} (at most {MAX_ID_LEN} characters)"
+        )),
     }
 }
 

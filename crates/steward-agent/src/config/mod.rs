@@ -47,12 +47,65 @@ pub struct Config {
     /// The hosted runtimes, in file order; may be empty (an agent serving
     /// nothing yet).
     pub runtimes: Vec<RuntimeConfig>,
+    /// The relations between the runtimes, in file order; each relates two
+    /// endpoints of two different runtimes of [`runtimes`](Self::runtimes),
+    /// and no two relate the same pair.
+    pub relations: Vec<RelationConfig>,
 }
 
 impl Config {
     /// The runtime called `id`.
     pub fn runtime(&self, id: &str) -> Option<&RuntimeConfig> {
         self.runtimes.iter().find(|r| r.id == id)
+    }
+
+    /// The relation between exactly these two endpoints, in either order.
+    pub fn relation(&self, endpoints: &[Endpoint; 2]) -> Option<&RelationConfig> {
+        self.relations.iter().find(|r| r.relates(endpoints))
+    }
+}
+
+/// One `[[relation]]`: two endpoints of two runtimes that learn about each
+/// other through relation hooks and settings.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RelationConfig {
+    /// The two ends, as written.
+    pub endpoints: [Endpoint; 2],
+}
+
+impl RelationConfig {
+    /// Whether this relation is the one between `endpoints` (in either
+    /// order): a relation's identity is its pair of endpoints.
+    pub fn relates(&self, endpoints: &[Endpoint; 2]) -> bool {
+        let [a, b] = &self.endpoints;
+        (a == &endpoints[0] && b == &endpoints[1]) || (a == &endpoints[1] && b == &endpoints[0])
+    }
+}
+
+/// One end of a relation: a runtime and the endpoint name its hooks use
+/// (`web:db` runs `db-relation-joined` in runtime `web`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Endpoint {
+    /// The runtime's id.
+    pub runtime: String,
+    /// The endpoint's name: a lowercase letter, then lowercase letters and
+    /// digits, in words joined by single hyphens (juju's rule).
+    pub name: String,
+}
+
+impl Endpoint {
+    /// The endpoint `runtime:name`.
+    pub fn new(runtime: impl Into<String>, name: impl Into<String>) -> Self {
+        Self {
+            runtime: runtime.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}:{}", self.runtime, self.name)
     }
 }
 
@@ -277,6 +330,6 @@ pub fn parse(
         _ => Path::new("."),
     };
     Checker::new(origin, lines, resolver, base_dir)
-        .config(raw.runtime.items)
+        .config(raw.runtime.items, raw.relation.items)
         .map_err(ConfigErrors)
 }

@@ -41,6 +41,9 @@ expected! {
     PathText => r#"a path string such as "charms/web/hooks""#;
     OnFailureText => r#""retry" or "block""#;
     VersionList => "[[runtime.version]] tables (with double brackets)";
+    RelationList => "[[relation]] tables (with double brackets)";
+    EndpointText => r#"an endpoint string such as "web:db" (<runtime>:<endpoint name>)"#;
+    EndpointList => r#"an array of two endpoints such as ["web:db", "kv:store"]"#;
     ArgList => r#"an array of strings such as ["--port", "8080"]"#;
 }
 
@@ -123,6 +126,15 @@ impl<'de, T: Deserialize<'de>, E: Expected> Deserialize<'de> for List<T, E> {
 pub(super) struct RawFile {
     #[serde(default)]
     pub(super) runtime: List<RawRuntime, RuntimeList>,
+    #[serde(default)]
+    pub(super) relation: List<RawRelation, RelationList>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a [[relation]] table")]
+pub(super) struct RawRelation {
+    pub(super) endpoints: Option<Spanned<List<Text<EndpointText>, EndpointList>>>,
 }
 
 #[derive(Deserialize)]

@@ -114,6 +114,7 @@ fn example_parses_to_the_model() {
                     env: BTreeMap::from([("RUST_LOG".into(), "info".into())]),
                 }],
             }],
+            relations: Vec::new(),
         }
     );
     let echo = config.runtime("echo").unwrap();
@@ -893,4 +894,142 @@ fn settings_are_any_toml_values_as_json() {
         message.contains("settings.ratio: NaN cannot be a setting"),
         "{message}"
     );
+}
+
+/// Two valid runtimes, `web` and `kv`, then `relations` (TOML text).
+fn two_runtimes_with(relations: &str) -> String {
+    let runtime = |id: &str| {
+        format!(
+            "[[runtime]]\nid = \"{id}\"\nactive = \"1\"\n[[runtime.version]]\nversion = \"1\"\ncommand = \"steward\"\n"
+        )
+    };
+    format!("{}{}{relations}", runtime("web"), runtime("kv"))
+}
+
+#[test]
+fn relations_parse_to_pairs_of_endpoints() {
+    let f = fixture();
+    let config = f
+        .parse(&two_runtimes_with(
+            "[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n[[relation]]\nendpoints = [\"kv:cache-peer2\", \"web:cache\"]\n",
+        ))
+        .unwrap();
+    let db = [Endpoint::new("web", "db"), Endpoint::new("kv", "store")];
+    assert_eq!(
+        config.relations,
+        vec![
+            RelationConfig {
+                endpoints: db.clone()
+            },
+            RelationConfig {
+                endpoints: [
+                    Endpoint::new("kv", "cache-peer2"),
+                    Endpoint::new("web", "cache")
+                ]
+            },
+        ]
+    );
+    // A relation is its pair of endpoints, in either order.
+    let reversed = [db[1].clone(), db[0].clone()];
+    assert_eq!(config.relation(&reversed), Some(&config.relations[0]));
+    assert_eq!(db[0].to_string(), "web:db");
+    assert!(
+        f.parse(&two_runtimes_with(""))
+            .unwrap()
+            .relations
+            .is_empty()
+    );
+}
+
+#[test]
+fn relation_rules() {
+    let f = fixture();
+    let relation = |endpoints: &str| {
+        f.errors(&two_runtimes_with(&format!(
+            "[[relation]]\nendpoints = {endpoints}\n"
+        )))
+        .into_iter()
+        .map(|(line, column, message)| {
+            // The relation table starts on line 13.
+            assert!(line >= 13, "{line}: {message}");
+            let _ = column;
+            message
+        })
+        .collect::<Vec<_>>()
+    };
+    let only = |endpoints: &str| {
+        let mut messages = relation(endpoints);
+        assert_eq!(messages.len(), 1, "{messages:#?}");
+        messages.remove(0)
+    };
+    assert_eq!(
+        only(r#"["web:db"]"#),
+        r#"relation #1 has 1 endpoints; a relation relates exactly two, e.g. ["web:db", "kv:store"]"#
+    );
+    assert!(only(r#"["web:db", "kv:a", "kv:b"]"#).contains("has 3 endpoints"));
+    assert_eq!(
+        only(r#"["web:db", "pg:store"]"#),
+        r#"relation #1: endpoint "pg:store" names runtime "pg", which the config does not have; known runtimes: kv, web"#
+    );
+    assert_eq!(
+        only(r#"["web", "kv:store"]"#),
+        r#"relation #1: endpoint "web" has no endpoint name; write <runtime>:<endpoint>, e.g. "web:db""#
+    );
+    for bad in ["", "Db", "1db", "d_b", "db-", "d--b", "d b"] {
+        let message = only(&format!(r#"["web:{bad}", "kv:store"]"#));
+        assert!(
+            message.contains("endpoint name") && message.contains("lowercase letter"),
+            "{bad:?}: {message}"
+        );
+    }
+    assert_eq!(
+        only(r#"["web:db", "web:db"]"#),
+        "relation #1 relates web:db to itself; relate two runtimes"
+    );
+    assert!(only(r#"["web:db", "web:store"]"#).contains("relates runtime \"web\" to itself"));
+    // Both endpoints' problems are reported.
+    assert_eq!(relation(r#"["pg:db", "web"]"#).len(), 2);
+    assert!(only("\"web:db\"").contains("an array of two endpoints"));
+    assert!(only("[1, 2]").contains("an endpoint string such as"));
+}
+
+#[test]
+fn a_relation_declared_twice_is_named_with_its_first_line() {
+    let f = fixture();
+    let text = two_runtimes_with(
+        "[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n[[relation]]\nendpoints = [\"kv:store\", \"web:db\"]\n",
+    );
+    let (line, _, message) = f.error(&text);
+    assert_eq!(line, 15);
+    assert_eq!(
+        message,
+        "relation #2 between kv:store and web:db is already declared on line 13; remove one of them"
+    );
+    // Another pair of the same runtimes is another relation.
+    f.parse(&two_runtimes_with(
+        "[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n[[relation]]\nendpoints = [\"web:cache\", \"kv:store\"]\n",
+    ))
+    .unwrap();
+}
+
+#[test]
+fn a_relation_table_without_endpoints_is_an_error() {
+    let f = fixture();
+    let (line, column, message) = f.error(&two_runtimes_with("[[relation]]\n"));
+    assert_eq!((line, column), (13, 1));
+    assert!(
+        message.starts_with("relation #1 has no endpoints; add endpoints = "),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&two_runtimes_with("[[relation]]\nendpoint = []\n"));
+    assert!(message.contains("unknown field `endpoint`"), "{message}");
+}
+
+#[test]
+fn a_relation_of_a_runtime_with_problems_gets_no_second_error() {
+    let f = fixture();
+    let text = two_runtimes_with("[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n")
+        .replacen("active = \"1\"", "active = \"9\"", 1);
+    let (_, _, message) = f.error(&text);
+    assert!(message.contains("active"), "{message}");
 }

@@ -97,7 +97,10 @@ fn runtime(id: &str, active: &str, versions: &[&str]) -> RuntimeConfig {
 }
 
 fn config(runtimes: Vec<RuntimeConfig>) -> Config {
-    Config { runtimes }
+    Config {
+        runtimes,
+        relations: Vec::new(),
+    }
 }
 
 /// An agent's runtimes without its API: a store, fakes, a runner, and the
