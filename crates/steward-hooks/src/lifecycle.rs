@@ -18,6 +18,13 @@
 //! again, and committing is idempotent (the effects and the changes are
 //! applied, and the operation cleared, in one write).
 //!
+//! Relation hooks run as operations of the same record (a unit runs one
+//! hook at a time, whatever it is about); which one is due comes from the
+//! [relation queues](crate::relation), and what a relation hook changes in
+//! its relation's state and settings is committed by the agent in the same
+//! transaction as the record ([`UnitRecord::commit`] applies only the unit
+//! state).
+//!
 //! This module owns the rules; it must never persist or run anything (the
 //! agent writes the record, the [runner](crate::runner) runs the hook).
 
@@ -89,6 +96,12 @@ pub struct PlannedHook {
     /// (`STEWARD_PREVIOUS_VERSION`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub previous_version: Option<String>,
+    /// For a relation hook, this unit's endpoint in the relation (`db`):
+    /// the hook's file name is `<endpoint>-<kind>`. Kept with the hook, so
+    /// a failed hook can be named and retried even after its relation is
+    /// gone from the config.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
 }
 
 impl PlannedHook {
@@ -97,7 +110,32 @@ impl PlannedHook {
             info: HookInfo::unit(kind),
             version: version.to_owned(),
             previous_version: None,
+            endpoint: None,
         }
+    }
+
+    /// A relation hook (`info` is one), run for `version` through this
+    /// unit's `endpoint`.
+    pub fn relation(
+        info: HookInfo,
+        endpoint: impl Into<String>,
+        version: impl Into<String>,
+    ) -> Self {
+        Self {
+            info,
+            version: version.into(),
+            previous_version: None,
+            endpoint: Some(endpoint.into()),
+        }
+    }
+
+    /// The hook's file name (`install`, `db-relation-joined`); falls back
+    /// to the kind's name for a relation hook without an endpoint (which
+    /// only a hand-edited record can hold).
+    pub fn name(&self) -> String {
+        self.info
+            .file_name(self.endpoint.as_deref())
+            .unwrap_or_else(|_| self.info.kind.as_str().to_owned())
     }
 }
 
@@ -164,9 +202,8 @@ impl UnitRecord {
         match &self.version {
             Some(previous) if previous == serving => None,
             previous => Some(PlannedHook {
-                info: HookInfo::unit(HookKind::Upgrade),
-                version: serving.to_owned(),
                 previous_version: previous.clone(),
+                ..PlannedHook::unit(HookKind::Upgrade, serving)
             }),
         }
     }
@@ -402,9 +439,20 @@ mod tests {
             info: HookInfo::unit(HookKind::Upgrade),
             version: "2".into(),
             previous_version: Some("1".into()),
+            endpoint: None,
         });
         record.fail("hook \"upgrade\" failed: exit status 3");
         let json = serde_json::to_string(&record).unwrap();
+        assert_eq!(serde_json::from_str::<UnitRecord>(&json).unwrap(), record);
+        let relation = PlannedHook::relation(
+            HookInfo::relation(HookKind::RelationJoined, 3, Some("kv/a1".into()), Some(0)),
+            "db",
+            "2",
+        );
+        assert_eq!(relation.name(), "db-relation-joined");
+        record.prepare(relation);
+        let json = serde_json::to_string(&record).unwrap();
+        assert!(json.contains(r#""endpoint":"db""#), "{json}");
         assert_eq!(serde_json::from_str::<UnitRecord>(&json).unwrap(), record);
         assert_eq!(
             serde_json::from_str::<UnitRecord>("{}").unwrap(),

@@ -77,6 +77,7 @@ mod tests {
             info: HookInfo::unit(HookKind::Upgrade),
             version: "2.0.0".to_owned(),
             previous_version: Some("1.0.0".to_owned()),
+            endpoint: None,
         };
         let hooks_dir = PathBuf::from("/srv/charms/web/hooks");
         let tools_dir = PathBuf::from("/var/lib/steward/tools");
