@@ -33,9 +33,11 @@ use crate::{
 /// Serves the requests the other side sends.
 pub trait Handler: Send + Sync + 'static {
     /// Answers one request. Requests are served concurrently (see
-    /// [`Limits::max_concurrent_requests`]). Return [`Body::Error`] for
-    /// failures the caller should see. `peer` makes requests back to the
-    /// other side (a runtime reading host storage while serving a call).
+    /// [`Limits::max_concurrent_requests`]; `RuntimePing`, `RuntimeAbort`
+    /// and `RuntimeShutdown` never wait for a free slot). Return
+    /// [`Body::Error`] for failures the caller should see. `peer` makes
+    /// requests back to the other side (a runtime reading host storage
+    /// while serving a call).
     fn handle(&self, request: Body, peer: &Peer) -> impl Future<Output = Body> + Send;
 }
 
@@ -576,12 +578,12 @@ async fn serve_request<H: Handler>(
         send_response(inner, id, refusal, limits).await;
         return;
     };
-    let (inner, handler, serving, limits) = (
-        inner.clone(),
-        handler.clone(),
-        admission.serving.clone(),
-        *limits,
-    );
+    // Requests about the connection or the process itself must be
+    // answered while every slot is taken by calls: a liveness ping queued
+    // behind slow calls would make a busy runtime look hung, and an abort
+    // is meant for exactly the runtime whose calls do not finish.
+    let serving = needs_slot(&message.body).then(|| admission.serving.clone());
+    let (inner, handler, limits) = (inner.clone(), handler.clone(), *limits);
     let mut work = Box::pin(async move {
         let _admitted = admitted;
         let closed = inner.closed.clone();
@@ -589,7 +591,7 @@ async fn serve_request<H: Handler>(
         let response = tokio::select! {
             // Work for a closed connection is abandoned.
             () = closed.cancelled() => return,
-            response = serve(&*handler, message.body, &peer, &serving) => response,
+            response = serve(&*handler, message.body, &peer, serving.as_deref()) => response,
         };
         send_response(&peer.inner, id, response, &limits).await;
     });
@@ -601,11 +603,32 @@ async fn serve_request<H: Handler>(
     }
 }
 
-/// Runs the handler once a slot is free; a panic becomes an error answer
-/// instead of a caller waiting forever.
-async fn serve<H: Handler>(handler: &H, request: Body, peer: &Peer, serving: &Semaphore) -> Body {
-    let Ok(_slot) = serving.acquire().await else {
-        return refusal(ErrorBody::CODE_INTERNAL, "connection shutting down".into());
+/// Whether a request waits for one of the slots of
+/// [`Limits::max_concurrent_requests`]: calls and storage requests do;
+/// pings, aborts and shutdowns do not.
+fn needs_slot(request: &Body) -> bool {
+    !matches!(
+        request,
+        Body::RuntimePing | Body::RuntimeAbort | Body::RuntimeShutdown
+    )
+}
+
+/// Runs the handler once a slot is free (if it needs one); a panic
+/// becomes an error answer instead of a caller waiting forever.
+async fn serve<H: Handler>(
+    handler: &H,
+    request: Body,
+    peer: &Peer,
+    serving: Option<&Semaphore>,
+) -> Body {
+    let _slot = match serving {
+        Some(serving) => match serving.acquire().await {
+            Ok(slot) => Some(slot),
+            Err(_) => {
+                return refusal(ErrorBody::CODE_INTERNAL, "connection shutting down".into());
+            }
+        },
+        None => None,
     };
     let name = request.name();
     match AssertUnwindSafe(handler.handle(request, peer))

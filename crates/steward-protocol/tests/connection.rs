@@ -1041,3 +1041,74 @@ async fn an_unknown_request_variant_is_refused_without_closing() {
     assert_eq!(answer.id, 10);
     assert!(matches!(connection.state(), State::Ready));
 }
+
+// ------------------------------------------------ cancel and control requests
+
+/// Signals `dropped` when the handler future holding it is dropped, whether
+/// it finished or not.
+struct DropSignal(Arc<Semaphore>);
+
+impl Drop for DropSignal {
+    fn drop(&mut self) {
+        self.0.add_permits(1);
+    }
+}
+
+/// A handler whose `slow` calls never finish by themselves: each one
+/// signals `arrived`, then waits forever holding a [`DropSignal`] on
+/// `dropped`. Everything else is [`echo`]ed.
+fn never_finishing(
+    arrived: &Arc<Semaphore>,
+    dropped: &Arc<Semaphore>,
+) -> FnHandler<impl Fn(Body, Peer) -> BoxBody + Send + Sync + 'static> {
+    let (arrived, dropped) = (arrived.clone(), dropped.clone());
+    handler(move |request, _| {
+        let (arrived, dropped) = (arrived.clone(), dropped.clone());
+        async move {
+            if matches!(&request, Body::RuntimeCallRequest(call) if call.method == "slow") {
+                let _signal = DropSignal(dropped);
+                arrived.add_permits(1);
+                std::future::pending::<()>().await;
+            }
+            echo("B", request)
+        }
+    })
+}
+
+/// While every one of B's slots is taken by a call that does not finish,
+/// B still answers pings, aborts and shutdowns at once: they concern the
+/// connection or the process, and a liveness ping stuck behind slow calls
+/// would make a busy runtime look hung. (They used to wait for a slot.)
+#[tokio::test(flavor = "multi_thread")]
+async fn control_requests_are_answered_while_every_slot_is_busy() {
+    let (arrived, dropped) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let limits = Limits {
+        max_concurrent_requests: 1,
+        ..Limits::default()
+    };
+    let (a, b) = pair(
+        NoRequests,
+        Limits::default(),
+        never_finishing(&arrived, &dropped),
+        limits,
+    );
+    b.mark_ready();
+    let _busy = spawn_call(&a, call_request("slow", int(1)));
+    within("the slow call occupies B's only slot", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+    // A second call waits for the slot; the control requests do not.
+    let _queued = spawn_call(&a, call_request("m", int(2)));
+    for control in [Body::RuntimePing, Body::RuntimeAbort, Body::RuntimeShutdown] {
+        let name = control.name();
+        let answer = timeout(Duration::from_secs(5), a.call(control)).await;
+        // The echo handler serves pings and refuses the other two; either
+        // way an answer came.
+        match answer {
+            Ok(Ok(_) | Err(Error::Remote(_))) => {}
+            Ok(Err(other)) => panic!("{name} failed: {other:?}"),
+            Err(_) => panic!("{name} waited for a slot held by a call that never finishes"),
+        }
+    }
+}
