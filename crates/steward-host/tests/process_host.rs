@@ -964,11 +964,11 @@ async fn truncated_frame_fails_the_start() {
 /// both protocol versions.
 #[tokio::test(flavor = "multi_thread")]
 async fn wrong_protocol_fails_the_start() {
-    failing_start_is_contained(
-        faulty("wrong-protocol"),
-        &["speaks protocol 99.0, the host speaks 1.0"],
-    )
-    .await;
+    let expected = format!(
+        "speaks protocol 99.0, the host speaks {}",
+        steward_protocol::PROTOCOL_VERSION
+    );
+    failing_start_is_contained(faulty("wrong-protocol"), &[&expected]).await;
 }
 
 /// A runtime reporting another version than configured fails its start

@@ -6,9 +6,12 @@
 //! served concurrently, up to a bound, and outgoing frames are written in
 //! batches (one flush per wake-up of the writer, not one per message).
 //!
-//! This module owns framing, ids, pending calls and the connection state.
-//! It must never interpret a request (the [`Handler`] does) nor know what
-//! is at the other end of the socket (a process, a test, another language).
+//! This module owns framing, ids, pending calls, the requests being served
+//! and the connection state, and so also `Cancel` (protocol 1.1): a call
+//! abandoned by its caller is cancelled on the other side, and a cancel
+//! from the other side drops the serving of that request. It must never
+//! interpret any other request (the [`Handler`] does) nor know what is at
+//! the other end of the socket (a process, a test, another language).
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -21,13 +24,15 @@ use bytes::Bytes;
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Semaphore, oneshot, watch};
+use tokio::task::AbortHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
 use crate::codec::unknown_variant;
 use crate::{
-    Body, Error, ErrorBody, Kind, Limits, Message, PROTOCOL_VERSION, decode_message, encode_message,
+    Body, CancelRequest, Error, ErrorBody, Kind, Limits, Message, PROTOCOL_VERSION, decode_message,
+    encode_message,
 };
 
 /// Serves the requests the other side sends.
@@ -38,6 +43,12 @@ pub trait Handler: Send + Sync + 'static {
     /// [`Body::Error`] for failures the caller should see. `peer` makes
     /// requests back to the other side (a runtime reading host storage
     /// while serving a call).
+    ///
+    /// The returned future may be dropped before it finishes: when the
+    /// other side cancels the request (its caller gave up), or when the
+    /// connection closes. Nobody waits for its answer then, so work it
+    /// has not done need not be done; keep what it changes consistent at
+    /// every await.
     fn handle(&self, request: Body, peer: &Peer) -> impl Future<Output = Body> + Send;
 }
 
@@ -109,6 +120,10 @@ struct Inner {
     queue: Mutex<VecDeque<Bytes>>,
     writer: tokio::sync::Mutex<FramedWrite<Pin<Box<dyn AsyncWrite + Send>>, LengthDelimitedCodec>>,
     pending: Mutex<Pending>,
+    /// The other side's requests served in tasks of their own, by id, so
+    /// that its `Cancel` can stop one. (A request answered at once, in the
+    /// reader, is done before a cancel of it can be read.)
+    served: Mutex<HashMap<u64, AbortHandle>>,
     next_id: AtomicU64,
     state: watch::Sender<State>,
     closed: CancellationToken,
@@ -148,6 +163,7 @@ impl Connection {
                 calls: HashMap::new(),
                 closed: None,
             }),
+            served: Mutex::new(HashMap::new()),
             next_id: AtomicU64::new(1),
             state,
             closed: CancellationToken::new(),
@@ -172,7 +188,8 @@ impl Connection {
 
     /// Sends a request and waits for its response. A [`Body::Error`]
     /// response becomes [`Error::Remote`]. For a deadline, wrap the future
-    /// in `tokio::time::timeout`: dropping it forgets the call.
+    /// in `tokio::time::timeout`: dropping it forgets the call and cancels
+    /// it on the other side (see [`Peer::call`]).
     pub async fn call(&self, request: Body) -> Result<Body, Error> {
         self.handle.peer.call(request).await
     }
@@ -214,6 +231,12 @@ impl Peer {
     /// Sends a request and waits for its response. A [`Body::Error`]
     /// response becomes [`Error::Remote`]. For a deadline, wrap the future
     /// in `tokio::time::timeout`: dropping it forgets the call.
+    ///
+    /// A call dropped after its request was sent and before its answer
+    /// arrived is cancelled: a `Cancel` for it goes to the other side
+    /// (best effort, written in the background; the drop never waits),
+    /// which stops serving it. A peer older than protocol 1.1 refuses the
+    /// cancel as unsupported, which changes nothing.
     pub async fn call(&self, request: Body) -> Result<Body, Error> {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let frame = encode_frame(
@@ -242,7 +265,7 @@ impl Peer {
             return Err(Error::ConnectionClosed { reason });
         }
         // Forget the call however this future ends (answered, dropped by a
-        // deadline, failed to send).
+        // deadline, failed to send), and cancel it if it was left waiting.
         let _forget = ForgetOnDrop {
             inner: &self.inner,
             id,
@@ -367,6 +390,51 @@ impl Inner {
         self.closed.cancel();
     }
 
+    /// Tells the other side that nobody waits for the answer to our
+    /// request `request_id` any more. Called from a drop: it queues the
+    /// frame and leaves the writing to the current writer or to a task of
+    /// its own, never waiting.
+    fn send_cancel(self: &Arc<Self>, request_id: u64) {
+        if self.closed.is_cancelled() {
+            return;
+        }
+        let message = Message {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            kind: Kind::Request,
+            body: Body::Cancel(CancelRequest { request_id }),
+        };
+        let Ok(frame) = encode_frame(&message, &self.limits) else {
+            return;
+        };
+        self.queue().push_back(frame);
+        // Without a runtime (a future dropped after its runtime shut down)
+        // the frame waits for the next write, if any: best effort.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let inner = self.clone();
+            runtime.spawn(async move {
+                let _ = inner.write_queued().await;
+            });
+        }
+    }
+
+    /// Stops serving the other side's request `id`, if it still runs: its
+    /// task is aborted, which drops the handler's future. It gets no
+    /// answer; its sender has forgotten it.
+    fn cancel_served(&self, id: u64) -> bool {
+        let task = self.served().remove(&id);
+        match task {
+            Some(task) => {
+                task.abort();
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn served(&self) -> MutexGuard<'_, HashMap<u64, AbortHandle>> {
+        self.served.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     fn respond(&self, id: u64, body: Result<Body, Error>) {
         let reply = self.pending().calls.remove(&id);
         match reply {
@@ -395,14 +463,41 @@ impl Drop for TakeOverOnDrop {
     }
 }
 
+/// Forgets a call when its future ends; one still waiting for its answer
+/// (a deadline, a caller gone) is cancelled on the other side. An answered
+/// call was removed from `pending` by its answer, and a call of a closed
+/// connection by the close, so neither is cancelled.
 struct ForgetOnDrop<'a> {
-    inner: &'a Inner,
+    inner: &'a Arc<Inner>,
     id: u64,
 }
 
 impl Drop for ForgetOnDrop<'_> {
     fn drop(&mut self) {
-        self.inner.pending().calls.remove(&self.id);
+        let waiting = self.inner.pending().calls.remove(&self.id).is_some();
+        if waiting {
+            self.inner.send_cancel(self.id);
+        }
+    }
+}
+
+/// Removes a served request's entry from `served` when its task ends,
+/// however it ends (answered, cancelled, the connection closed), unless
+/// the entry is another task's by now (the other side reused the id).
+struct UnlistOnDrop {
+    inner: Arc<Inner>,
+    id: u64,
+}
+
+impl Drop for UnlistOnDrop {
+    fn drop(&mut self) {
+        let Some(me) = tokio::task::try_id() else {
+            return;
+        };
+        let mut served = self.inner.served();
+        if served.get(&self.id).is_some_and(|task| task.id() == me) {
+            served.remove(&self.id);
+        }
     }
 }
 
@@ -468,9 +563,14 @@ async fn read_loop<R, H>(
                     }
                     inner.respond(message.id, Ok(message.body));
                 }
-                Kind::Request => {
-                    serve_request(&inner, message, &handler, &admission, &limits).await;
-                }
+                Kind::Request => match message.body {
+                    Body::Cancel(CancelRequest { request_id }) => {
+                        let cancelled = inner.cancel_served(request_id);
+                        debug!(request_id, cancelled, "the other side cancelled a request");
+                        send_response(&inner, message.id, Body::Empty, &limits).await;
+                    }
+                    _ => serve_request(&inner, message, &handler, &admission, &limits).await,
+                },
             },
             Err(error) => {
                 if let Some(end) = undecodable(&inner, &frame, &error, &limits).await {
@@ -549,7 +649,8 @@ async fn undecodable(
 
 /// Serves one request of the other side: refused before the handshake or
 /// past the admission bound, answered inline when it is ready at once,
-/// else in a task of its own.
+/// else in a task of its own, listed in `served` so that the other side
+/// can cancel it.
 async fn serve_request<H: Handler>(
     inner: &Arc<Inner>,
     message: Message,
@@ -583,11 +684,11 @@ async fn serve_request<H: Handler>(
     // behind slow calls would make a busy runtime look hung, and an abort
     // is meant for exactly the runtime whose calls do not finish.
     let serving = needs_slot(&message.body).then(|| admission.serving.clone());
-    let (inner, handler, limits) = (inner.clone(), handler.clone(), *limits);
+    let (work_inner, handler, limits) = (inner.clone(), handler.clone(), *limits);
     let mut work = Box::pin(async move {
         let _admitted = admitted;
-        let closed = inner.closed.clone();
-        let peer = Peer { inner };
+        let closed = work_inner.closed.clone();
+        let peer = Peer { inner: work_inner };
         let response = tokio::select! {
             // Work for a closed connection is abandoned.
             () = closed.cancelled() => return,
@@ -598,9 +699,21 @@ async fn serve_request<H: Handler>(
     // Most answers are ready at once (an echo, a ping): finish those here
     // and save a task hand-off per request; only work that has to wait
     // gets a task of its own.
-    if (&mut work).now_or_never().is_none() {
-        tokio::spawn(work);
+    if (&mut work).now_or_never().is_some() {
+        return;
     }
+    let unlist = UnlistOnDrop {
+        inner: inner.clone(),
+        id,
+    };
+    // Listed under the lock the task's own unlisting takes, so that the
+    // entry cannot outlive a task that ends at once.
+    let mut served = inner.served();
+    let task = tokio::spawn(async move {
+        let _unlist = unlist;
+        work.await;
+    });
+    served.insert(id, task.abort_handle());
 }
 
 /// Whether a request waits for one of the slots of

@@ -10,7 +10,9 @@
 //! - The whole format, byte by byte, for implementers in any language (with
 //!   a complete runtime in Python), is the [`spec`].
 //! - [`Connection`] is bidirectional and multiplexed: both sides send
-//!   requests, many in flight each way, responses matched by id.
+//!   requests, many in flight each way, responses matched by id. A call
+//!   its caller gives up on (a deadline, a dropped future) is cancelled
+//!   on the other side, which stops serving it (protocol 1.1).
 //!
 //! This crate knows nothing of processes: it speaks over any
 //! `AsyncRead`/`AsyncWrite` pair.
@@ -28,8 +30,9 @@ pub use codec::{Limits, decode_message, encode_message};
 pub use connection::{Connection, Handler, NoRequests, Peer, State};
 pub use error::Error;
 pub use message::{
-    Body, CallRequest, CallResponse, ErrorBody, Kind, Message, PROTOCOL_VERSION, ProtocolVersion,
-    RuntimeInfoRequest, RuntimeInfoResponse, StorageEntry, StorageKey, StorageKeys, StorageValue,
+    Body, CallRequest, CallResponse, CancelRequest, ErrorBody, Kind, Message, PROTOCOL_VERSION,
+    ProtocolVersion, RuntimeInfoRequest, RuntimeInfoResponse, StorageEntry, StorageKey,
+    StorageKeys, StorageValue,
 };
 pub use value::{MAX_NESTING, Value};
 

@@ -9,8 +9,8 @@ use minicbor::{Decode, Encode};
 use crate::Value;
 
 /// The protocol version this crate speaks. Peers must agree on `major`;
-/// `minor` only adds optional things.
-pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 0 };
+/// `minor` only adds optional things (1.1 added [`Body::Cancel`]).
+pub const PROTOCOL_VERSION: ProtocolVersion = ProtocolVersion { major: 1, minor: 1 };
 
 /// One frame's content.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -70,6 +70,7 @@ impl std::fmt::Display for ProtocolVersion {
 /// | `HostStorageGet` (runtime) | `HostStorageGetResponse` |
 /// | `HostStorageSet` / `HostStorageDelete` (runtime) | `Empty` |
 /// | `HostStorageList` (runtime) | `HostStorageListResponse` |
+/// | `Cancel` (either, since 1.1) | `Empty`; the cancelled request may get no answer |
 ///
 /// Any request may instead be answered with `Error`.
 #[derive(Debug, Clone, PartialEq, Encode, Decode)]
@@ -121,10 +122,16 @@ pub enum Body {
     /// Host → runtime: keys found.
     #[n(14)]
     HostStorageListResponse(#[n(0)] StorageKeys),
+    /// Either side, since 1.1: the sender gave up on one of its own
+    /// requests (a deadline, a caller gone); the receiver stops serving it.
+    /// Handled by the [`Connection`](crate::Connection) itself, never by a
+    /// [`Handler`](crate::Handler).
+    #[n(15)]
+    Cancel(#[n(0)] CancelRequest),
 }
 
 /// How many `Body` variants this version knows (numbers `0..BODY_VARIANTS`).
-pub(crate) const BODY_VARIANTS: u32 = 15;
+pub(crate) const BODY_VARIANTS: u32 = 16;
 
 impl Body {
     /// The variant's name, for logs and error messages.
@@ -145,6 +152,7 @@ impl Body {
             Body::HostStorageDelete(_) => "HostStorageDelete",
             Body::HostStorageList(_) => "HostStorageList",
             Body::HostStorageListResponse(_) => "HostStorageListResponse",
+            Body::Cancel(_) => "Cancel",
         }
     }
 
@@ -250,6 +258,15 @@ pub struct CallResponse {
     pub result: Value,
 }
 
+/// Which request a [`Body::Cancel`] gives up on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+#[cbor(array)]
+pub struct CancelRequest {
+    /// The id of the sender's own request, as it sent it.
+    #[n(0)]
+    pub request_id: u64,
+}
+
 /// A storage key (or key prefix).
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
 #[cbor(array)]
@@ -346,7 +363,7 @@ mod tests {
     #[test]
     fn body_variants_counts_every_variant() {
         // The highest variant number must be BODY_VARIANTS - 1.
-        let last = Body::HostStorageListResponse(StorageKeys { keys: Vec::new() });
+        let last = Body::Cancel(CancelRequest { request_id: 0 });
         let cbor = minicbor::to_vec(&last).unwrap();
         assert_eq!(cbor[..2], [0x82, (BODY_VARIANTS - 1) as u8]);
     }

@@ -10,9 +10,9 @@
 
 use proptest::prelude::*;
 use steward_protocol::{
-    Body, CallRequest, CallResponse, Error, ErrorBody, Kind, Limits, MAX_NESTING, Message,
-    ProtocolVersion, RuntimeInfoRequest, RuntimeInfoResponse, StorageEntry, StorageKey,
-    StorageKeys, StorageValue, Value, decode_message, encode_message,
+    Body, CallRequest, CallResponse, CancelRequest, Error, ErrorBody, Kind, Limits, MAX_NESTING,
+    Message, PROTOCOL_VERSION, ProtocolVersion, RuntimeInfoRequest, RuntimeInfoResponse,
+    StorageEntry, StorageKey, StorageKeys, StorageValue, Value, decode_message, encode_message,
 };
 
 /// Arbitrary CBOR values, built through serde from JSON-like data.
@@ -90,6 +90,7 @@ fn body() -> impl Strategy<Value = Body> {
         text.prop_map(|key| Body::HostStorageList(StorageKey { key })),
         prop::collection::vec(text, 0..6)
             .prop_map(|keys| Body::HostStorageListResponse(StorageKeys { keys })),
+        any::<u64>().prop_map(|request_id| Body::Cancel(CancelRequest { request_id })),
     ]
 }
 
@@ -142,6 +143,49 @@ fn layout_matches_the_documentation() {
     assert_eq!(
         &encode_message(&ping).unwrap()[..],
         [0x83, 0x01, 0x00, 0x82, 0x04, 0x80]
+    );
+    // The handshake of the spec's full exchange (section 10).
+    let info = Message {
+        id: 1,
+        kind: Kind::Request,
+        body: Body::RuntimeInfoRequest(RuntimeInfoRequest {
+            runtime_id: "echo".into(),
+            protocol_version: PROTOCOL_VERSION,
+            expected_version: "1.2.0".into(),
+        }),
+    };
+    assert_eq!(
+        &encode_message(&info).unwrap()[..],
+        [
+            0x83, 0x01, 0x00, 0x82, 0x02, 0x81, 0x83, 0x64, b'e', b'c', b'h', b'o', 0x82, 0x01,
+            0x01, 0x65, b'1', b'.', b'2', b'.', b'0'
+        ]
+    );
+    let answer = Message {
+        id: 1,
+        kind: Kind::Response,
+        body: Body::RuntimeInfoResponse(RuntimeInfoResponse {
+            protocol_version: PROTOCOL_VERSION,
+            runtime_version: "1.2.0".into(),
+            features: Vec::new(),
+        }),
+    };
+    assert_eq!(
+        &encode_message(&answer).unwrap()[..],
+        [
+            0x83, 0x01, 0x01, 0x82, 0x03, 0x81, 0x83, 0x82, 0x01, 0x01, 0x65, b'1', b'.', b'2',
+            b'.', b'0', 0x80
+        ]
+    );
+    // Protocol 1.1: request 9 cancels request 7.
+    let cancel = Message {
+        id: 9,
+        kind: Kind::Request,
+        body: Body::Cancel(CancelRequest { request_id: 7 }),
+    };
+    assert_eq!(
+        &encode_message(&cancel).unwrap()[..],
+        [0x83, 0x09, 0x00, 0x82, 0x0f, 0x81, 0x81, 0x07]
     );
 }
 

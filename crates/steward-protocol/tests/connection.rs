@@ -1112,3 +1112,176 @@ async fn control_requests_are_answered_while_every_slot_is_busy() {
         }
     }
 }
+
+/// A call given up by its caller (its deadline passed, or its task was
+/// aborted, as when an HTTP client disconnects) is cancelled on the other
+/// side: B drops the handler's future, and keeps serving.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_given_up_by_its_caller_drops_the_handler_on_the_other_side() {
+    let (arrived, dropped) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let (a, b) = pair(
+        NoRequests,
+        Limits::default(),
+        never_finishing(&arrived, &dropped),
+        Limits::default(),
+    );
+    b.mark_ready();
+
+    // A deadline.
+    let late = timeout(
+        Duration::from_millis(200),
+        a.call(call_request("slow", int(1))),
+    )
+    .await;
+    assert!(late.is_err(), "the slow call should miss its deadline");
+    within("the slow call reached B", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+    within(
+        "B drops the handler of the call A gave up on",
+        dropped.acquire(),
+    )
+    .await
+    .unwrap()
+    .forget();
+
+    // A caller gone: its task is aborted while the call waits.
+    let gone = spawn_call(&a, call_request("slow", int(2)));
+    within("the second slow call reached B", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+    gone.abort();
+    within(
+        "B drops the handler of the abandoned call",
+        dropped.acquire(),
+    )
+    .await
+    .unwrap()
+    .forget();
+
+    let answer = within("a later call", a.call(call_request("m", int(3)))).await;
+    assert_eq!(result_of(answer), tagged("B", &int(3)));
+    assert_eq!(b.state(), State::Ready);
+}
+
+/// What goes on the wire: an answered call is never cancelled; a call
+/// past its deadline is followed by `Cancel{request_id}`; a peer that
+/// refuses the cancel as an unknown variant (as a 1.0 peer does) leaves
+/// the connection as it was.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_is_sent_only_for_calls_left_waiting() {
+    let (a, mut raw) = raw_peer(NoRequests, Limits::default());
+    a.mark_ready();
+
+    // Answered: no cancel follows.
+    let answered = spawn_call(&a, call_request("m", int(1)));
+    let request = within("the first request", read_message(&mut raw)).await;
+    write_message(
+        &mut raw,
+        &Message {
+            id: request.id,
+            kind: Kind::Response,
+            body: Body::Empty,
+        },
+    )
+    .await;
+    assert_eq!(
+        within("the answer", answered).await.unwrap().unwrap(),
+        Body::Empty
+    );
+
+    // Past its deadline: the next frame after the request is its cancel.
+    let late = timeout(
+        Duration::from_millis(100),
+        a.call(call_request("m", int(2))),
+    );
+    let (late, abandoned) = tokio::join!(late, read_message(&mut raw));
+    assert!(late.is_err(), "nobody answered, so the deadline passes");
+    assert_eq!(abandoned.body, call_request("m", int(2)));
+    let cancel = within("the cancel", read_message(&mut raw)).await;
+    assert_eq!(cancel.kind, Kind::Request);
+    assert_eq!(
+        cancel.body,
+        Body::Cancel(steward_protocol::CancelRequest {
+            request_id: abandoned.id
+        }),
+        "the frame after an abandoned request"
+    );
+    // An old peer does not know variant 15 and refuses it.
+    write_message(
+        &mut raw,
+        &Message {
+            id: cancel.id,
+            kind: Kind::Response,
+            body: Body::Error(ErrorBody::new(
+                "protocol",
+                ErrorBody::CODE_UNSUPPORTED,
+                "unknown request variant 15; this side speaks protocol 1.0",
+            )),
+        },
+    )
+    .await;
+
+    // Still connected; and the answered call was not cancelled after the
+    // fact: the next frame is the next request.
+    let next = spawn_call(&a, call_request("m", int(3)));
+    let request = within("the third request", read_message(&mut raw)).await;
+    assert_eq!(request.body, call_request("m", int(3)));
+    write_message(
+        &mut raw,
+        &Message {
+            id: request.id,
+            kind: Kind::Response,
+            body: Body::Empty,
+        },
+    )
+    .await;
+    assert_eq!(
+        within("the third answer", next).await.unwrap().unwrap(),
+        Body::Empty
+    );
+    assert_eq!(a.state(), State::Ready);
+}
+
+/// A cancel from the other side: the request it names stops (its handler
+/// future is dropped) and gets no answer; the cancel itself is answered
+/// `Empty`, also when it names nothing running.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_cancel_from_the_other_side_stops_that_request() {
+    let (arrived, dropped) = (Arc::new(Semaphore::new(0)), Arc::new(Semaphore::new(0)));
+    let (a, mut raw) = raw_peer(never_finishing(&arrived, &dropped), Limits::default());
+    a.mark_ready();
+    let send = |id, body| Message {
+        id,
+        kind: Kind::Request,
+        body,
+    };
+    let cancel = |request_id| Body::Cancel(steward_protocol::CancelRequest { request_id });
+
+    write_message(&mut raw, &send(5, call_request("slow", int(5)))).await;
+    within("the slow request is served", arrived.acquire())
+        .await
+        .unwrap()
+        .forget();
+    write_message(&mut raw, &send(6, cancel(5))).await;
+    let answer = within("the cancel's answer", read_message(&mut raw)).await;
+    assert_eq!((answer.id, answer.kind), (6, Kind::Response));
+    assert_eq!(answer.body, Body::Empty);
+    within("the cancelled handler is dropped", dropped.acquire())
+        .await
+        .unwrap()
+        .forget();
+
+    // Nothing to cancel: answered all the same.
+    write_message(&mut raw, &send(7, cancel(12_345))).await;
+    let answer = within("the second cancel's answer", read_message(&mut raw)).await;
+    assert_eq!((answer.id, answer.body), (7, Body::Empty));
+
+    // No answer for request 5 ever comes: the next frame answers the ping.
+    write_message(&mut raw, &send(8, Body::RuntimePing)).await;
+    let answer = within("the ping's answer", read_message(&mut raw)).await;
+    assert_eq!((answer.id, answer.body), (8, Body::Empty));
+    assert_eq!(a.state(), State::Ready);
+}
