@@ -60,6 +60,14 @@ pub trait Runtime: Send + Sync + 'static {
     }
 
     /// Serves one application call. Calls run concurrently.
+    ///
+    /// The returned future is dropped, unfinished, when the host gives up
+    /// on the call (its caller's deadline passed or the caller went away:
+    /// the host sends a cancel) or when the host connection closes. Write
+    /// calls so that stopping at any await leaves things consistent, and
+    /// hand work that must not stop half-way to something that finishes
+    /// it. Work moved off the future (a spawned task, a blocking thread)
+    /// learns of it through [`CallContext::cancelled`].
     fn call(
         &self,
         ctx: &CallContext,
@@ -79,6 +87,7 @@ pub trait Runtime: Send + Sync + 'static {
 pub struct CallContext {
     storage: HostStorage,
     aborted: CancellationToken,
+    cancelled: CancellationToken,
 }
 
 impl CallContext {
@@ -92,6 +101,15 @@ impl CallContext {
     /// stop and return an error (see [`ErrorBody::CODE_ABORTED`]).
     pub fn aborted(&self) -> &CancellationToken {
         &self.aborted
+    }
+
+    /// Fires when nobody waits for this call's answer any more: the host
+    /// cancelled it (its caller gave up) or the connection closed. The
+    /// call's own future is dropped at that moment, so only work handed
+    /// elsewhere (a spawned task, a blocking thread) needs to watch this;
+    /// an answer produced after it fired goes nowhere.
+    pub fn cancelled(&self) -> &CancellationToken {
+        &self.cancelled
     }
 }
 
@@ -340,8 +358,15 @@ impl<R: Runtime> Handler for RuntimeHandler<R> {
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)
                         .clone(),
+                    cancelled: CancellationToken::new(),
                 };
-                match shared.runtime.call(&ctx, &call.method, call.args).await {
+                // The connection drops this future when the host cancels
+                // the call or hangs up; the guard then tells whatever the
+                // call handed its context to.
+                let cancel_on_drop = ctx.cancelled.clone().drop_guard();
+                let result = shared.runtime.call(&ctx, &call.method, call.args).await;
+                cancel_on_drop.disarm();
+                match result {
                     Ok(result) => Body::RuntimeCallResponse(CallResponse { result }),
                     Err(error) => Body::Error(error),
                 }
