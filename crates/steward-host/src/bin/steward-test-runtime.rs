@@ -7,8 +7,13 @@
 //! protocol in one chosen way:
 //!
 //! ```text
-//! steward-test-runtime [--version V] [--mode MODE]
+//! steward-test-runtime [--version V] [--mode MODE] [--max-concurrent N]
+//!                      [--max-queued N] [--shutdown-status N]
 //! ```
+//!
+//! `--max-concurrent` and `--max-queued` set its protocol `Limits` (so that
+//! a test can saturate it with a few calls); `--shutdown-status N` makes it
+//! exit with status N after a `RuntimeShutdown`, once the host hangs up.
 //!
 //! | mode | behaviour |
 //! |---|---|
@@ -26,6 +31,9 @@
 //! | `echo` | anything | the args |
 //! | `version` | — | the version string |
 //! | `sleep` | `{"ms": N}` | `null` after N ms, or an `aborted` error on abort |
+//! | `sleeps` | — | `{"started": N, "running": M}`: `sleep` calls begun, and not yet ended (answered, aborted or dropped) |
+//! | `pings` | — | how many `RuntimePing`s it has answered |
+//! | `pid` | — | its process id |
 //! | `fail` | `{"code": N, "message": S}` | an error `test`/N/S |
 //! | `crash` | — | exits with status 101 |
 //! | `big` | `{"bytes": N}` | a byte string of N bytes |
@@ -43,6 +51,7 @@
     reason = "a test fixture: failing loudly is what a test needs"
 )]
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -76,12 +85,21 @@ enum Mode {
 struct Args {
     version: String,
     mode: Mode,
+    limits: Limits,
+    shutdown_status: Option<i32>,
 }
 
 fn parse_args() -> Args {
     let mut args = Args {
         version: "1.0.0".to_owned(),
         mode: Mode::Serve,
+        limits: Limits::default(),
+        shutdown_status: None,
+    };
+    let number = |flag: &str, value: &str| -> usize {
+        value
+            .parse()
+            .unwrap_or_else(|_| panic!("{flag} needs a number, not {value:?}"))
     };
     let mut given = std::env::args().skip(1);
     while let Some(flag) = given.next() {
@@ -90,6 +108,11 @@ fn parse_args() -> Args {
             .unwrap_or_else(|| panic!("{flag} needs a value"));
         match flag.as_str() {
             "--version" => args.version = value,
+            "--max-concurrent" => args.limits.max_concurrent_requests = number(&flag, &value),
+            "--max-queued" => args.limits.max_queued_requests = number(&flag, &value),
+            "--shutdown-status" => {
+                args.shutdown_status = Some(i32::try_from(number(&flag, &value)).unwrap());
+            }
             "--mode" => {
                 args.mode = match value.as_str() {
                     "serve" => Mode::Serve,
@@ -116,6 +139,29 @@ struct Runtime {
     /// The abort signal of calls in flight; replaced after each abort.
     aborted: Mutex<CancellationToken>,
     shutdown: Notify,
+    /// `sleep` calls begun.
+    sleeps_started: AtomicU64,
+    /// `sleep` calls begun and not yet ended, however they end.
+    sleeps_running: AtomicU64,
+    /// Pings answered.
+    pings: AtomicU64,
+}
+
+/// Counts a `sleep` as running until it is dropped: answered, aborted, or
+/// cancelled by the host (its future dropped by the connection).
+struct Sleeping<'a>(&'a AtomicU64);
+
+impl<'a> Sleeping<'a> {
+    fn enter(running: &'a AtomicU64) -> Self {
+        running.fetch_add(1, Ordering::SeqCst);
+        Self(running)
+    }
+}
+
+impl Drop for Sleeping<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 fn error(code: u32, message: impl Into<String>) -> Body {
@@ -151,6 +197,8 @@ impl Runtime {
             "version" => Ok(Value::encode(&self.version).unwrap()),
             "sleep" => {
                 let ms: u64 = field(&args, "ms")?;
+                self.sleeps_started.fetch_add(1, Ordering::SeqCst);
+                let _running = Sleeping::enter(&self.sleeps_running);
                 let aborted = self
                     .aborted
                     .lock()
@@ -161,6 +209,15 @@ impl Runtime {
                     () = aborted.cancelled() => Err(error(ErrorBody::CODE_ABORTED, "sleep aborted")),
                 }
             }
+            "sleeps" => {
+                let counts = std::collections::BTreeMap::from([
+                    ("started", self.sleeps_started.load(Ordering::SeqCst)),
+                    ("running", self.sleeps_running.load(Ordering::SeqCst)),
+                ]);
+                Ok(Value::encode(&counts).unwrap())
+            }
+            "pings" => Ok(Value::encode(&self.pings.load(Ordering::SeqCst)).unwrap()),
+            "pid" => Ok(Value::encode(&std::process::id()).unwrap()),
             "fail" => Err(error(
                 field(&args, "code")?,
                 field::<String>(&args, "message")?,
@@ -242,7 +299,10 @@ impl Handler for Runtime {
                     features: Vec::new(),
                 })
             }
-            Body::RuntimePing => Body::Empty,
+            Body::RuntimePing => {
+                self.pings.fetch_add(1, Ordering::SeqCst);
+                Body::Empty
+            }
             Body::RuntimeAbort => {
                 std::mem::take(&mut *self.aborted.lock().unwrap_or_else(PoisonError::into_inner))
                     .cancel();
@@ -317,22 +377,29 @@ async fn run(args: Args) {
                 crash_on_handshake: args.mode == Mode::CrashInHandshake,
                 aborted: Mutex::new(CancellationToken::new()),
                 shutdown: Notify::new(),
+                sleeps_started: AtomicU64::new(0),
+                sleeps_running: AtomicU64::new(0),
+                pings: AtomicU64::new(0),
             };
-            serve(connect().await, runtime).await;
+            let shut_down = serve(connect().await, runtime, args.limits).await;
+            if let (true, Some(status)) = (shut_down, args.shutdown_status) {
+                std::process::exit(status);
+            }
         }
     }
 }
 
 /// Serves until the host hangs up (or, after a shutdown request, at most
-/// 10 s more).
-async fn serve(stream: UnixStream, runtime: Runtime) {
+/// 10 s more); true if the host asked it to shut down.
+async fn serve(stream: UnixStream, runtime: Runtime, limits: Limits) -> bool {
     let (read, write) = stream.into_split();
     let runtime = std::sync::Arc::new(runtime);
-    let connection = Connection::start(read, write, Shared(runtime.clone()), Limits::default());
+    let connection = Connection::start(read, write, Shared(runtime.clone()), limits);
     tokio::select! {
-        _ = connection.closed() => {}
+        _ = connection.closed() => false,
         () = runtime.shutdown.notified() => {
             let _ = tokio::time::timeout(Duration::from_secs(10), connection.closed()).await;
+            true
         }
     }
 }
