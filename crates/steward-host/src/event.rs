@@ -110,12 +110,16 @@ impl fmt::Display for ProcessStatus {
 
 /// Why a runtime process ended.
 ///
-/// Only [`Crashed`](Self::Crashed) and
-/// [`ConnectionLost`](Self::ConnectionLost) are failures of the runtime;
-/// the others are the host doing what it was asked.
+/// [`Crashed`](Self::Crashed), [`Hung`](Self::Hung) and
+/// [`ConnectionLost`](Self::ConnectionLost) are failures of the runtime
+/// (restarted after the backoff); the others are the host doing what it
+/// was asked.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ExitReason {
     /// The host stopped it (a stop or a version switch), politely first.
+    /// It stays a stop whatever the exit status: a runtime exiting
+    /// non-zero after the host's `RuntimeShutdown` is logged as a warning
+    /// naming the status, not counted as a crash.
     Stopped {
         /// How it exited.
         status: ProcessStatus,
@@ -139,6 +143,15 @@ pub enum ExitReason {
         /// How it exited once killed.
         status: ProcessStatus,
     },
+    /// It left `missed` liveness pings in a row unanswered (stopped,
+    /// deadlocked, its event loop blocked); the host killed its process
+    /// group. See [`Liveness`](crate::Liveness).
+    Hung {
+        /// The pings in a row it did not answer in time.
+        missed: u32,
+        /// How it exited once killed.
+        status: ProcessStatus,
+    },
 }
 
 impl ExitReason {
@@ -148,7 +161,8 @@ impl ExitReason {
             ExitReason::Stopped { status }
             | ExitReason::Crashed { status }
             | ExitReason::Aborted { status }
-            | ExitReason::ConnectionLost { status, .. } => status,
+            | ExitReason::ConnectionLost { status, .. }
+            | ExitReason::Hung { status, .. } => status,
         }
     }
 
@@ -157,7 +171,9 @@ impl ExitReason {
     pub fn is_failure(&self) -> bool {
         matches!(
             self,
-            ExitReason::Crashed { .. } | ExitReason::ConnectionLost { .. }
+            ExitReason::Crashed { .. }
+                | ExitReason::ConnectionLost { .. }
+                | ExitReason::Hung { .. }
         )
     }
 }
@@ -170,6 +186,10 @@ impl fmt::Display for ExitReason {
             ExitReason::Aborted { status } => write!(f, "aborted ({status})"),
             ExitReason::ConnectionLost { cause, status } => {
                 write!(f, "connection lost: {cause} ({status})")
+            }
+            ExitReason::Hung { missed, status } => {
+                let pings = if *missed == 1 { "ping" } else { "pings" };
+                write!(f, "hung ({missed} {pings} unanswered) ({status})")
             }
         }
     }
@@ -284,7 +304,29 @@ mod tests {
     }
 
     #[test]
-    fn only_crashes_and_lost_connections_are_failures() {
+    fn a_hung_runtime_is_a_failure_that_says_how_many_pings_it_missed() {
+        let hung = ExitReason::Hung {
+            missed: 3,
+            status: ProcessStatus::Signal(9),
+        };
+        assert!(hung.is_failure());
+        assert_eq!(hung.status(), &ProcessStatus::Signal(9));
+        assert_eq!(
+            hung.to_string(),
+            "hung (3 pings unanswered) (signal: 9 (SIGKILL))"
+        );
+        let once = ExitReason::Hung {
+            missed: 1,
+            status: ProcessStatus::Signal(9),
+        };
+        assert_eq!(
+            once.to_string(),
+            "hung (1 ping unanswered) (signal: 9 (SIGKILL))"
+        );
+    }
+
+    #[test]
+    fn only_crashes_hangs_and_lost_connections_are_failures() {
         let status = ProcessStatus::Code(0);
         assert!(
             !ExitReason::Stopped {

@@ -1,14 +1,15 @@
 //! [`ProcessHost`]: one runtime version as a supervised OS process.
 //!
 //! A supervisor task (a `SimpleWorker`, so a panic in it is contained)
-//! starts the process, waits until it dies or is stopped, and restarts it
-//! with backoff. Callers never talk to the process directly: they wait for
+//! starts the process, waits until it dies, stops answering its liveness
+//! pings, or is stopped, and restarts it with backoff. Callers never talk to the process directly: they wait for
 //! the published [`Phase`] to be `Ready` and use its connection. This module
 //! must never block a tokio thread on the child (signals are sent with
 //! non-blocking `killpg`, exits are awaited).
 
 mod attempt;
 mod group;
+mod liveness;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -22,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, info, info_span, warn};
 
 use self::attempt::{Running, start_process};
+pub use self::liveness::Liveness;
 use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 
 /// How to run one version of a runtime, and how patient to be with it.
@@ -34,6 +36,7 @@ use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 /// | `abort_timeout` (answer to `RuntimeAbort`) | 1 s |
 /// | `shutdown_grace` (after `RuntimeShutdown`, before SIGTERM) | 5 s |
 /// | `term_grace` (after SIGTERM, before SIGKILL) | 5 s |
+/// | `liveness` (pings while serving; see [`Liveness`]) | a ping every 5 s, 5 s to answer, hung after 3 misses |
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The runtime id (host storage namespace, log field).
@@ -59,6 +62,9 @@ pub struct ProcessConfig {
     pub shutdown_grace: Duration,
     /// How long a stop waits after SIGTERM before SIGKILL.
     pub term_grace: Duration,
+    /// How the host finds a serving runtime hung ([`Liveness::off`] for
+    /// none).
+    pub liveness: Liveness,
     /// Protocol limits for the connection.
     pub limits: Limits,
 }
@@ -84,6 +90,7 @@ impl ProcessConfig {
             abort_timeout: Duration::from_secs(1),
             shutdown_grace: Duration::from_secs(5),
             term_grace: Duration::from_secs(5),
+            liveness: Liveness::default(),
             limits: Limits::default(),
         }
     }
@@ -345,6 +352,8 @@ enum End {
     Exited(ProcessStatus),
     /// The connection ended, with this cause, while the process lived.
     HungUp(Arc<str>),
+    /// It left this many liveness pings in a row unanswered.
+    Hung(u32),
 }
 
 /// Starts, watches and restarts the process until `stop` fires.
@@ -409,6 +418,7 @@ async fn serve(
         () = shared.kill_and_restart.notified() => End::Restart,
         status = running.exited() => End::Exited(status),
         cause = connection.closed() => End::HungUp(cause),
+        missed = liveness::hung(&connection, &config.liveness) => End::Hung(missed),
     };
     shared.phase.send_replace(Phase::Starting);
     let (reason, delay) = match end {
@@ -423,6 +433,16 @@ async fn serve(
         }
         End::Exited(status) => {
             let reason = ExitReason::Crashed { status };
+            (reason, Some(backoff.next_delay(Some(started_at.elapsed()))))
+        }
+        End::Hung(missed) => {
+            // Calls in flight learn why, not just that the host killed it.
+            let pings = if missed == 1 { "ping" } else { "pings" };
+            running.connection.close(&format!(
+                "the runtime hung ({missed} {pings} unanswered); the host kills it"
+            ));
+            let status = running.kill().await;
+            let reason = ExitReason::Hung { missed, status };
             (reason, Some(backoff.next_delay(Some(started_at.elapsed()))))
         }
         End::HungUp(cause) => {
