@@ -1,6 +1,7 @@
 //! The process host against real runtime processes (this crate's
 //! `steward-test-runtime`, well-behaved or broken on purpose): start, calls
-//! both ways, stop, abort and restart, big frames,
+//! both ways, stop, abort and restart, calls given up by their callers,
+//! big frames,
 //! every way a runtime can fail to start, SIGKILL under load, host storage
 //! across versions, and no leaked process, zombie or private directory.
 //!
@@ -1274,6 +1275,67 @@ async fn a_call_right_after_a_forced_abort_waits() {
         failures.is_empty(),
         "calls issued right after abort(force) returned failed: {failures:#?}"
     );
+}
+
+// ---------------------------------------------------------------------------
+// 10. Calls given up by their callers
+// ---------------------------------------------------------------------------
+
+/// The test runtime's `sleep` counters: begun, and still running.
+async fn sleeps(host: &ProcessHost) -> (u64, u64) {
+    let counts = call_ok(host, "sleeps", serde_json::Value::Null).await;
+    (
+        counts["started"].as_u64().unwrap(),
+        counts["running"].as_u64().unwrap(),
+    )
+}
+
+/// Waits until the runtime reports `want` (begun, running) sleeps.
+async fn sleeps_reach(host: &ProcessHost, want: (u64, u64), what: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = sleeps(host).await;
+        if now == want {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: sleeps (begun, running) are {now:?}, not {want:?}, after {WAIT:?}"
+        );
+        // Pacing between polls of the runtime's own counters.
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// A one-minute `sleep` given up by its caller stops in the runtime, not a
+/// minute later: by a deadline (`timeout` drops the call), and by the
+/// caller going away (its task aborted, as when an HTTP client
+/// disconnects). The host cancels the call and the runtime drops it; the
+/// runtime keeps serving. (The runtime used to sleep on, for nobody.)
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_its_caller_gives_up_on_stops_in_the_runtime() {
+    let _table = shared_table().await;
+    let host = support::echo("1.0.0");
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    expect_started(&mut events).await;
+    let minute = || request("sleep", json(serde_json::json!({"ms": 60_000})));
+
+    let late = tokio::time::timeout(Duration::from_millis(300), host.call(minute())).await;
+    assert!(late.is_err(), "a one-minute sleep misses a 300 ms deadline");
+    sleeps_reach(&host, (1, 0), "after the deadline").await;
+
+    let caller = {
+        let host = host.clone();
+        tokio::spawn(async move { host.call(minute()).await })
+    };
+    sleeps_reach(&host, (2, 1), "while the second caller waits").await;
+    caller.abort();
+    sleeps_reach(&host, (2, 0), "after the second caller went away").await;
+
+    assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
+    assert_eq!(pending_events(&mut events), Vec::new());
+    tokio::time::timeout(WAIT, host.stop()).await.unwrap();
 }
 
 // ---------------------------------------------------------------------------
