@@ -1,7 +1,7 @@
 //! The process host against real runtime processes (this crate's
 //! `steward-test-runtime`, well-behaved or broken on purpose): start, calls
-//! both ways, stop, abort and restart, calls given up by their callers,
-//! big frames,
+//! both ways, stop (and a failing exit after it), abort and restart, calls
+//! given up by their callers, big frames,
 //! every way a runtime can fail to start, SIGKILL under load, host storage
 //! across versions, and no leaked process, zombie or private directory.
 //!
@@ -1336,6 +1336,80 @@ async fn a_call_its_caller_gives_up_on_stops_in_the_runtime() {
     assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
     assert_eq!(pending_events(&mut events), Vec::new());
     tokio::time::timeout(WAIT, host.stop()).await.unwrap();
+}
+
+// ---------------------------------------------------------------------------
+// 11. A stop's exit status
+// ---------------------------------------------------------------------------
+
+/// Log lines captured by a test's own subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A runtime that exits with status 3 after the host's `RuntimeShutdown`
+/// is reported as stopped, with its status (`stopped (exit status: 3)`, no
+/// failure, no restart), and the host logs a warning naming the status.
+/// (Single-threaded, so that the host's tasks log on this thread, to this
+/// test's subscriber.)
+#[tokio::test]
+async fn a_failing_exit_after_a_stop_is_a_stop_with_a_warning() {
+    let _table = shared_table().await;
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let host = ProcessHost::new(
+        support::config(
+            "echo",
+            "1.0.0",
+            &["--version", "1.0.0", "--shutdown-status", "3"],
+        ),
+        Arc::new(MemoryStorage::new()),
+    );
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    expect_started(&mut events).await;
+    tokio::time::timeout(WAIT, host.stop()).await.unwrap();
+    let reason = expect_stopped(&mut events).await;
+    assert_eq!(
+        reason,
+        ExitReason::Stopped {
+            status: ProcessStatus::Code(3)
+        }
+    );
+    assert!(!reason.is_failure());
+    assert_eq!(reason.to_string(), "stopped (exit status: 3)");
+    assert_eq!(pending_events(&mut events), Vec::new());
+    let logged = logs.text();
+    assert!(
+        logged
+            .lines()
+            .any(|line| line.contains("WARN") && line.contains("exit status: 3")),
+        "no warning naming the status in:\n{logged}"
+    );
 }
 
 // ---------------------------------------------------------------------------

@@ -424,6 +424,11 @@ async fn serve(
     let (reason, delay) = match end {
         End::Stop => {
             let status = running.stop_gracefully(config).await;
+            // A stop the host asked for stays a stop: the runtime's failing
+            // exit is worth a look, not a restart or a crash count.
+            if !status.success() {
+                warn!(%status, "runtime exited with a failure status after the host stopped it; reported as stopped");
+            }
             (ExitReason::Stopped { status }, None)
         }
         // A deliberate kill restarts at once.
