@@ -332,9 +332,18 @@ fn steward_dirs() -> BTreeSet<PathBuf> {
     };
     entries
         .filter_map(Result::ok)
-        .filter(|e| e.file_name().to_string_lossy().starts_with("steward-"))
+        .filter(|e| is_host_dir_name(&e.file_name().to_string_lossy()))
         .map(|e| e.path())
         .collect()
+}
+
+/// `steward-` and the 6 random characters of the host's private
+/// directories; not `steward-tools-XXXXXX`, the hook tool directories of
+/// agents that other tests on the machine may be running meanwhile.
+fn is_host_dir_name(name: &str) -> bool {
+    name.strip_prefix("steward-").is_some_and(|random| {
+        random.len() == 6 && random.chars().all(|c| c.is_ascii_alphanumeric())
+    })
 }
 
 /// Sends SIGKILL to `pid` with the `kill` command.
