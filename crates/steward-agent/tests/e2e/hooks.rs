@@ -488,14 +488,18 @@ async fn a_crash_at_each_step_of_a_hook_is_recovered_exactly() {
         let extra = "[runtime.hook-retry]\ninitial = \"100ms\"\nmax = \"200ms\"";
         let config = charm.write_config(&charm.config(extra, ""));
         let data = TempDir::new().unwrap();
-        let mut crashing = Agent::start(Options {
+        // Not `Agent::start`: the crash may come before the banner.
+        let crashed = Options {
             env: vec![("STEWARD_FAILPOINT".to_owned(), format!("{point}:install"))],
             ..options(data.path(), &config)
-        })
+        }
+        .run_to_exit("the agent aborts at its crash point")
         .await;
-        let status = crashing.wait_exit(DEADLINE).await;
-        assert!(!status.success(), "{point}: the agent aborted ({status})");
-        drop(crashing);
+        assert!(
+            !crashed.status.success(),
+            "{point}: the agent aborted ({})",
+            crashed.status
+        );
 
         let agent = Agent::start(options(data.path(), &config)).await;
         agent.wait_active("echo", "1.0.0").await;
