@@ -39,6 +39,7 @@ use crate::api::{self, ApiState, ServerLimits};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
 use crate::metrics;
+use crate::relations::Relations;
 use crate::runtimes::{Context, HookServices, Manager, ProcessHosts, Registry};
 use crate::storage::StoreStorage;
 use crate::token::read_token_file;
@@ -186,10 +187,15 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .name("agent")
         .shutdown_timeout(SHUTDOWN_GRACE)
         .build();
+    let events = EventBus::new();
+    let relations = Relations::local(store.clone(), hooks.agent.clone(), events.clone())
+        .await
+        .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
     let context = Context {
         store: store.clone(),
         registry: Arc::new(Registry::default()),
-        events: EventBus::new(),
+        events,
+        relations: Arc::new(relations),
         hosts: Arc::new(ProcessHosts {
             storage: Arc::new(StoreStorage(store.clone())),
         }),
@@ -197,6 +203,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     };
     let api_state = ApiState {
         registry: context.registry.clone(),
+        relations: context.relations.clone(),
         store,
         events: context.events.clone(),
         prometheus: prometheus.clone(),

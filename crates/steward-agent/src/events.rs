@@ -33,6 +33,14 @@ pub enum EventKind {
     HookSucceeded,
     /// A hook failed (`hook_failed`; the message says how).
     HookFailed,
+    /// A relation of the runtime was created (`relation_created`; the
+    /// message names it). Relation events have no version.
+    RelationCreated,
+    /// A relation of the runtime left the config and is being ended by
+    /// its hooks (`relation_dying`).
+    RelationDying,
+    /// A relation of the runtime is gone (`relation_removed`).
+    RelationRemoved,
 }
 
 impl EventKind {
@@ -48,6 +56,9 @@ impl EventKind {
             EventKind::HookStarted => "hook_started",
             EventKind::HookSucceeded => "hook_succeeded",
             EventKind::HookFailed => "hook_failed",
+            EventKind::RelationCreated => "relation_created",
+            EventKind::RelationDying => "relation_dying",
+            EventKind::RelationRemoved => "relation_removed",
         }
     }
 }

@@ -33,6 +33,7 @@ pub mod hooks {}
 mod failpoint;
 mod json;
 mod metrics;
+mod relations;
 mod runtimes;
 mod storage;
 mod token;

@@ -155,6 +155,7 @@ pub(super) async fn detail(
             .map(|at| humantime::format_rfc3339_millis(at).to_string()),
         workload,
         hooks,
+        relations: super::relations::of_runtime(&state.api.relations, &id).await,
     }))
 }
 

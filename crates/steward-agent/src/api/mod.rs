@@ -10,6 +10,7 @@
 
 mod error;
 mod handlers;
+mod relations;
 mod server;
 mod sse;
 pub mod types;
@@ -41,6 +42,7 @@ use crate::runtimes::Registry;
 #[derive(Clone)]
 pub(crate) struct ApiState {
     pub(crate) registry: Arc<Registry>,
+    pub(crate) relations: Arc<crate::relations::Relations>,
     pub(crate) store: Store,
     pub(crate) events: EventBus,
     pub(crate) prometheus: Option<PrometheusHandle>,
@@ -84,6 +86,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/runtimes/{id}/version", put(handlers::set_version))
         .route("/v1/runtimes/{id}/abort", post(handlers::abort))
         .route("/v1/runtimes/{id}/resolve", post(handlers::resolve))
+        .route("/v1/relations", get(relations::list))
         .route("/v1/events", get(sse::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

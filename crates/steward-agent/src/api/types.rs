@@ -2,6 +2,8 @@
 //! CLI so the two cannot drift apart: a field renamed on one side fails to
 //! compile on the other. Plain data only.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 pub use steward_hooks::WorkloadState;
@@ -76,6 +78,33 @@ impl std::fmt::Display for RuntimeState {
     }
 }
 
+/// Whether a relation lives (its wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RelationLife {
+    /// In the config: its units join, change and depart (`alive`).
+    Alive,
+    /// Gone from the config: its hooks are ending it with relation-departed
+    /// and relation-broken; then it is deleted (`dying`).
+    Dying,
+}
+
+impl RelationLife {
+    /// Its wire name, e.g. `alive`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RelationLife::Alive => "alive",
+            RelationLife::Dying => "dying",
+        }
+    }
+}
+
+impl std::fmt::Display for RelationLife {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One runtime in a list.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct RuntimeSummary {
@@ -115,6 +144,54 @@ pub struct RuntimeDetail {
     /// Its hooks, if it has any.
     #[serde(default)]
     pub hooks: Option<Hooks>,
+    /// Its relations, by id.
+    #[serde(default)]
+    pub relations: Vec<RuntimeRelation>,
+}
+
+/// One relation of a runtime, as its unit on this agent is in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuntimeRelation {
+    /// The relation's id.
+    pub id: u64,
+    /// The runtime's endpoint in it (`db`; hooks name the relation
+    /// `db:<id>`).
+    pub endpoint: String,
+    /// Whether it lives.
+    pub state: RelationLife,
+    /// The other end, with its units in the relation.
+    pub remote: RelationEnd,
+    /// The unit's own settings in it, as committed by its hooks.
+    pub settings: BTreeMap<String, String>,
+}
+
+/// `GET /v1/relations`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RelationList {
+    /// The relations, by id.
+    pub relations: Vec<RelationSummary>,
+}
+
+/// One relation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationSummary {
+    /// Its id, the same on both ends (`db:3` and `store:3`).
+    pub id: u64,
+    /// Whether it lives.
+    pub state: RelationLife,
+    /// Its two ends, as the config declares them.
+    pub endpoints: Vec<RelationEnd>,
+}
+
+/// One end of a relation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RelationEnd {
+    /// The runtime.
+    pub runtime: String,
+    /// Its endpoint name.
+    pub endpoint: String,
+    /// Its units in the relation (those the other end sees), sorted.
+    pub units: Vec<String>,
 }
 
 /// A workload status, as a runtime's hooks set it.
@@ -305,6 +382,10 @@ mod tests {
         ] {
             let json = serde_json::to_string(&state).unwrap();
             assert_eq!(json, format!("\"{state}\""));
+        }
+        for life in [RelationLife::Alive, RelationLife::Dying] {
+            let json = serde_json::to_string(&life).unwrap();
+            assert_eq!(json, format!("\"{life}\""));
         }
     }
 }

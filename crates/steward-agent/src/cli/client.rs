@@ -12,8 +12,8 @@ use serde::de::DeserializeOwned;
 
 use crate::api::types::{
     AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Health,
-    Hooks, HooksState, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest,
-    VersionResponse, Workload,
+    Hooks, HooksState, RelationList, RelationSummary, ResolveRequest, ResolveResponse,
+    RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
 };
 use crate::token::read_token_file;
 
@@ -177,12 +177,19 @@ impl Client {
                 .await?;
             details.push(detail);
         }
+        let relations: RelationList = self
+            .request(Method::GET, "/v1/relations", None::<&()>)
+            .await?;
         if json {
             #[derive(Serialize)]
             struct Details<'a> {
                 runtimes: &'a [RuntimeDetail],
+                relations: &'a [RelationSummary],
             }
-            print_json(&Details { runtimes: &details });
+            print_json(&Details {
+                runtimes: &details,
+                relations: &relations.relations,
+            });
             return Ok(());
         }
         if details.is_empty() {
@@ -190,6 +197,10 @@ impl Client {
             return Ok(());
         }
         print!("{}", status_table(&details));
+        if !relations.relations.is_empty() {
+            println!();
+            print!("{}", relations_table(&relations.relations));
+        }
         Ok(())
     }
 
@@ -379,8 +390,42 @@ fn status_table(details: &[RuntimeDetail]) -> String {
             row
         })
         .collect();
+    table(&header, &rows)
+}
+
+/// The relations under `steward status`: each relation's ends with their
+/// units.
+fn relations_table(relations: &[RelationSummary]) -> String {
+    let rows: Vec<Vec<String>> = relations
+        .iter()
+        .map(|relation| {
+            let ends: Vec<String> = relation
+                .endpoints
+                .iter()
+                .map(|end| match end.units.is_empty() {
+                    true => format!("{}:{} (no units)", end.runtime, end.endpoint),
+                    false => format!(
+                        "{}:{} ({})",
+                        end.runtime,
+                        end.endpoint,
+                        end.units.join(", ")
+                    ),
+                })
+                .collect();
+            vec![
+                relation.id.to_string(),
+                relation.state.to_string(),
+                ends.join(" <-> "),
+            ]
+        })
+        .collect();
+    table(&["RELATION", "STATE", "ENDPOINTS (UNITS)"], &rows)
+}
+
+/// A table: columns padded to their widest cell, the last one not.
+fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
-    for row in &rows {
+    for row in rows {
         for (width, cell) in widths.iter_mut().zip(row) {
             *width = (*width).max(cell.chars().count());
         }
@@ -397,8 +442,8 @@ fn status_table(details: &[RuntimeDetail]) -> String {
         }
         out.push('\n');
     };
-    line(&header);
-    for row in &rows {
+    line(header);
+    for row in rows {
         let cells: Vec<&str> = row.iter().map(String::as_str).collect();
         line(&cells);
     }
@@ -476,7 +521,9 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::api::types::{RuntimeState, RuntimeSummary, Transition, WorkloadState};
+    use crate::api::types::{
+        RelationEnd, RelationLife, RuntimeState, RuntimeSummary, Transition, WorkloadState,
+    };
 
     #[test]
     fn sse_parser_handles_split_chunks_comments_and_named_events() {
@@ -522,6 +569,7 @@ mod tests {
             started_at: None,
             workload: None,
             hooks: None,
+            relations: Vec::new(),
         };
         let table = status_table(&[detail("echo", None), detail("kv-store", Some("boom"))]);
         let lines: Vec<&str> = table.lines().collect();
@@ -535,6 +583,36 @@ mod tests {
             lines[1].starts_with("echo      1.0.0   1.0.0    running  0         1.0.0,2.0.0  -")
         );
         assert!(lines[2].ends_with("boom"));
+    }
+
+    #[test]
+    fn relations_table_shows_each_end_with_its_units() {
+        let end = |runtime: &str, endpoint: &str, units: &[&str]| RelationEnd {
+            runtime: runtime.to_owned(),
+            endpoint: endpoint.to_owned(),
+            units: units.iter().map(|unit| (*unit).to_owned()).collect(),
+        };
+        let table = relations_table(&[
+            RelationSummary {
+                id: 0,
+                state: RelationLife::Alive,
+                endpoints: vec![
+                    end("web", "db", &["web/a1"]),
+                    end("kv", "store", &["kv/a1"]),
+                ],
+            },
+            RelationSummary {
+                id: 12,
+                state: RelationLife::Dying,
+                endpoints: vec![end("web", "cache", &[]), end("kv", "peer", &["kv/a1"])],
+            },
+        ]);
+        assert_eq!(
+            table,
+            "RELATION  STATE  ENDPOINTS (UNITS)\n\
+             0         alive  web:db (web/a1) <-> kv:store (kv/a1)\n\
+             12        dying  web:cache (no units) <-> kv:peer (kv/a1)\n"
+        );
     }
 
     #[test]
@@ -555,6 +633,7 @@ mod tests {
             started_at: None,
             workload: None,
             hooks: None,
+            relations: Vec::new(),
         };
         let hooked = |id: &str, hooks: Hooks, workload: Option<Workload>| RuntimeDetail {
             summary: RuntimeSummary {

@@ -1,13 +1,17 @@
-//! The worker `runtimes`: keeps the hosted runtimes in step with the
-//! config. It applies the config it starts with and then every new one
-//! from a `watch` channel (fed by the config file's observer, or never
-//! changing for the built-in demo): a new runtime gets a worker, a removed
-//! one is stopped, and a changed one is changed in place where it can be,
-//! restarted with its new settings where it cannot.
+//! The worker `runtimes`: keeps the hosted runtimes and their relations in
+//! step with the config. It applies the config it starts with and then
+//! every new one from a `watch` channel (fed by the config file's
+//! observer, or never changing for the built-in demo): a new runtime gets a
+//! worker, a removed one is stopped, and a changed one is changed in place
+//! where it can be, restarted with its new settings where it cannot. A
+//! relation the config gains is created, one it lost dies; a runtime
+//! leaving the config first waits for its relations to be ended by their
+//! hooks, then runs its `stop` hook, then stops.
 //!
 //! It must never switch versions (desired state does) nor talk to a
 //! runtime process: it only starts, stops and reconfigures workers.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -58,9 +62,19 @@ impl Manager {
         }
     }
 
-    /// Makes the hosted runtimes match `config`.
+    /// Makes the hosted runtimes and the relations match `config`.
     pub(crate) async fn apply(&self, config: &Config) -> Result<(), Error> {
         let registry = &self.context.registry;
+        let relations = &self.context.relations;
+        // Relations first: those the config lost start dying while the
+        // hook drivers of both sides still run.
+        let hooked: BTreeSet<String> = registry
+            .all()
+            .iter()
+            .filter(|hosted| hosted.config().hooks.is_some())
+            .map(|hosted| hosted.id.clone())
+            .collect();
+        relations.apply(config, hooked).await.map_err(Error::msg)?;
         for id in registry.ids() {
             if config.runtime(&id).is_none()
                 && let Some(hosted) = registry.get(&id)
@@ -77,6 +91,7 @@ impl Manager {
                     let hosted = Arc::new(Hosted::new(runtime.clone()));
                     registry.insert(hosted.clone());
                     if runtime.hooks.is_some() {
+                        relations.hook(&runtime.id);
                         driver::start(&self.context, &self.runner, hosted.clone())?;
                     }
                     worker::start(&self.context, &self.runner, hosted)?;
@@ -87,12 +102,22 @@ impl Manager {
         Ok(())
     }
 
-    /// Takes a runtime out: its `stop` hook first (while its processes
-    /// still run), then its processes, then its hook driver, whose record
-    /// is forgotten (added again, the runtime installs again).
+    /// Takes a runtime out: the end of its relations (their hooks on both
+    /// sides), its `stop` hook (while its processes still run), then its
+    /// processes, then its hook driver, whose record is forgotten (added
+    /// again, the runtime installs again).
     async fn remove(&self, hosted: &Hosted) {
         let id = hosted.id.as_str();
         let hooks = hosted.config().hooks.clone();
+        let relations = &self.context.relations;
+        if !relations.of_runtime(id).is_empty() {
+            // Each side runs a departed and a broken per relation; a hook
+            // stuck in error must not keep the runtime forever.
+            let timeout = hooks.as_ref().map_or(Duration::ZERO, |hooks| hooks.timeout);
+            relations
+                .wait_until_free(id, timeout * 2 + STOP_HOOK_SLACK)
+                .await;
+        }
         if let Some(hooks) = &hooks {
             let (reply, done) = oneshot::channel();
             if hosted.request_hooks(HookRequest::Stop { reply }).await {
@@ -113,6 +138,14 @@ impl Manager {
             if let Err(error) = hooks::forget_unit(&self.context.store, id).await {
                 warn!(runtime = id, %error, "cannot forget the unit's hook record");
             }
+        }
+        self.unhook(id).await;
+    }
+
+    /// `runtime` runs no more hooks: relations dying do not wait for it.
+    async fn unhook(&self, runtime: &str) {
+        if let Err(error) = self.context.relations.unhook(runtime).await {
+            warn!(runtime, %error, "cannot end the relations waiting for the runtime's hooks");
         }
     }
 
@@ -135,8 +168,14 @@ impl Manager {
         // Hook settings apply from the next hook on (the driver follows the
         // config); only adding or removing hooks starts or stops a driver.
         match (&old.hooks, &new.hooks) {
-            (None, Some(_)) => driver::start(&self.context, &self.runner, hosted.clone())?,
-            (Some(_), None) => self.stop_worker(&driver::worker_id(&new.id)).await,
+            (None, Some(_)) => {
+                self.context.relations.hook(&new.id);
+                driver::start(&self.context, &self.runner, hosted.clone())?;
+            }
+            (Some(_), None) => {
+                self.stop_worker(&driver::worker_id(&new.id)).await;
+                self.unhook(&new.id).await;
+            }
             _ => {}
         }
         if changes_in_place(&old, new) {

@@ -31,6 +31,7 @@ pub(crate) use manager::Manager;
 pub(crate) use registry::Registry;
 
 use crate::events::EventBus;
+use crate::relations::Relations;
 
 /// What every runtime worker and the manager share.
 #[derive(Debug, Clone)]
@@ -40,4 +41,5 @@ pub(crate) struct Context {
     pub(crate) events: EventBus,
     pub(crate) hosts: Arc<dyn Hosts>,
     pub(crate) hooks: Arc<HookServices>,
+    pub(crate) relations: Arc<Relations>,
 }

@@ -23,6 +23,7 @@ use super::{Context, HookServices, Hosts, Manager, Registry, track};
 use crate::api::types::RuntimeState;
 use crate::config::{BackoffConfig, Config, RuntimeConfig, Transition, VersionConfig};
 use crate::events::{AgentEvent, EventBus, EventKind};
+use crate::relations::Relations;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -122,12 +123,17 @@ impl Fixture {
         let hooks = HookServices::start("test".to_owned(), dir.path(), &exe, false)
             .await
             .unwrap();
+        let events = EventBus::new();
+        let relations = Relations::local(store.clone(), "test".to_owned(), events.clone())
+            .await
+            .unwrap();
         let context = Context {
             store,
             registry: Arc::new(Registry::default()),
-            events: EventBus::new(),
+            events,
             hosts: hosts.clone(),
             hooks: Arc::new(hooks),
+            relations: Arc::new(relations),
         };
         let events = context.events.subscribe();
         let runner = Runner::builder()

@@ -7,14 +7,16 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use steward_hooks::{ContextBackend, LogLevel, WorkloadStatus};
+use steward_hooks::{ContextBackend, LogLevel, RelationInfo, WorkloadStatus};
 use steward_protocol::{Body, CallRequest, CallResponse};
 use steward_store::Store;
 use steward_worker::{BoxError, BoxFuture};
 use tracing::{debug, error, info, trace, warn};
 
+use super::relations::RelationView;
 use super::save_workload;
 use crate::json;
+use crate::relations::source::RelationSource;
 use crate::runtimes::Hosted;
 
 /// One hook run's backend.
@@ -25,6 +27,11 @@ pub(super) struct AgentBackend {
     /// The unit's state as committed when the hook started (only the hook
     /// driver commits it, and it is busy running this hook).
     pub(super) state: BTreeMap<String, String>,
+    /// The unit's relations and their members as committed when the hook
+    /// started (for the same reason).
+    pub(super) relations: RelationView,
+    /// Where units' relation settings are read.
+    pub(super) source: Arc<dyn RelationSource>,
 }
 
 impl ContextBackend for AgentBackend {
@@ -90,6 +97,39 @@ impl ContextBackend for AgentBackend {
                 )
                 .into()),
             }
+        })
+    }
+
+    fn relations(&self) -> BoxFuture<'_, Result<Vec<RelationInfo>, BoxError>> {
+        Box::pin(async move { Ok(self.relations.relations.clone()) })
+    }
+
+    fn relation_members(&self, relation_id: u64) -> BoxFuture<'_, Result<Vec<String>, BoxError>> {
+        Box::pin(async move {
+            if let Some(members) = self.relations.members.get(&relation_id) {
+                return Ok(members.clone());
+            }
+            match self.relations.relations.iter().any(|r| r.id == relation_id) {
+                // The unit has not joined it yet: nobody is seen.
+                true => Ok(Vec::new()),
+                false => Err(format!("relation {relation_id} not found").into()),
+            }
+        })
+    }
+
+    fn relation_settings<'a>(
+        &'a self,
+        relation_id: u64,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, BoxError>> {
+        Box::pin(async move {
+            self.source
+                .settings(relation_id, unit)
+                .await
+                .map_err(|error| {
+                    format!("cannot read {unit}'s settings in relation {relation_id}: {error}")
+                        .into()
+                })
         })
     }
 }

@@ -5,10 +5,14 @@
 //! is now a failed hook; one done but not committed is committed), then
 //! loops: commit what is done; while a hook is in error, wait for its
 //! retry (with backoff, when `on-hook-failure = "retry"`) or an operator's
-//! `resolve`; otherwise run the hook that is due, or wait until one is
-//! (a settings edit, a start or switch of the serving version, the
-//! runtime leaving the config). Every step is written to the store before
-//! the next one, so a crash anywhere is recovered exactly.
+//! `resolve`; otherwise run the hook that is due — a lifecycle hook first,
+//! else a relation hook ([`relations`](super::relations)) — or wait until
+//! one is (a settings edit, a start or switch of the serving version, a
+//! change of a relation or of its units, the runtime leaving the config).
+//! Every step is written to the store before the next one, and a hook's
+//! completion is one transaction with everything it changed (unit state,
+//! relation settings, relation state), so a crash anywhere is recovered
+//! exactly.
 //!
 //! It never touches the runtime's processes and calls never wait for it:
 //! the runtime's worker only waits, before a first start, for `install` to
@@ -18,19 +22,22 @@
 use std::sync::Arc;
 use std::time::SystemTime;
 
-use steward_hooks::lifecycle::{Due, PlannedHook, UnitRecord};
+use steward_hooks::lifecycle::{Due, PlannedHook, Step, UnitRecord};
 use steward_hooks::runner::{HookOutcome, HookReport, HookSpec, OutputStream, run_hook};
-use steward_hooks::{HookContext, HookKind, UnitInfo};
+use steward_hooks::{Changes, HookContext, HookKind, UnitInfo};
+use steward_store::RecordWrite;
 use steward_worker::{Backoff, BackoffState, Error, Runner, SimpleWorker};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::backend::AgentBackend;
-use super::env::{HookFacts, hook_env};
-use super::{load_record, load_workload, save_record};
+use super::env::{HookFacts, RelationFacts, hook_env};
+use super::relations::{RelationHooks, RelationWake, state_write};
+use super::{load_record, load_workload, record_write, save_record};
 use crate::config::{OnHookFailure, Settings};
 use crate::events::{AgentEvent, EventKind};
+use crate::relations::records::{self, RelationUnit};
 use crate::runtimes::{Context, HookActivity, HookRequest, Hosted, LastHook};
 use crate::{failpoint, metrics};
 
@@ -61,6 +68,8 @@ enum Wake {
     Request(HookRequest),
     /// The settings or the serving version changed: look again.
     Changed,
+    /// A relation or its units changed.
+    Relation(RelationWake),
     /// The failed hook's retry delay passed.
     RetryDue,
 }
@@ -84,6 +93,8 @@ struct Driver {
     backoff: Option<BackoffState>,
     /// When the hook in error is retried (with `on-hook-failure = "retry"`).
     retry_at: Option<tokio::time::Instant>,
+    /// The unit's relations and their hook queues.
+    relations: RelationHooks,
 }
 
 async fn run(context: Context, hosted: Arc<Hosted>, stop: CancellationToken) -> Result<(), Error> {
@@ -121,7 +132,9 @@ impl Driver {
             hooks.workload = workload;
         });
         let settings_seen = hosted.config().settings.clone();
+        let relations = RelationHooks::new(id, context.relations.clone());
         Ok(Self {
+            relations,
             context,
             hosted,
             record,
@@ -148,21 +161,38 @@ impl Driver {
                 self.settings_seen = settings;
             }
             serving.borrow_and_update();
-            if self.record.commit().is_some() {
-                // Done before a crash: committed again, idempotently.
-                self.save().await?;
+            if self.commit_done().await?.is_some() {
+                // Done before a crash: committed now.
                 continue;
             }
+            let taking_part = self.record.started && self.stopping.is_none() && !self.stopped;
+            self.relations
+                .sync(&self.context.store, taking_part)
+                .await
+                .map_err(Error::msg)?;
             if let Some((hook, reason)) = self.record.failed() {
                 let (hook, reason) = (hook.clone(), reason.to_owned());
+                if let Some(id) = hook
+                    .info
+                    .relation_id
+                    .filter(|_| hook.info.kind.is_relation())
+                    && !self.relations.exists(id)
+                {
+                    // Its relation is gone (juju/juju#12634: retrying it
+                    // forever would block the unit).
+                    warn!(runtime = %self.hosted.id, hook = %hook.name(), relation = id, "giving up the failed hook: its relation is gone");
+                    self.record.operation = None;
+                    self.save().await?;
+                    continue;
+                }
                 self.publish(HookActivity::Error {
-                    hook: hook_name(&hook),
+                    hook: hook.name(),
                     message: reason,
                 });
                 if self.stopping.is_some() {
                     // Leaving the config: the failed hook is given up, and
                     // `stop` comes next.
-                    warn!(runtime = %self.hosted.id, hook = %hook_name(&hook), "giving up the failed hook: the runtime is being removed");
+                    warn!(runtime = %self.hosted.id, hook = %hook.name(), "giving up the failed hook: the runtime is being removed");
                     self.record.operation = None;
                     continue;
                 }
@@ -175,8 +205,9 @@ impl Driver {
                     Wake::Stop => return Ok(()),
                     Wake::Request(request) => self.answer(request).await?,
                     Wake::Changed => {}
+                    Wake::Relation(wake) => self.relation_changed(wake),
                     Wake::RetryDue => {
-                        info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "retrying the failed hook");
+                        info!(runtime = %self.hosted.id, hook = %hook.name(), "retrying the failed hook");
                         self.run_operation(hook).await?;
                     }
                 }
@@ -187,11 +218,23 @@ impl Driver {
             } else {
                 let due_serving = self.hosted.watch_serving().borrow().clone();
                 let starting = self.starting_version().await?;
-                self.record.next_hook(&Due {
+                let lifecycle = self.record.next_hook(&Due {
                     config_changed: self.config_changed,
                     stop: self.stopping.is_some(),
                     starting_version: &starting,
                     serving: due_serving.as_deref(),
+                });
+                lifecycle.or_else(|| {
+                    if self.stopping.is_some() {
+                        // Leaving the config: its relations were ended
+                        // first; only `stop` is left.
+                        return None;
+                    }
+                    let (id, _) = self.relations.next()?;
+                    let version = due_serving
+                        .or_else(|| self.record.version.clone())
+                        .unwrap_or(starting);
+                    self.relations.take(id, &version)
                 })
             };
             match next {
@@ -205,6 +248,7 @@ impl Driver {
                     match self.wait(requests, &mut config, &mut serving, stop).await {
                         Wake::Stop => return Ok(()),
                         Wake::Request(request) => self.answer(request).await?,
+                        Wake::Relation(wake) => self.relation_changed(wake),
                         Wake::Changed | Wake::RetryDue => {}
                     }
                 }
@@ -227,7 +271,7 @@ impl Driver {
                 None => std::future::pending().await,
             }
         };
-        tokio::select! {
+        let wake = tokio::select! {
             () = stop.cancelled() => Wake::Stop,
             request = requests.recv() => match request {
                 Some(request) => Wake::Request(request),
@@ -239,11 +283,21 @@ impl Driver {
             },
             _ = config.changed() => Wake::Changed,
             _ = serving.changed() => Wake::Changed,
-            () = retry => {
-                // The retry runs now; it reschedules itself if it fails.
-                self.retry_at = None;
-                Wake::RetryDue
-            }
+            wake = self.relations.changed() => Wake::Relation(wake),
+            () = retry => Wake::RetryDue,
+        };
+        if let Wake::RetryDue = wake {
+            // The retry runs now; it reschedules itself if it fails.
+            self.retry_at = None;
+        }
+        wake
+    }
+
+    fn relation_changed(&mut self, wake: RelationWake) {
+        match wake {
+            RelationWake::Units(event) => self.relations.feed(event),
+            // Looked at by the next turn of the loop.
+            RelationWake::Relations => {}
         }
     }
 
@@ -262,12 +316,19 @@ impl Driver {
                     return Ok(());
                 };
                 let hook = hook.clone();
-                let _ = reply.send(Ok(hook_name(&hook)));
+                let _ = reply.send(Ok(hook.name()));
                 if retry {
-                    info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "resolved: retrying the hook");
+                    info!(runtime = %self.hosted.id, hook = %hook.name(), "resolved: retrying the hook");
                     return self.run_operation(hook).await;
                 }
-                info!(runtime = %self.hosted.id, hook = %hook_name(&hook), "resolved: the hook is marked done without running it");
+                info!(runtime = %self.hosted.id, hook = %hook.name(), "resolved: the hook is marked done without running it");
+                // Its effects apply as if it had succeeded, its relation's
+                // state included (with no changes of its own).
+                let state = self
+                    .relations
+                    .committed_state(&self.context.store, &hook.info)
+                    .await
+                    .map_err(Error::msg)?;
                 if let Ok(skipped) = self.record.skip()
                     && skipped.info.kind == HookKind::ConfigChanged
                 {
@@ -275,7 +336,17 @@ impl Driver {
                 }
                 self.backoff = None;
                 self.retry_at = None;
-                self.save().await?;
+                let mut writes = Vec::new();
+                if let Some(state) = &state {
+                    writes.push(state_write(&self.hosted.id, state));
+                }
+                self.persist(writes, Vec::new()).await?;
+                if let Some(state) = state {
+                    self.relations
+                        .committed(&hook.info, state)
+                        .await
+                        .map_err(Error::msg)?;
+                }
                 self.publish_installed();
                 Ok(())
             }
@@ -307,7 +378,7 @@ impl Driver {
             return Ok(());
         };
         let id = self.hosted.id.clone();
-        let name = hook_name(&hook);
+        let name = hook.name();
         self.record.prepare(hook.clone());
         self.save().await?;
         failpoint::hit("hook-pending", &name);
@@ -321,15 +392,22 @@ impl Driver {
             store: self.context.store.clone(),
             hosted: self.hosted.clone(),
             state: self.record.state.clone(),
+            relations: self.relations.view(),
+            source: self.context.relations.source().clone(),
         });
         let info = UnitInfo {
             runtime: id.clone(),
             unit: unit.clone(),
             version: hook.version.clone(),
         };
-        let context = HookContext::new(info, hook.info.clone(), None, backend)
+        let context = HookContext::new(info, hook.info.clone(), hook.endpoint.as_deref(), backend)
             .map_err(Error::other)?
             .with_settings(config.settings.clone());
+        let remote_runtime = hook
+            .info
+            .relation_id
+            .filter(|_| hook.info.kind.is_relation())
+            .and_then(|relation| self.relations.remote_runtime(relation));
         let registration = services.server.register(context);
         let cwd = hooks.dir.parent().unwrap_or(&hooks.dir).to_path_buf();
         let spec = HookSpec {
@@ -343,6 +421,14 @@ impl Driver {
                     hook: &hook,
                     hooks_dir: &hooks.dir,
                     tools_dir: &services.tools_dir,
+                    relation: hook.endpoint.as_deref().zip(hook.info.relation_id).map(
+                        |(endpoint, relation)| RelationFacts {
+                            endpoint,
+                            relation,
+                            remote_unit: hook.info.remote_unit.as_deref(),
+                            remote_runtime: remote_runtime.as_deref(),
+                        },
+                    ),
                 },
                 registration.env(),
             ),
@@ -372,7 +458,7 @@ impl Driver {
             self.record.done(changes);
             self.save().await?;
             failpoint::hit("hook-done", &name);
-            if let Some(committed) = self.record.commit() {
+            if let Some(committed) = self.commit_done().await? {
                 if committed.info.kind == HookKind::ConfigChanged
                     && self.hosted.config().settings == self.settings_seen
                 {
@@ -382,7 +468,6 @@ impl Driver {
                     self.stopped = true;
                 }
             }
-            self.save().await?;
             failpoint::hit("hook-committed", &name);
             self.backoff = None;
             self.retry_at = None;
@@ -426,6 +511,99 @@ impl Driver {
             .next_delay(None);
         info!(runtime = %self.hosted.id, ?delay, "retrying the failed hook later");
         self.retry_at = Some(tokio::time::Instant::now() + delay);
+    }
+
+    /// Commits a done operation in one transaction: the hook's effects on
+    /// the lifecycle and the unit state, its writes to the unit's relation
+    /// settings, and (for a relation hook) its relation's state. Returns the
+    /// committed hook; `None` when no operation is done.
+    async fn commit_done(&mut self) -> Result<Option<PlannedHook>, Error> {
+        let Some(operation) = self
+            .record
+            .operation
+            .clone()
+            .filter(|operation| operation.step == Step::Done)
+        else {
+            return Ok(None);
+        };
+        let (mut writes, published) = self.settings_writes(&operation.changes).await?;
+        let state = self
+            .relations
+            .committed_state(&self.context.store, &operation.hook.info)
+            .await
+            .map_err(Error::msg)?;
+        if let Some(state) = &state {
+            writes.push(state_write(&self.hosted.id, state));
+        }
+        let committed = self.record.commit();
+        self.persist(writes, published).await?;
+        if let Some(state) = state {
+            self.relations
+                .committed(&operation.hook.info, state)
+                .await
+                .map_err(Error::msg)?;
+        }
+        Ok(committed)
+    }
+
+    /// The writes that apply a hook's `relation-set`s to the unit's
+    /// settings, each relation whose settings change getting a new change
+    /// version; with the records to publish once they are committed.
+    async fn settings_writes(
+        &self,
+        changes: &Changes,
+    ) -> Result<(Vec<RecordWrite>, Vec<(u64, RelationUnit)>), Error> {
+        let id = self.hosted.id.as_str();
+        let unit = self.context.relations.unit(id);
+        let (mut writes, mut published) = (Vec::new(), Vec::new());
+        for &relation in changes.relation_settings.keys() {
+            if !self.relations.exists(relation) {
+                warn!(
+                    runtime = id,
+                    relation, "dropping relation settings written by a hook: the relation is gone"
+                );
+                continue;
+            }
+            let mut record = records::unit(&self.context.store, relation, &unit)
+                .await
+                .map_err(Error::msg)?
+                .unwrap_or_else(|| RelationUnit {
+                    runtime: id.to_owned(),
+                    ..RelationUnit::default()
+                });
+            if !changes.changes_relation(relation, &record.settings) {
+                continue;
+            }
+            changes.apply_relation(relation, &mut record.settings);
+            record.version += 1;
+            writes.push(records::set_unit(relation, &unit, &record));
+            published.push((relation, record));
+        }
+        Ok((writes, published))
+    }
+
+    /// Writes the unit's record together with `writes`, in one
+    /// transaction, then publishes the relation settings it committed.
+    async fn persist(
+        &self,
+        mut writes: Vec<RecordWrite>,
+        published: Vec<(u64, RelationUnit)>,
+    ) -> Result<(), Error> {
+        let id = self.hosted.id.as_str();
+        writes.push(record_write(id, &self.record).map_err(Error::msg)?);
+        self.context
+            .store
+            .commit_records(writes)
+            .await
+            .map_err(Error::other)?;
+        let unit = self.context.relations.unit(id);
+        for (relation, record) in published {
+            self.context
+                .relations
+                .source()
+                .published(relation, &unit, &record);
+        }
+        Ok(())
     }
 
     fn remember(&self, report: &HookReport) {
@@ -477,9 +655,4 @@ impl Driver {
             message,
         ));
     }
-}
-
-/// A hook's file name (unit hooks have no endpoint).
-fn hook_name(hook: &PlannedHook) -> String {
-    hook.info.kind.as_str().to_owned()
 }

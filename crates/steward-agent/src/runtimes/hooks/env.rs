@@ -21,6 +21,20 @@ pub(super) struct HookFacts<'a> {
     pub(super) hook: &'a PlannedHook,
     pub(super) hooks_dir: &'a Path,
     pub(super) tools_dir: &'a Path,
+    /// For a relation hook, what it is about.
+    pub(super) relation: Option<RelationFacts<'a>>,
+}
+
+/// What a relation hook is about.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RelationFacts<'a> {
+    /// This unit's endpoint (`db`).
+    pub(super) endpoint: &'a str,
+    pub(super) relation: u64,
+    /// The unit the hook is about (none in relation-broken).
+    pub(super) remote_unit: Option<&'a str>,
+    /// The runtime at the other end.
+    pub(super) remote_runtime: Option<&'a str>,
 }
 
 /// The whole environment of the hook, with `agent` (the tool server's
@@ -54,6 +68,22 @@ pub(super) fn hook_env(
     ];
     if let Some(previous) = &facts.hook.previous_version {
         env.push(("STEWARD_PREVIOUS_VERSION".into(), previous.clone().into()));
+    }
+    if let Some(relation) = facts.relation {
+        let label = format!("{}:{}", relation.endpoint, relation.relation);
+        let mut pair = |names: [&str; 2], value: &str| {
+            for name in names {
+                env.push((name.into(), value.into()));
+            }
+        };
+        pair(["STEWARD_RELATION", "JUJU_RELATION"], relation.endpoint);
+        pair(["STEWARD_RELATION_ID", "JUJU_RELATION_ID"], &label);
+        if let Some(unit) = relation.remote_unit {
+            pair(["STEWARD_REMOTE_UNIT", "JUJU_REMOTE_UNIT"], unit);
+        }
+        if let Some(runtime) = relation.remote_runtime {
+            pair(["STEWARD_REMOTE_RUNTIME", "JUJU_REMOTE_APP"], runtime);
+        }
     }
     env.extend(
         agent
@@ -89,6 +119,7 @@ mod tests {
                 hook: &hook,
                 hooks_dir: &hooks_dir,
                 tools_dir: &tools_dir,
+                relation: None,
             },
             [("STEWARD_CONTEXT_ID", "web/a1:upgrade:7".to_owned())],
         );
@@ -117,5 +148,56 @@ mod tests {
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect();
         assert_eq!(env, expected);
+    }
+
+    #[test]
+    fn a_relation_hook_gets_the_relation_variables_with_juju_aliases() {
+        let hook = PlannedHook::relation(
+            HookInfo::relation(HookKind::RelationChanged, 3, Some("kv/a1".into()), Some(2)),
+            "db",
+            "1.0.0",
+        );
+        let dir = PathBuf::from("/srv/web/hooks");
+        let facts = |remote_unit| HookFacts {
+            runtime: "web",
+            unit: "web/a1",
+            hook_name: "db-relation-changed",
+            hook: &hook,
+            hooks_dir: &dir,
+            tools_dir: &dir,
+            relation: Some(RelationFacts {
+                endpoint: "db",
+                relation: 3,
+                remote_unit,
+                remote_runtime: Some("kv"),
+            }),
+        };
+        let vars = |remote_unit| -> Vec<(String, String)> {
+            hook_env(facts(remote_unit), [])
+                .into_iter()
+                .map(|(k, v)| (k.into_string().unwrap(), v.into_string().unwrap()))
+                .filter(|(k, _)| k.contains("RELATION") || k.contains("REMOTE"))
+                .collect()
+        };
+        let pairs = |list: &[(&str, &str)]| -> Vec<(String, String)> {
+            list.iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect()
+        };
+        assert_eq!(
+            vars(Some("kv/a1")),
+            pairs(&[
+                ("STEWARD_RELATION", "db"),
+                ("JUJU_RELATION", "db"),
+                ("STEWARD_RELATION_ID", "db:3"),
+                ("JUJU_RELATION_ID", "db:3"),
+                ("STEWARD_REMOTE_UNIT", "kv/a1"),
+                ("JUJU_REMOTE_UNIT", "kv/a1"),
+                ("STEWARD_REMOTE_RUNTIME", "kv"),
+                ("JUJU_REMOTE_APP", "kv"),
+            ])
+        );
+        // relation-broken is about no unit.
+        assert!(!vars(None).iter().any(|(k, _)| k.ends_with("REMOTE_UNIT")));
     }
 }

@@ -15,6 +15,7 @@
 mod backend;
 pub(crate) mod driver;
 mod env;
+mod relations;
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +24,8 @@ use steward_hooks::lifecycle::UnitRecord;
 use steward_hooks::runner::LeaderCommand;
 use steward_hooks::tool::{ServerOptions, ToolServer, create_tools_dir};
 use steward_store::{RecordWrite, Store};
+
+use crate::relations::records;
 
 /// The store's record kind of units' hook records.
 const RECORD_KIND: &str = "hooks";
@@ -90,27 +93,37 @@ pub(crate) async fn load_record(store: &Store, runtime: &str) -> Result<UnitReco
     }
 }
 
+/// The write of the unit's hook record, for a transaction.
+pub(crate) fn record_write(runtime: &str, record: &UnitRecord) -> Result<RecordWrite, String> {
+    let bytes = serde_json::to_vec(record).map_err(|error| error.to_string())?;
+    Ok(RecordWrite::set(RECORD_KIND, runtime, bytes))
+}
+
 /// Writes the unit's hook record, durably.
 pub(crate) async fn save_record(
     store: &Store,
     runtime: &str,
     record: &UnitRecord,
 ) -> Result<(), String> {
-    let bytes = serde_json::to_vec(record).map_err(|error| error.to_string())?;
     store
-        .commit_records(vec![RecordWrite::set(RECORD_KIND, runtime, bytes)])
+        .commit_records(vec![record_write(runtime, record)?])
         .await
         .map_err(|error| error.to_string())
 }
 
-/// Forgets the unit's hook record and workload status (the runtime left
-/// the config: added again, it installs again).
+/// Forgets the unit's hook record, workload status and what its hooks saw
+/// of relations (the runtime left the config: added again, it installs
+/// again, and takes part in its relations afresh).
 pub(crate) async fn forget_unit(store: &Store, runtime: &str) -> Result<(), String> {
+    let mut writes = vec![
+        RecordWrite::delete(RECORD_KIND, runtime),
+        RecordWrite::delete(WORKLOAD_KIND, runtime),
+    ];
+    for id in records::state_ids(store, runtime).await? {
+        writes.push(records::delete_state(runtime, id));
+    }
     store
-        .commit_records(vec![
-            RecordWrite::delete(RECORD_KIND, runtime),
-            RecordWrite::delete(WORKLOAD_KIND, runtime),
-        ])
+        .commit_records(writes)
         .await
         .map_err(|error| error.to_string())
 }
