@@ -647,3 +647,53 @@ async fn close_gives_up_on_a_hung_command() {
     );
     drop(registration);
 }
+
+/// Logs written to memory, for a test's subscriber.
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Hooks pass secrets to each other through tool arguments (`relation-set
+/// password=…`): the server logs which command ran, never its arguments,
+/// at any level. (Single-threaded, so the server's tasks log to this
+/// test's subscriber.)
+#[tokio::test]
+async fn tool_arguments_are_never_logged() {
+    let logs = Logs::default();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer({
+            let logs = logs.clone();
+            move || logs.clone()
+        })
+        .with_max_level(tracing::Level::TRACE)
+        .with_ansi(false)
+        .finish();
+    let _logging = tracing::subscriber::set_default(subscriber);
+    let fixture = Fixture::new().await;
+    let (ctx, _, _) = context("install");
+    let registration = fixture.server.register(ctx);
+    let id = registration.id().to_string();
+    let answer = call(
+        &fixture.socket(),
+        fixture.request(&id, "remote", &["--value", "hunter2"]),
+    )
+    .await;
+    assert_eq!(answer, output(0, "eye of newt\n", "toe of frog\n"));
+    registration.finish().await;
+    let logged = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(logged.contains("running hook tool"), "{logged}");
+    assert!(
+        !logged.contains("hunter2"),
+        "an argument was logged:\n{logged}"
+    );
+}

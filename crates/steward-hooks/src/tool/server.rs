@@ -23,7 +23,7 @@ use tempfile::TempDir;
 use tokio::net::{UnixListener, UnixStream};
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
 use crate::Error;
 use crate::tool::wire::{self, FrameError, ToolAnswer, ToolOutput, ToolRequest};
@@ -416,7 +416,9 @@ async fn answer<C: Commands>(shared: &Shared<C>, payload: &[u8]) -> ToolAnswer {
     if !shared.commands.contains(&request.command) {
         return ToolAnswer::bad_request(format!("unknown command {:?}", request.command));
     }
-    info!(command = %request.command, args = ?request.args, "running hook tool");
+    // Never the arguments: they carry what hooks pass each other
+    // (`relation-set password=…`, `state-set token=…`).
+    debug!(command = %request.command, args = request.args.len(), "running hook tool");
     debug!(context_id = %request.context_id, dir = %request.dir, "hook tool request");
     let mut context = slot.lock().await;
     // Finished while this request waited for the lock.
