@@ -16,8 +16,8 @@
 //! [`Aggregate`]: steward_host::Aggregate
 //!
 //! The references for users: [`config`] (the file format), [`api`] (the
-//! control API), [`cli`] (the command line), [`hooks`] (lifecycle hooks and
-//! their tools), and below, how desired state is kept.
+//! control API), [`cli`] (the command line), [`hooks`] (lifecycle hooks,
+//! relations and their tools), and below, how desired state is kept.
 //!
 #![doc = include_str!("../docs/state.md")]
 
@@ -29,6 +29,8 @@ pub mod demo;
 mod error;
 pub mod events;
 #[doc = include_str!("../docs/hooks.md")]
+#[doc = ""]
+#[doc = include_str!("../docs/relations.md")]
 pub mod hooks {}
 mod failpoint;
 mod json;
