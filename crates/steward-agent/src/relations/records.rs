@@ -289,4 +289,109 @@ mod tests {
             "{error}"
         );
     }
+
+    /// Juju's state-dir write table (`TestWrite`, relation 123, members
+    /// foo/1 and foo/2 at version 0), through the store: each hook is
+    /// validated against the state read back, committed, and written twice
+    /// (writing is idempotent); the state read back afresh is the expected
+    /// one, and a broken relation's state is gone.
+    #[tokio::test]
+    async fn juju_state_dir_writes_through_the_store() {
+        use HookKind::{RelationBroken, RelationChanged, RelationDeparted, RelationJoined};
+        let hook = |kind, unit: Option<&str>, version| {
+            HookInfo::relation(kind, 123, unit.map(str::to_owned), Some(version))
+        };
+        let members = |list: &[(&str, u64)]| -> Option<BTreeMap<String, u64>> {
+            Some(list.iter().map(|(u, v)| ((*u).to_owned(), *v)).collect())
+        };
+        type Case = (
+            Vec<HookInfo>,
+            Option<(Option<BTreeMap<String, u64>>, Option<&'static str>)>,
+        );
+        let cases: Vec<Case> = vec![
+            (
+                vec![hook(RelationChanged, Some("foo/1"), 1)],
+                Some((members(&[("foo/1", 1), ("foo/2", 0)]), None)),
+            ),
+            (
+                vec![hook(RelationJoined, Some("foo/3"), 0)],
+                Some((
+                    members(&[("foo/1", 0), ("foo/2", 0), ("foo/3", 0)]),
+                    Some("foo/3"),
+                )),
+            ),
+            (
+                vec![
+                    hook(RelationJoined, Some("foo/3"), 0),
+                    hook(RelationChanged, Some("foo/3"), 0),
+                ],
+                Some((members(&[("foo/1", 0), ("foo/2", 0), ("foo/3", 0)]), None)),
+            ),
+            (
+                vec![hook(RelationDeparted, Some("foo/1"), 0)],
+                Some((members(&[("foo/2", 0)]), None)),
+            ),
+            (
+                vec![
+                    hook(RelationDeparted, Some("foo/1"), 0),
+                    hook(RelationJoined, Some("foo/1"), 0),
+                ],
+                Some((members(&[("foo/1", 0), ("foo/2", 0)]), Some("foo/1"))),
+            ),
+            (
+                vec![
+                    hook(RelationDeparted, Some("foo/1"), 0),
+                    hook(RelationJoined, Some("foo/1"), 0),
+                    hook(RelationChanged, Some("foo/1"), 0),
+                ],
+                Some((members(&[("foo/1", 0), ("foo/2", 0)]), None)),
+            ),
+            (
+                vec![
+                    hook(RelationDeparted, Some("foo/1"), 0),
+                    hook(RelationDeparted, Some("foo/2"), 0),
+                    HookInfo::relation(RelationBroken, 123, None, None),
+                ],
+                None,
+            ),
+        ];
+        for (number, (hooks, expected)) in cases.into_iter().enumerate() {
+            let (_dir, store) = store().await;
+            let start = RelationState {
+                relation_id: 123,
+                members: members(&[("foo/1", 0), ("foo/2", 0)]),
+                changed_pending: None,
+            };
+            store
+                .commit_records(vec![set_state("web", &start)])
+                .await
+                .unwrap();
+            for hook in &hooks {
+                let mut seen = state(&store, "web", 123).await.unwrap().unwrap();
+                seen.validate(hook)
+                    .unwrap_or_else(|e| panic!("case {}: {e}", number + 1));
+                seen.commit(hook);
+                for _ in 0..2 {
+                    store
+                        .commit_records(vec![set_state("web", &seen)])
+                        .await
+                        .unwrap();
+                }
+            }
+            let read = state(&store, "web", 123).await.unwrap();
+            match expected {
+                Some((members, pending)) => {
+                    let read = read.unwrap_or_else(|| panic!("case {}: state gone", number + 1));
+                    assert_eq!(read.members, members, "case {}", number + 1);
+                    assert_eq!(
+                        read.changed_pending.as_deref(),
+                        pending,
+                        "case {}",
+                        number + 1
+                    );
+                }
+                None => assert_eq!(read, None, "case {}: a broken state is gone", number + 1),
+            }
+        }
+    }
 }
