@@ -5,7 +5,9 @@
 //! editors save by writing a temporary file and renaming it over the
 //! original, which replaces the inode an inode-level watch would follow.
 //! Debouncing (batch mode) delivers such a save — several raw events within
-//! the debounce window — as one batch. This module must never block a tokio
+//! the debounce window — as one batch. Events the OS lost (its queue
+//! overflowed while much else happened in the directory) count as a change
+//! of everything watched, never as nothing. This module must never block a tokio
 //! worker thread: setting the watch up (resolving the path, scanning a
 //! directory for the initial change, registering with the OS) runs on a
 //! blocking thread, and afterwards the OS watch and the debouncer run on
@@ -19,7 +21,9 @@ use std::time::Duration;
 
 use notify_debouncer_full::notify::event::{AccessKind, AccessMode};
 use notify_debouncer_full::notify::{EventKind, RecommendedWatcher, RecursiveMode};
-use notify_debouncer_full::{DebounceEventResult, Debouncer, NoCache, new_debouncer_opt};
+use notify_debouncer_full::{
+    DebounceEventResult, DebouncedEvent, Debouncer, NoCache, new_debouncer_opt,
+};
 use tracing::debug;
 
 use super::queue::{ChangeSender, QueueWatcher, change_queue};
@@ -221,16 +225,12 @@ impl<C: Change> FileWatcher<C> {
 
         let mut sender = Some(sender);
         let handler_target = target.clone();
+        let recursive = config.recursive;
         let handler = move |result: DebounceEventResult| {
             let Some(live) = &sender else { return };
             match result {
                 Ok(events) => {
-                    let paths: Vec<PathBuf> = events
-                        .into_iter()
-                        .filter(|event| changes_content(&event.kind))
-                        .flat_map(|event| event.event.paths)
-                        .filter(|path| handler_target.relative(path).is_some())
-                        .collect();
+                    let paths = changed_paths(&handler_target, recursive, events);
                     if !paths.is_empty() {
                         debug!(dir = %handler_target.dir.display(), paths = paths.len(), "file change");
                         live.send(to_change(&handler_target, &paths));
@@ -277,6 +277,31 @@ impl<C: Change> FileWatcher<C> {
 /// reports every open, and a consumer that reads the file on each change
 /// (a config observer) would otherwise wake itself up forever. A close
 /// after writing is kept: it is when a write is complete.
+/// The watched paths a batch of events changed. A batch that says events
+/// were lost (a *rescan*: the OS's event queue overflowed, as it does when
+/// much else happens in the watched directory) counts as a change of
+/// everything watched: what was lost may be the very change watched for.
+fn changed_paths(target: &Target, recursive: bool, events: Vec<DebouncedEvent>) -> Vec<PathBuf> {
+    if events.iter().any(|event| event.need_rescan()) {
+        debug!(dir = %target.dir.display(), "file events were lost; rescanning");
+        return match &target.file {
+            // Changed, or gone: either way its watchers must look.
+            Some(file) => vec![target.dir.join(file)],
+            None => target
+                .current(recursive)
+                .into_iter()
+                .map(|relative| target.dir.join(relative))
+                .collect(),
+        };
+    }
+    events
+        .into_iter()
+        .filter(|event| changes_content(&event.kind))
+        .flat_map(|event| event.event.paths)
+        .filter(|path| target.relative(path).is_some())
+        .collect()
+}
+
 fn changes_content(kind: &EventKind) -> bool {
     match kind {
         EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
@@ -308,5 +333,69 @@ impl<C: Change> Watcher for FileWatcher<C> {
 
     fn next_change(&mut self) -> BoxFuture<'_, Result<C, Error>> {
         self.queue.next_change()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use notify_debouncer_full::notify::Event;
+    use notify_debouncer_full::notify::event::{Flag, ModifyKind};
+
+    use super::*;
+
+    fn event(kind: EventKind, paths: &[PathBuf]) -> DebouncedEvent {
+        let mut event = Event::new(kind);
+        event.paths = paths.to_vec();
+        DebouncedEvent::new(event, Instant::now())
+    }
+
+    fn rescan() -> DebouncedEvent {
+        DebouncedEvent::new(
+            Event::new(EventKind::Other).set_flag(Flag::Rescan),
+            Instant::now(),
+        )
+    }
+
+    #[test]
+    fn only_the_watched_file_changes_count() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = Target::resolve(&dir.path().join("agent.toml")).unwrap();
+        let file = target.dir.join("agent.toml");
+        let other = target.dir.join("agent.log");
+        let modify = EventKind::Modify(ModifyKind::Any);
+        assert_eq!(
+            changed_paths(
+                &target,
+                false,
+                vec![event(modify, std::slice::from_ref(&other))]
+            ),
+            Vec::<PathBuf>::new()
+        );
+        assert_eq!(
+            changed_paths(&target, false, vec![event(modify, &[other, file.clone()])]),
+            vec![file]
+        );
+    }
+
+    /// Before: a rescan (events lost in an overflowed queue) has no paths,
+    /// so it changed nothing, and a config edit among the lost events was
+    /// never seen.
+    #[test]
+    fn lost_events_count_as_a_change_of_everything_watched() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Target::resolve(&dir.path().join("agent.toml")).unwrap();
+        assert_eq!(
+            changed_paths(&file, false, vec![rescan()]),
+            vec![file.dir.join("agent.toml")],
+            "a watched file counts as changed, even if it does not exist"
+        );
+        std::fs::write(dir.path().join("a"), "").unwrap();
+        std::fs::write(dir.path().join("b"), "").unwrap();
+        let whole = Target::resolve(dir.path()).unwrap();
+        let mut paths = changed_paths(&whole, false, vec![rescan()]);
+        paths.sort();
+        assert_eq!(paths, vec![whole.dir.join("a"), whole.dir.join("b")]);
     }
 }
