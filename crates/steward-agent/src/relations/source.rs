@@ -93,51 +93,109 @@ pub(crate) trait RelationSource: Send + Sync + fmt::Debug {
 
 /// The source of one agent: every unit is local, so the store's relation
 /// unit records are the whole truth, cached in memory and watched through
-/// a generation counter that every change bumps.
+/// a generation counter per relation that each of its changes bumps (a
+/// change wakes only that relation's watches).
 #[derive(Debug, Clone)]
 pub(crate) struct LocalSource {
     store: Store,
     inner: Arc<Inner>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 struct Inner {
-    units: RwLock<BTreeMap<u64, BTreeMap<String, RelationUnit>>>,
+    relations: RwLock<BTreeMap<u64, Entry>>,
+}
+
+/// One relation's units, and the counter its watches follow.
+#[derive(Debug)]
+struct Entry {
+    units: BTreeMap<String, RelationUnit>,
     generation: watch::Sender<u64>,
 }
 
+impl Default for Entry {
+    fn default() -> Self {
+        Self {
+            units: BTreeMap::new(),
+            generation: watch::channel(0).0,
+        }
+    }
+}
+
 impl Inner {
-    fn update(&self, change: impl FnOnce(&mut BTreeMap<u64, BTreeMap<String, RelationUnit>>)) {
-        change(&mut self.units.write().unwrap_or_else(PoisonError::into_inner));
-        self.generation.send_modify(|generation| *generation += 1);
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Changes `relation`'s units and wakes its watches.
+    fn update(&self, relation: u64, change: impl FnOnce(&mut BTreeMap<String, RelationUnit>)) {
+        let mut relations = self.write();
+        let entry = relations.entry(relation).or_default();
+        change(&mut entry.units);
+        entry.generation.send_modify(|generation| *generation += 1);
+    }
+
+    /// A receiver of `relation`'s counter (the relation need not have
+    /// units yet).
+    fn subscribe(&self, relation: u64) -> watch::Receiver<u64> {
+        self.write()
+            .entry(relation)
+            .or_default()
+            .generation
+            .subscribe()
+    }
+
+    /// `relation`'s units, through `read`.
+    fn units<T>(
+        &self,
+        relation: u64,
+        read: impl FnOnce(&BTreeMap<String, RelationUnit>) -> T,
+    ) -> T {
+        let relations = self.read();
+        match relations.get(&relation) {
+            Some(entry) => read(&entry.units),
+            None => read(&BTreeMap::new()),
+        }
     }
 
     /// The versions of `relation`'s units in scope on `remote`'s side,
     /// without `viewer`.
     fn versions(&self, relation: u64, remote: &str, viewer: &str) -> BTreeMap<String, u64> {
-        let units = self.units.read().unwrap_or_else(PoisonError::into_inner);
-        units
-            .get(&relation)
-            .into_iter()
-            .flatten()
-            .filter(|(unit, record)| record.in_scope && record.runtime == remote && *unit != viewer)
-            .map(|(unit, record)| (unit.clone(), record.version))
-            .collect()
+        self.units(relation, |units| {
+            units
+                .iter()
+                .filter(|(unit, record)| {
+                    record.in_scope && record.runtime == remote && *unit != viewer
+                })
+                .map(|(unit, record)| (unit.clone(), record.version))
+                .collect()
+        })
     }
 }
 
 impl LocalSource {
     /// The source over `store`'s relation unit records, as they are now.
     pub(crate) async fn load(store: Store) -> Result<Self, String> {
-        let mut units: BTreeMap<u64, BTreeMap<String, RelationUnit>> = BTreeMap::new();
+        let mut relations: BTreeMap<u64, Entry> = BTreeMap::new();
         for (relation, unit, record) in records::units(&store).await? {
-            units.entry(relation).or_default().insert(unit, record);
+            relations
+                .entry(relation)
+                .or_default()
+                .units
+                .insert(unit, record);
         }
         Ok(Self {
             store,
             inner: Arc::new(Inner {
-                units: RwLock::new(units),
-                generation: watch::channel(0).0,
+                relations: RwLock::new(relations),
             }),
         })
     }
@@ -174,7 +232,7 @@ impl RelationSource for LocalSource {
     ) -> UnitsWatch {
         let stop = CancellationToken::new();
         let (inner, remote, viewer) = (self.inner.clone(), remote.to_owned(), viewer.to_owned());
-        let mut generation = inner.generation.subscribe();
+        let mut generation = inner.subscribe(relation);
         let stopped = stop.clone();
         tokio::spawn(async move {
             let mut sent = None;
@@ -210,35 +268,24 @@ impl RelationSource for LocalSource {
         relation: u64,
         unit: &'a str,
     ) -> BoxFuture<'a, Result<Option<BTreeMap<String, String>>, String>> {
-        let units = self
-            .inner
-            .units
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        let settings = units
-            .get(&relation)
-            .and_then(|units| units.get(unit))
-            .map(|record| record.settings.clone());
+        let settings = self.inner.units(relation, |units| {
+            units.get(unit).map(|record| record.settings.clone())
+        });
         Box::pin(std::future::ready(Ok(settings)))
     }
 
     fn members(&self, relation: u64) -> Vec<Member> {
-        let units = self
-            .inner
-            .units
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        units
-            .get(&relation)
-            .into_iter()
-            .flatten()
-            .filter(|(_, record)| record.in_scope)
-            .map(|(unit, record)| Member {
-                unit: unit.clone(),
-                runtime: record.runtime.clone(),
-                version: record.version,
-            })
-            .collect()
+        self.inner.units(relation, |units| {
+            units
+                .iter()
+                .filter(|(_, record)| record.in_scope)
+                .map(|(unit, record)| Member {
+                    unit: unit.clone(),
+                    runtime: record.runtime.clone(),
+                    version: record.version,
+                })
+                .collect()
+        })
     }
 
     fn enter<'a>(
@@ -268,18 +315,16 @@ impl RelationSource for LocalSource {
     }
 
     fn published(&self, relation: u64, unit: &str, record: &RelationUnit) {
-        self.inner.update(|units| {
-            units
-                .entry(relation)
-                .or_default()
-                .insert(unit.to_owned(), record.clone());
+        self.inner.update(relation, |units| {
+            units.insert(unit.to_owned(), record.clone());
         });
     }
 
     fn forget(&self, relation: u64) {
-        self.inner.update(|units| {
-            units.remove(&relation);
-        });
+        // The watches still running see every unit depart; then the entry
+        // goes, with its counter (and they end).
+        self.inner.update(relation, BTreeMap::clear);
+        self.inner.write().remove(&relation);
     }
 }
 
