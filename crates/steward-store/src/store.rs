@@ -44,16 +44,18 @@ pub(crate) const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition
 /// only once it is durable. See the [crate docs](crate) for the guarantees.
 #[derive(Clone)]
 pub struct Store {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
     path: PathBuf,
     /// `None` only while a reopen failed.
-    db: RwLock<Option<Database>>,
+    pub(crate) db: RwLock<Option<Database>>,
     /// Since when, and why, the database refuses writes.
     failed: Mutex<Option<Failed>>,
     watchers: Mutex<Watchers>,
+    /// The record batches waiting for the next group commit.
+    pub(crate) commits: Mutex<crate::records::CommitQueue>,
 }
 
 /// The live watchers, pruned of killed ones whenever a watcher is added or
@@ -90,8 +92,8 @@ impl Watchers {
 /// A failed blocking operation: redb's error, and whether it left the
 /// database refusing writes (a failed commit, or an earlier one).
 pub(crate) struct Failure {
-    error: redb::Error,
-    unusable: bool,
+    pub(crate) error: redb::Error,
+    pub(crate) unusable: bool,
 }
 
 impl<E: Into<redb::Error>> From<E> for Failure {
@@ -247,6 +249,7 @@ impl Inner {
             db: RwLock::new(Some(db)),
             failed: Mutex::new(None),
             watchers: Mutex::new(Watchers::default()),
+            commits: Mutex::new(crate::records::CommitQueue::default()),
         })
     }
 
@@ -268,7 +271,7 @@ impl Inner {
     }
 
     /// Notes that the database refuses writes, for [`Store::health`].
-    fn note_failure(&self, failure: &Failure) {
+    pub(crate) fn note_failure(&self, failure: &Failure) {
         if failure.unusable {
             let mut failed = lock(&self.failed);
             if failed.is_none() {
