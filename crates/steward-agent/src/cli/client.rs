@@ -17,6 +17,8 @@ use crate::api::types::{
 };
 use crate::token::read_token_file;
 
+use super::output::{self, Closed, EXIT_CLOSED};
+
 /// Why a client command failed.
 #[derive(Debug)]
 pub(super) enum ClientError {
@@ -31,14 +33,30 @@ pub(super) enum ClientError {
     },
     /// Anything else (an unreadable answer, a broken stream).
     Other(String),
+    /// Standard output could not be written; a closed pipe is a quiet end
+    /// (see [`output`]).
+    Output(Closed),
 }
 
 impl ClientError {
     pub(super) fn exit_status(&self) -> u8 {
         match self {
             ClientError::Usage(_) => 2,
+            ClientError::Output(Closed::Pipe) => EXIT_CLOSED,
             _ => 1,
         }
+    }
+
+    /// Whether the failure is worth a line on stderr (a reader that went
+    /// away is not).
+    pub(super) fn is_quiet(&self) -> bool {
+        matches!(self, ClientError::Output(Closed::Pipe))
+    }
+}
+
+impl From<Closed> for ClientError {
+    fn from(closed: Closed) -> Self {
+        ClientError::Output(closed)
     }
 }
 
@@ -46,6 +64,7 @@ impl fmt::Display for ClientError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             ClientError::Usage(message) | ClientError::Other(message) => f.write_str(message),
+            ClientError::Output(closed) => closed.fmt(f),
             ClientError::Unreachable { api, reason } => write!(
                 f,
                 "cannot reach the steward API at {api} ({reason}); is `steward run` running? (set --api or STEWARD_API)"
@@ -165,10 +184,10 @@ impl Client {
             .await?;
         let health: Health = self.request(Method::GET, "/healthz", None::<&()>).await?;
         if let Some(store) = &health.store {
-            eprintln!(
+            output::eprint_line(&format!(
                 "warning: the agent's store refuses writes since {} ({}); calls are served, switches and stored data wait until it works again",
                 store.since, store.reason
-            );
+            ));
         }
         let mut details = Vec::with_capacity(list.runtimes.len());
         for runtime in &list.runtimes {
@@ -186,20 +205,19 @@ impl Client {
                 runtimes: &'a [RuntimeDetail],
                 relations: &'a [RelationSummary],
             }
-            print_json(&Details {
+            return print_json(&Details {
                 runtimes: &details,
                 relations: &relations.relations,
             });
-            return Ok(());
         }
         if details.is_empty() {
-            println!("no runtimes (the config has none)");
+            output::print_line("no runtimes (the config has none)")?;
             return Ok(());
         }
-        print!("{}", status_table(&details));
+        output::print(&status_table(&details))?;
         if !relations.relations.is_empty() {
-            println!();
-            print!("{}", relations_table(&relations.relations));
+            output::print("\n")?;
+            output::print(&relations_table(&relations.relations))?;
         }
         Ok(())
     }
@@ -228,8 +246,7 @@ impl Client {
                 }),
             )
             .await?;
-        print_json(&answer.result);
-        Ok(())
+        print_json(&answer.result)
     }
 
     pub(super) async fn set_version(
@@ -246,12 +263,13 @@ impl Client {
                 }),
             )
             .await?;
-        match answer.previous {
+        let line = match answer.previous {
             Some(previous) if previous != answer.version => {
-                println!("{}: now at {} (was {previous})", answer.id, answer.version);
+                format!("{}: now at {} (was {previous})", answer.id, answer.version)
             }
-            _ => println!("{}: at {}", answer.id, answer.version),
-        }
+            _ => format!("{}: at {}", answer.id, answer.version),
+        };
+        output::print_line(&line)?;
         Ok(())
     }
 
@@ -263,11 +281,12 @@ impl Client {
                 Some(&AbortRequest { force }),
             )
             .await?;
-        if answer.force {
-            println!("{}: killed and restarting", answer.id);
+        let line = if answer.force {
+            format!("{}: killed and restarting", answer.id)
         } else {
-            println!("{}: aborted its work in progress", answer.id);
-        }
+            format!("{}: aborted its work in progress", answer.id)
+        };
+        output::print_line(&line)?;
         Ok(())
     }
 
@@ -279,14 +298,15 @@ impl Client {
                 Some(&ResolveRequest { retry }),
             )
             .await?;
-        if answer.retried {
-            println!("{}: running hook {:?} again", answer.id, answer.hook);
+        let line = if answer.retried {
+            format!("{}: running hook {:?} again", answer.id, answer.hook)
         } else {
-            println!(
+            format!(
                 "{}: hook {:?} marked done without running it",
                 answer.id, answer.hook
-            );
-        }
+            )
+        };
+        output::print_line(&line)?;
         Ok(())
     }
 
@@ -308,11 +328,14 @@ impl Client {
             })?;
             for message in parser.push(&chunk) {
                 match message.event.as_deref() {
-                    Some("lagged") => eprintln!("(fell behind; missed events: {})", message.data),
-                    _ if json => println!("{}", message.data),
+                    Some("lagged") => output::eprint_line(&format!(
+                        "(fell behind; missed events: {})",
+                        message.data
+                    )),
+                    _ if json => output::print_line(&message.data)?,
                     _ => match serde_json::from_str::<AgentEvent>(&message.data) {
-                        Ok(event) => println!("{}", event.to_line()),
-                        Err(_) => println!("{}", message.data),
+                        Ok(event) => output::print_line(&event.to_line())?,
+                        Err(_) => output::print_line(&message.data)?,
                     },
                 }
             }
@@ -348,11 +371,11 @@ fn path_segment(text: &str) -> String {
     out
 }
 
-fn print_json(value: &impl Serialize) {
-    match serde_json::to_string_pretty(value) {
-        Ok(text) => println!("{text}"),
-        Err(error) => eprintln!("error: cannot print the answer: {error}"),
-    }
+fn print_json(value: &impl Serialize) -> Result<(), ClientError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|error| ClientError::Other(format!("cannot print the answer: {error}")))?;
+    output::print_line(&text)?;
+    Ok(())
 }
 
 /// The `steward status` table.

@@ -5,12 +5,15 @@
 //! Output is for people by default (tables, one line per event) and for
 //! programs with `--json`. Every failure is one line on stderr starting
 //! with `error:` and a non-zero exit status: 2 for a bad config or bad
-//! arguments, 1 for everything else. This module must never talk to a
-//! runtime or the store directly: clients go through the API.
+//! arguments, 1 for everything else; a closed standard output ends a
+//! command quietly with 141 (see `output`). This module must never talk
+//! to a runtime or the store directly: clients go through the API, and
+//! nothing here prints but through `output`.
 //!
 #![doc = include_str!("../../docs/cli.md")]
 
 mod client;
+mod output;
 
 use std::ffi::OsString;
 use std::io::IsTerminal;
@@ -28,6 +31,7 @@ use crate::config::{self, CommandResolver};
 use crate::demo;
 
 use self::client::Client;
+use self::output::{Closed, EXIT_CLOSED};
 
 /// The default API URL of the clients.
 pub const DEFAULT_API: &str = "http://127.0.0.1:7171";
@@ -202,7 +206,10 @@ pub fn main() -> ExitCode {
     if let Some(tool) = argv.next().as_deref().and_then(tool_name) {
         return tool_main(tool, &argv.collect::<Vec<_>>());
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(error) => return clap_exit(&error),
+    };
     match cli.command {
         Command::ExampleRuntime { name, args } => return example_runtime(&name, args),
         Command::HookLeader { args } => return leader_main(args),
@@ -227,6 +234,31 @@ pub fn main() -> ExitCode {
     tokio.block_on(dispatch(cli))
 }
 
+/// Prints clap's help, version or usage error and gives its exit status;
+/// help and version into a closed pipe end like any other output.
+fn clap_exit(error: &clap::Error) -> ExitCode {
+    let status = u8::try_from(error.exit_code()).unwrap_or(EXIT_USAGE);
+    if status != 0 || std::io::stdout().is_terminal() {
+        // Usage errors go to stderr, which nobody can be told about
+        // when closed; a terminal does not close like a pipe.
+        let _ = error.print();
+        return ExitCode::from(status);
+    }
+    match output::print(&error.render().to_string()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(closed) => output_failed(&closed),
+    }
+}
+
+/// The exit of a command whose standard output failed: quiet for a closed
+/// pipe, one error line otherwise.
+fn output_failed(closed: &Closed) -> ExitCode {
+    match closed {
+        Closed::Pipe => ExitCode::from(EXIT_CLOSED),
+        Closed::Failed(_) => fail(1, closed),
+    }
+}
+
 fn init_logging(default: &str) {
     let filter = EnvFilter::try_from_env("STEWARD_LOG")
         .or_else(|_| EnvFilter::try_from_default_env())
@@ -235,11 +267,14 @@ fn init_logging(default: &str) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(std::io::stderr().is_terminal())
+        // A closed stderr (`steward run 2>&1 | head`) loses log lines; the
+        // formatter's own report of that would panic in `eprintln!`.
+        .log_internal_errors(false)
         .try_init();
 }
 
 fn fail(status: u8, message: impl std::fmt::Display) -> ExitCode {
-    eprintln!("error: {message}");
+    output::eprint_line(&format!("error: {message}"));
     ExitCode::from(status)
 }
 
@@ -286,8 +321,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
                     "this steward was built without its demo (cargo feature `demo`)",
                 );
             };
-            print!("{text}");
-            return ExitCode::SUCCESS;
+            return match output::print(text) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(closed) => output_failed(&closed),
+            };
         }
         Command::ExampleRuntime { .. } | Command::HookLeader { .. } | Command::HookTool { .. } => {
             unreachable!("handled before the async runtime")
@@ -315,6 +352,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(error) if error.is_quiet() => ExitCode::from(error.exit_status()),
         Err(error) => fail(error.exit_status(), error),
     }
 }
@@ -322,17 +360,20 @@ async fn dispatch(cli: Cli) -> ExitCode {
 fn config_check(file: &std::path::Path) -> ExitCode {
     match config::load(file, &CommandResolver::from_env()) {
         Ok(config) => {
-            println!(
+            let line = format!(
                 "{}: ok ({} runtime{})",
                 file.display(),
                 config.runtimes.len(),
                 if config.runtimes.len() == 1 { "" } else { "s" }
             );
-            ExitCode::SUCCESS
+            match output::print_line(&line) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(closed) => output_failed(&closed),
+            }
         }
         Err(errors) => {
             for error in &errors.0 {
-                eprintln!("error: {error}");
+                output::eprint_line(&format!("error: {error}"));
             }
             ExitCode::from(EXIT_USAGE)
         }
@@ -345,7 +386,7 @@ async fn run(options: RunOptions) -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(crate::Error::Config(errors)) => {
             for error in &errors.0 {
-                eprintln!("error: {error}");
+                output::eprint_line(&format!("error: {error}"));
             }
             ExitCode::from(EXIT_USAGE)
         }
@@ -355,25 +396,34 @@ async fn run(options: RunOptions) -> ExitCode {
 
 /// What a newcomer sees first: where the API is and what to try. The
 /// hints are commands that work as printed (address, token, runtimes).
+///
+/// An agent whose stdout is closed keeps running: it serves whether or
+/// not anybody reads its banner (its logs go to stderr).
 fn print_banner(agent: &Agent, asked: SocketAddr) {
-    println!(
-        "steward {}: control API on http://{}",
+    let _ = output::print(&banner(agent, asked));
+}
+
+fn banner(agent: &Agent, asked: SocketAddr) -> String {
+    let mut text = format!(
+        "steward {}: control API on http://{}\ndata dir: {}\n",
         env!("CARGO_PKG_VERSION"),
-        agent.addr
+        agent.addr,
+        agent.data_dir.display()
     );
-    println!("data dir: {}", agent.data_dir.display());
     if agent.runtimes.is_empty() {
-        println!("runtimes: none yet (add [[runtime]] tables to the config file; it is watched)");
+        text.push_str(
+            "runtimes: none yet (add [[runtime]] tables to the config file; it is watched)\n",
+        );
     } else {
         let ids: Vec<&str> = agent.runtimes.iter().map(|(id, _)| id.as_str()).collect();
-        println!("runtimes: {}", ids.join(", "));
+        text.push_str(&format!("runtimes: {}\n", ids.join(", ")));
     }
-    println!();
-    println!("Try, in another terminal:");
+    text.push_str("\nTry, in another terminal:\n");
     for hint in hints(agent, asked) {
-        println!("  {hint}");
+        text.push_str(&format!("  {hint}\n"));
     }
-    println!("Stop with Ctrl-C.");
+    text.push_str("Stop with Ctrl-C.\n");
+    text
 }
 
 fn hints(agent: &Agent, asked: SocketAddr) -> Vec<String> {

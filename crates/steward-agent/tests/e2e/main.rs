@@ -9,6 +9,7 @@
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
 //! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
 //! | [`limits`] | the API server against slow, idle and hostile clients |
+//! | [`manners`] | the command line's manners: closed pipes |
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
@@ -27,5 +28,6 @@ mod disk;
 mod faults;
 mod hooks;
 mod limits;
+mod manners;
 mod relations;
 mod support;

@@ -1,0 +1,112 @@
+//! The command line's manners: output into a closed pipe ends a command
+//! quietly, as with any Unix tool.
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use tempfile::TempDir;
+
+use crate::support::{Agent, BIN, DEADLINE};
+
+/// The exit status of a command whose stdout was closed: 128 + SIGPIPE.
+const EXIT_CLOSED: i32 = 141;
+
+/// `steward <args>` with stdout a pipe whose reader has already gone (so
+/// its first write fails with EPIPE, whenever it comes).
+fn closed_stdout_command(args: &[&str]) -> Command {
+    let (reader, writer) = std::io::pipe().expect("cannot make a pipe");
+    drop(reader);
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_remove("STEWARD_API")
+        .env_remove("STEWARD_TOKEN_FILE")
+        .env("RUST_BACKTRACE", "1")
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped());
+    command
+}
+
+/// Asserts that a command ended as one whose reader went away: status
+/// 141, nothing on stderr (no panic, no "Broken pipe", no backtrace).
+fn assert_quiet_close(what: &str, output: &std::process::Output) {
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("Broken pipe"),
+        "{what}: {stderr}"
+    );
+    assert_eq!(stderr, "", "{what}: nothing on stderr");
+    assert_eq!(
+        output.status.code(),
+        Some(EXIT_CLOSED),
+        "{what}: exit status {:?}, stderr {stderr:?}",
+        output.status
+    );
+}
+
+/// Runs `command` to its end, within the deadline.
+async fn output_of(mut command: Command) -> std::process::Output {
+    tokio::time::timeout(
+        DEADLINE,
+        tokio::task::spawn_blocking(move || command.output()),
+    )
+    .await
+    .expect("the command did not finish")
+    .unwrap()
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn output_into_a_closed_pipe_ends_quietly_with_status_141() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    let api = agent.url.as_str();
+    let commands: &[&[&str]] = &[
+        &["--api", api, "status"],
+        &["--api", api, "status", "--json"],
+        &["--api", api, "call", "echo", "echo", "{\"a\": [1, 2, 3]}"],
+        &["--api", api, "set-version", "kv", "1.0.0"],
+        &["config", "demo"],
+        &["--help"],
+        &["status", "--help"],
+        &["--version"],
+    ];
+    for args in commands {
+        let output = output_of(closed_stdout_command(args)).await;
+        assert_quiet_close(&format!("steward {}", args.join(" ")), &output);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn following_events_into_a_closed_pipe_ends_at_the_next_event() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    let mut child = closed_stdout_command(&["--api", &agent.url, "events"])
+        .spawn()
+        .expect("cannot spawn `steward events`");
+    // Until it has subscribed, a switch's events pass it by: switch until
+    // one reaches it and its write fails.
+    let deadline = Instant::now() + DEADLINE;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "`steward events` kept running with its stdout closed"
+        );
+        let target = if agent.api.detail("echo").await["active_version"] == "1.0.0" {
+            "2.0.0"
+        } else {
+            "1.0.0"
+        };
+        let (code, answer) = agent.api.set_version("echo", target).await;
+        assert_eq!(code, StatusCode::OK, "{answer}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(status.code(), output.status.code());
+    assert_quiet_close("steward events", &output);
+}
