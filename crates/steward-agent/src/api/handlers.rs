@@ -246,7 +246,7 @@ pub(super) async fn call(
     JsonBody(request): JsonBody<CallRequest>,
 ) -> Result<Json<CallResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;
-    let args = json::from_json(&request.args)
+    let args = json::to_cbor(request.args.as_deref())
         .map_err(|message| ApiError::new(StatusCode::BAD_REQUEST, message))?;
     let aggregate = hosted.aggregate().ok_or_else(|| not_running(&hosted))?;
     let deadline = hosted.config().call_timeout;
@@ -258,7 +258,7 @@ pub(super) async fn call(
     });
     let answer = tokio::time::timeout(deadline, aggregate.call_within(body, deadline)).await;
     let result = match answer {
-        Ok(Ok(Body::RuntimeCallResponse(WireResult { result }))) => json::to_json(&result)
+        Ok(Ok(Body::RuntimeCallResponse(WireResult { result }))) => json::to_raw_json(&result)
             .map_err(|message| ApiError::new(StatusCode::BAD_GATEWAY, message)),
         Ok(Ok(other)) => Err(ApiError::new(
             StatusCode::BAD_GATEWAY,

@@ -5,6 +5,7 @@
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 
 pub use steward_hooks::WorkloadState;
 
@@ -284,20 +285,23 @@ pub struct RuntimeInfo {
 }
 
 /// `POST /v1/runtimes/{id}/call`.
+///
+/// Arguments and answers are JSON text, not `serde_json::Value`, which
+/// would turn an integer beyond 64 bits into a float.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallRequest {
     /// The runtime's method.
     pub method: String,
-    /// Its arguments (any JSON; `null` when left out).
+    /// Its arguments (any JSON; `None` and `null` are CBOR `null`).
     #[serde(default)]
-    pub args: serde_json::Value,
+    pub args: Option<Box<RawValue>>,
 }
 
 /// A successful call.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CallResponse {
     /// The runtime's answer.
-    pub result: serde_json::Value,
+    pub result: Box<RawValue>,
 }
 
 /// `PUT /v1/runtimes/{id}/version`.

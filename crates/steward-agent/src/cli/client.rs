@@ -9,12 +9,14 @@ use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 
 use crate::api::types::{
     AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Health,
     Hooks, HooksState, RelationList, RelationSummary, ResolveRequest, ResolveResponse,
     RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
 };
+use crate::json::ExactJson;
 use crate::token::read_token_file;
 
 use super::output::{self, Closed, EXIT_CLOSED};
@@ -228,14 +230,17 @@ impl Client {
         method: &str,
         args: Option<&str>,
     ) -> Result<(), ClientError> {
-        let args: serde_json::Value = match args {
-            Some(text) => serde_json::from_str(text).map_err(|error| {
-                ClientError::Usage(format!(
-                    "ARGS_JSON is not valid JSON ({error}); e.g. '{{\"key\": \"a\"}}' or '\"text\"'"
-                ))
-            })?,
-            None => serde_json::Value::Null,
-        };
+        // Kept as text: a `serde_json::Value` would round integers beyond
+        // 64 bits.
+        let args: Option<Box<RawValue>> = args
+            .map(|text| {
+                serde_json::from_str(text).map_err(|error| {
+                    ClientError::Usage(format!(
+                        "ARGS_JSON is not valid JSON ({error}); e.g. '{{\"key\": \"a\"}}' or '\"text\"'"
+                    ))
+                })
+            })
+            .transpose()?;
         let answer: CallResponse = self
             .request(
                 Method::POST,
@@ -246,7 +251,7 @@ impl Client {
                 }),
             )
             .await?;
-        print_json(&answer.result)
+        print_json(&ExactJson(&answer.result))
     }
 
     pub(super) async fn set_version(

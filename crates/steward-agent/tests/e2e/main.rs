@@ -9,7 +9,7 @@
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
 //! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
 //! | [`limits`] | the API server against slow, idle and hostile clients |
-//! | [`manners`] | the command line's manners: closed pipes |
+//! | [`manners`] | CLI and API manners: closed pipes, integers beyond 64 bits |
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |

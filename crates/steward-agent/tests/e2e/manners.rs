@@ -1,10 +1,12 @@
-//! The command line's manners: output into a closed pipe ends a command
-//! quietly, as with any Unix tool.
+//! The manners of the command line and the API: output into a closed
+//! pipe ends a command quietly, as with any Unix tool; integers beyond 64
+//! bits keep every digit.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 use tempfile::TempDir;
 
 use crate::support::{Agent, BIN, DEADLINE};
@@ -109,4 +111,89 @@ async fn following_events_into_a_closed_pipe_ends_at_the_next_event() {
     let output = child.wait_with_output().unwrap();
     assert_eq!(status.code(), output.status.code());
     assert_quiet_close("steward events", &output);
+}
+
+/// 2^70, beyond what a `serde_json::Value` (or a JavaScript number) holds.
+const TWO_TO_THE_70: &str = "1180591620717411303424";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_beyond_64_bits_keep_every_digit_through_a_call() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    let u128_max = u128::MAX.to_string();
+    let i128_min = i128::MIN.to_string();
+    let args = format!("[{TWO_TO_THE_70},-{TWO_TO_THE_70},{u128_max},{i128_min},1.5]");
+    // The answer's text, not a parsed `serde_json::Value`: parsing would
+    // round the very digits under test.
+    let (status, _, text) = agent
+        .api
+        .raw(
+            Method::POST,
+            "/v1/runtimes/echo/call",
+            Some(format!(r#"{{"method": "echo", "args": {args}}}"#).into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    assert_eq!(text, format!(r#"{{"result":{args}}}"#));
+
+    // Stored by a runtime and read back: the same number.
+    let (status, _, text) = agent
+        .api
+        .raw(
+            Method::POST,
+            "/v1/runtimes/kv/call",
+            Some(
+                format!(
+                    r#"{{"method": "put", "args": {{"key": "big", "value": {TWO_TO_THE_70}}}}}"#
+                )
+                .into_bytes(),
+            ),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{text}");
+    let got = agent.cli(&["call", "kv", "get", r#"{"key": "big"}"#]).await;
+    assert_eq!(got.success().trim(), TWO_TO_THE_70);
+
+    // The CLI sends and prints them exactly too.
+    let echoed = agent
+        .cli(&[
+            "call",
+            "echo",
+            "echo",
+            &format!(r#"{{"n": -{TWO_TO_THE_70}}}"#),
+        ])
+        .await;
+    assert_eq!(
+        echoed.success(),
+        format!("{{\n  \"n\": -{TWO_TO_THE_70}\n}}\n")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn integers_beyond_128_bits_are_refused_with_a_reason() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    // 2^128: one more than the API carries.
+    let too_big = "340282366920938463463374607431768211456";
+    let (status, _, text) = agent
+        .api
+        .raw(
+            Method::POST,
+            "/v1/runtimes/echo/call",
+            Some(format!(r#"{{"method": "echo", "args": {{"n": {too_big}}}}}"#).into_bytes()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{text}");
+    let body: Value = serde_json::from_str(&text).unwrap();
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains(too_big) && message.contains("send it as a string"),
+        "{message}"
+    );
+    // The runtime never saw it, and still serves.
+    let ok = agent
+        .api
+        .call_ok("echo", "echo", serde_json::json!(1))
+        .await;
+    assert_eq!(ok, serde_json::json!(1));
 }
