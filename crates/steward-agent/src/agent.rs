@@ -50,6 +50,10 @@ pub const DEFAULT_LISTEN: &str = "127.0.0.1:7171";
 /// The default limit of a request body.
 pub const DEFAULT_MAX_REQUEST_BYTES: usize = 4 << 20;
 
+/// The runner ids of the API and of the manager of the runtimes.
+const API: &str = "api";
+const MANAGER: &str = "runtimes";
+
 /// The database file inside the data dir.
 const STORE_FILE: &str = "steward.redb";
 
@@ -106,12 +110,42 @@ pub struct Agent {
 }
 
 impl Agent {
-    /// Stops the agent: the API stops accepting, runtimes are stopped
-    /// gracefully. Returns the tree's result.
+    /// Stops the agent: runtimes are stopped gracefully first, then the
+    /// API. Returns the tree's result.
+    ///
+    /// The API goes last because it is how an operator watches the
+    /// shutdown: killing the whole tree at once ended the event streams
+    /// before the runtimes' final `stopped` events were published. So the
+    /// manager stops first (it starts nothing more), then every other
+    /// worker but the API (within 30 s), and only then the
+    /// tree, whose event streams pass on what is queued before they end.
     pub async fn shutdown(self) -> Result<(), Error> {
         info!("shutting down");
+        let stopped = tokio::time::timeout(SHUTDOWN_GRACE, self.stop_all_but_api()).await;
+        if stopped.is_err() {
+            warn!(
+                "runtimes did not stop within {}; stopping the rest of the agent",
+                humantime::format_duration(SHUTDOWN_GRACE)
+            );
+        }
         self.runner.kill();
         self.wait().await
+    }
+
+    async fn stop_all_but_api(&self) {
+        let stop = |id: String| async move {
+            match self.runner.stop_and_remove(&id).await {
+                Ok(()) | Err(WorkerError::NotFound { .. }) => {}
+                Err(error) => tracing::debug!(worker = %id, %error, "worker stopped with an error"),
+            }
+        };
+        stop(MANAGER.to_owned()).await;
+        let others = self
+            .runner
+            .worker_names()
+            .into_iter()
+            .filter(|id| id != API);
+        futures_util::future::join_all(others.map(stop)).await;
     }
 
     /// Waits until the tree stops by itself (a fatal error).
@@ -404,7 +438,7 @@ fn start_api(
     addr: SocketAddr,
 ) -> Result<(), WorkerError> {
     let listener = Arc::new(std::sync::Mutex::new(Some(listener)));
-    runner.start_worker("api", move || {
+    runner.start_worker(API, move || {
         let state = state.clone();
         let listener = listener.clone();
         async move {
@@ -519,7 +553,7 @@ fn start_manager(
     configs: watch::Receiver<Arc<Config>>,
 ) -> Result<(), WorkerError> {
     let manager_runner = runner.clone();
-    runner.start_worker("runtimes", move || {
+    runner.start_worker(MANAGER, move || {
         let manager = Manager {
             context: context.clone(),
             runner: manager_runner.clone(),

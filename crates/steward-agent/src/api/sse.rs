@@ -2,7 +2,9 @@
 //! [`AgentEvent`](crate::events::AgentEvent) per `data:` line, optionally
 //! for one runtime. A reader that falls behind gets an `event: lagged`
 //! message saying how many events it missed, then carries on. Streams end
-//! when the server shuts down, so they never hold a shutdown up.
+//! when the server shuts down, so they never hold a shutdown up — after
+//! the events already published (the agent stops the API after its
+//! runtimes, so those are their final `stopped` events).
 
 use std::convert::Infallible;
 
@@ -36,9 +38,12 @@ pub(super) async fn events(
         (receiver, shutdown, filter.runtime),
         |(mut receiver, shutdown, runtime)| async move {
             loop {
+                // Queued events first: a shutdown ends the stream only
+                // once they are out.
                 let received = tokio::select! {
-                    () = shutdown.cancelled() => return None,
+                    biased;
                     received = receiver.recv() => received,
+                    () = shutdown.cancelled() => return None,
                 };
                 let event = match received {
                     Ok(event) => {

@@ -1,10 +1,11 @@
 //! The manners of the command line and the API: output into a closed
 //! pipe ends a command quietly, as with any Unix tool; integers beyond 64
-//! bits keep every digit.
+//! bits keep every digit; a shutdown's last events reach the event streams.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use nix::sys::signal::Signal;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -196,4 +197,63 @@ async fn integers_beyond_128_bits_are_refused_with_a_reason() {
         .call_ok("echo", "echo", serde_json::json!(1))
         .await;
     assert_eq!(ok, serde_json::json!(1));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_streams_deliver_the_final_stopped_events_of_a_shutdown() {
+    let dir = TempDir::new().unwrap();
+    let mut agent = Agent::demo(dir.path()).await;
+    let mut events = agent.api.events("/v1/events").await;
+    let mut follower = agent.cli_streaming(&["events", "--json"]);
+    // The follower is subscribed once it has seen an event.
+    let (status, answer) = agent.api.set_version("echo", "2.0.0").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let switched = |line: &str| line.contains("\"switched\"");
+    loop {
+        let line = follower
+            .next_line(DEADLINE)
+            .await
+            .expect("`steward events` printed no switch");
+        if switched(&line) {
+            break;
+        }
+    }
+
+    let status = agent.stop_with(Signal::SIGTERM, DEADLINE).await;
+    assert_eq!(status.code(), Some(0));
+    let mut seen = Vec::new();
+    while let Some(event) = events.next(DEADLINE).await {
+        seen.push(event);
+    }
+    let stopped = |events: &[Value], runtime: &str, version: &str| {
+        events.iter().any(|event| {
+            event["kind"] == "stopped"
+                && event["runtime"] == runtime
+                && event["version"] == version
+                && event["message"] == "exit status: 0"
+        })
+    };
+    for (runtime, version) in [("echo", "2.0.0"), ("kv", "1.0.0")] {
+        assert!(
+            stopped(&seen, runtime, version),
+            "no final `stopped` of {runtime} {version} before the stream ended: {seen:#?}"
+        );
+    }
+
+    // `steward events` prints them too, before it says the stream closed.
+    let mut lines = Vec::new();
+    while let Some(line) = follower.next_line(DEADLINE).await {
+        lines.push(serde_json::from_str::<Value>(&line).unwrap());
+    }
+    for (runtime, version) in [("echo", "2.0.0"), ("kv", "1.0.0")] {
+        assert!(
+            stopped(&lines, runtime, version),
+            "`steward events` printed no final `stopped` of {runtime} {version}: {lines:#?}"
+        );
+    }
+    assert!(
+        follower.stderr.text().contains("closed the event stream"),
+        "{}",
+        follower.stderr.text()
+    );
 }
