@@ -309,6 +309,13 @@ impl Aggregate {
             .collect()
     }
 
+    /// The process serving `version`, if one does (`None` too for an
+    /// unknown version).
+    pub fn process(&self, version: &str) -> Option<crate::ProcessInfo> {
+        let host = self.shared.versions().get(version)?.host.clone();
+        host.process()
+    }
+
     /// The active version, if any.
     pub fn active_version(&self) -> Option<String> {
         self.shared
@@ -701,5 +708,10 @@ impl RuntimeHost for Aggregate {
                 let _ = stop.await;
             }
         })
+    }
+
+    fn process(&self) -> Option<crate::ProcessInfo> {
+        let active = self.shared.active.borrow().clone()?;
+        active.host.process()
     }
 }

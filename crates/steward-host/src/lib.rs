@@ -49,4 +49,22 @@ pub trait RuntimeHost: Send + Sync + 'static {
 
     /// Stops the runtime for good (idempotent) and waits until it is gone.
     fn stop(&self) -> BoxFuture<'_, ()>;
+
+    /// The process serving now, if any. Read-only, for status displays;
+    /// hosts without a process of their own (fakes) have none.
+    fn process(&self) -> Option<ProcessInfo> {
+        None
+    }
+}
+
+/// The process serving a runtime version (see [`RuntimeHost::process`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its process id.
+    pub pid: u32,
+    /// When it started serving (passed its handshake), by the wall clock.
+    pub started_at: std::time::SystemTime,
+    /// How long it has served, by the monotonic clock (so a change of the
+    /// wall clock does not change it).
+    pub uptime: std::time::Duration,
 }

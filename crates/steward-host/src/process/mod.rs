@@ -119,6 +119,11 @@ enum Phase {
 struct Ready {
     connection: Connection,
     info: RuntimeInfoResponse,
+    /// The process's id (`None` if it was already reaped), and when it
+    /// started serving by both clocks.
+    pid: Option<u32>,
+    since: Instant,
+    since_wall: std::time::SystemTime,
 }
 
 /// A runtime version hosted as a child process. See [`RuntimeHost`] for
@@ -248,6 +253,17 @@ impl ProcessHost {
 impl RuntimeHost for ProcessHost {
     fn id(&self) -> &str {
         &self.shared.config.runtime_id
+    }
+
+    fn process(&self) -> Option<crate::ProcessInfo> {
+        let Phase::Ready(ready) = &*self.shared.phase.borrow() else {
+            return None;
+        };
+        Some(crate::ProcessInfo {
+            pid: ready.pid?,
+            started_at: ready.since_wall,
+            uptime: ready.since.elapsed(),
+        })
     }
 
     fn info(&self) -> BoxFuture<'_, Result<RuntimeInfoResponse, Error>> {
@@ -406,6 +422,9 @@ async fn serve(
     shared.phase.send_replace(Phase::Ready(Ready {
         connection: running.connection.clone(),
         info: running.info.clone(),
+        pid: running.pid(),
+        since: started_at,
+        since_wall: std::time::SystemTime::now(),
     }));
     shared.emit(Event::Started {
         version: config.version.clone(),
