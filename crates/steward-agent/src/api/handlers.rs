@@ -21,7 +21,8 @@ use steward_store::StoreHealth;
 use super::types::{
     AbortRequest, AbortResponse, CallRequest, CallResponse, Health, HealthStatus, Hooks,
     HooksState, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList,
-    RuntimeState, RuntimeSummary, StoreProblem, VersionRequest, VersionResponse, Workload,
+    RuntimeState, RuntimeSummary, StoreProblem, VersionProcess, VersionRequest, VersionResponse,
+    Workload,
 };
 use crate::json;
 use crate::metrics;
@@ -153,10 +154,32 @@ pub(super) async fn detail(
         started_at: status
             .started_at
             .map(|at| humantime::format_rfc3339_millis(at).to_string()),
+        processes: processes(&hosted),
         workload,
         hooks,
         relations: super::relations::of_runtime(&state.api.relations, &id).await,
     }))
+}
+
+/// The processes serving a runtime's versions, in the order of `versions`.
+fn processes(hosted: &Hosted) -> Vec<VersionProcess> {
+    let Some(aggregate) = hosted.aggregate() else {
+        return Vec::new();
+    };
+    hosted
+        .config()
+        .version_names()
+        .into_iter()
+        .filter_map(|version| {
+            let process = aggregate.process(&version)?;
+            Some(VersionProcess {
+                version,
+                pid: process.pid,
+                started_at: humantime::format_rfc3339_millis(process.started_at).to_string(),
+                uptime_ms: u64::try_from(process.uptime.as_millis()).unwrap_or(u64::MAX),
+            })
+        })
+        .collect()
 }
 
 /// A runtime's workload status and hooks, as the API shows them.

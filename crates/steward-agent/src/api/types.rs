@@ -139,6 +139,10 @@ pub struct RuntimeDetail {
     pub last_error: Option<String>,
     /// When the active version last started (RFC 3339).
     pub started_at: Option<String>,
+    /// The process serving each version that has one, by version: the
+    /// active version's, and during a switch the other's too.
+    #[serde(default)]
+    pub processes: Vec<VersionProcess>,
     /// The workload status its hooks set (`status-set`), if any did.
     #[serde(default)]
     pub workload: Option<Workload>,
@@ -193,6 +197,19 @@ pub struct RelationEnd {
     pub endpoint: String,
     /// Its units in the relation (those the other end sees), sorted.
     pub units: Vec<String>,
+}
+
+/// The process serving one version of a runtime.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VersionProcess {
+    /// The version.
+    pub version: String,
+    /// Its process id.
+    pub pid: u32,
+    /// When it started serving (RFC 3339).
+    pub started_at: String,
+    /// How long it has served, in milliseconds.
+    pub uptime_ms: u64,
 }
 
 /// A workload status, as a runtime's hooks set it.

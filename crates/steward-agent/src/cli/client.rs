@@ -224,6 +224,19 @@ impl Client {
         Ok(())
     }
 
+    /// `status RUNTIME`: one runtime in detail, with its versions'
+    /// processes.
+    pub(super) async fn status_of(&self, runtime: &str, json: bool) -> Result<(), ClientError> {
+        let detail: RuntimeDetail = self
+            .request(Method::GET, &runtime_path(runtime, ""), None::<&()>)
+            .await?;
+        if json {
+            return print_json(&detail);
+        }
+        output::print(&detail_text(&detail))?;
+        Ok(())
+    }
+
     pub(super) async fn call(
         &self,
         runtime: &str,
@@ -450,7 +463,8 @@ fn relations_table(relations: &[RelationSummary]) -> String {
     table(&["RELATION", "STATE", "ENDPOINTS (UNITS)"], &rows)
 }
 
-/// A table: columns padded to their widest cell, the last one not.
+/// Rows under a header, each column as wide as its widest cell, two
+/// spaces apart.
 fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|cell| cell.len()).collect();
     for row in rows {
@@ -476,6 +490,58 @@ fn table(header: &[&str], rows: &[Vec<String>]) -> String {
         line(&cells);
     }
     out
+}
+
+/// The `steward status RUNTIME` text: the runtime's fields, one a line,
+/// then a table of its versions with the pid and uptime of each that runs.
+fn detail_text(detail: &RuntimeDetail) -> String {
+    let summary = &detail.summary;
+    let or_dash = |value: Option<&str>| value.unwrap_or("-").to_owned();
+    let mut fields = vec![
+        ("runtime", summary.id.clone()),
+        ("state", summary.state.to_string()),
+        ("active", or_dash(summary.active_version.as_deref())),
+        ("desired", or_dash(summary.desired_version.as_deref())),
+        ("transition", detail.transition.as_str().to_owned()),
+        ("restarts", detail.restarts.to_string()),
+        ("last error", or_dash(detail.last_error.as_deref())),
+    ];
+    if let Some(workload) = &detail.workload {
+        fields.push(("workload", workload_cell(workload)));
+    }
+    if let Some(hooks) = &detail.hooks {
+        fields.push(("hooks", hooks_cell(hooks)));
+    }
+    let mut out = String::new();
+    for (name, value) in fields {
+        out.push_str(&format!("{:<12}{value}\n", format!("{name}:")));
+    }
+    out.push('\n');
+    let rows: Vec<Vec<String>> = summary
+        .versions
+        .iter()
+        .map(|version| {
+            let active = summary.active_version.as_deref() == Some(version.as_str());
+            let process = detail.processes.iter().find(|p| p.version == *version);
+            vec![
+                version.clone(),
+                if active { "active" } else { "-" }.to_owned(),
+                process.map_or("-".to_owned(), |p| p.pid.to_string()),
+                process.map_or("-".to_owned(), |p| uptime(p.uptime_ms)),
+                process.map_or("-".to_owned(), |p| p.started_at.clone()),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["VERSION", "ROLE", "PID", "UPTIME", "STARTED"],
+        &rows,
+    ));
+    out
+}
+
+/// An uptime for people, to the second: `3h 2m 1s`.
+fn uptime(ms: u64) -> String {
+    humantime::format_duration(std::time::Duration::from_secs(ms / 1000)).to_string()
 }
 
 /// `active: ready` (or just `active` without a message).
@@ -595,6 +661,7 @@ mod tests {
             restarts: 0,
             last_error: error.map(str::to_owned),
             started_at: None,
+            processes: Vec::new(),
             workload: None,
             hooks: None,
             relations: Vec::new(),
@@ -644,6 +711,55 @@ mod tests {
     }
 
     #[test]
+    fn status_of_a_runtime_shows_each_version_with_its_process() {
+        let detail = RuntimeDetail {
+            summary: RuntimeSummary {
+                id: "echo".to_owned(),
+                active_version: Some("2.0.0".to_owned()),
+                desired_version: Some("2.0.0".to_owned()),
+                versions: vec!["1.0.0".to_owned(), "2.0.0".to_owned()],
+                state: RuntimeState::Running,
+            },
+            transition: Transition::MakeBeforeBreak,
+            call_timeout_ms: 30_000,
+            info: None,
+            restarts: 2,
+            last_error: Some("version 2.0.0 exited: crashed".to_owned()),
+            started_at: None,
+            processes: vec![crate::api::types::VersionProcess {
+                version: "2.0.0".to_owned(),
+                pid: 4242,
+                started_at: "2026-11-21T14:45:12.423Z".to_owned(),
+                uptime_ms: 3_723_999,
+            }],
+            workload: None,
+            hooks: None,
+            relations: Vec::new(),
+        };
+        let text = detail_text(&detail);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines[0], "runtime:    echo", "{text}");
+        assert!(lines.contains(&"restarts:   2"), "{text}");
+        assert!(
+            lines.contains(&"last error: version 2.0.0 exited: crashed"),
+            "{text}"
+        );
+        let header = lines
+            .iter()
+            .position(|line| line.starts_with("VERSION"))
+            .unwrap();
+        assert_eq!(
+            lines[header], "VERSION  ROLE    PID   UPTIME    STARTED",
+            "{text}"
+        );
+        assert_eq!(lines[header + 1], "1.0.0    -       -     -         -");
+        assert_eq!(
+            lines[header + 2],
+            "2.0.0    active  4242  1h 2m 3s  2026-11-21T14:45:12.423Z"
+        );
+    }
+
+    #[test]
     fn status_table_shows_hooks_when_a_runtime_has_them() {
         let plain = RuntimeDetail {
             summary: RuntimeSummary {
@@ -659,6 +775,7 @@ mod tests {
             restarts: 0,
             last_error: None,
             started_at: None,
+            processes: Vec::new(),
             workload: None,
             hooks: None,
             relations: Vec::new(),

@@ -119,8 +119,11 @@ enum Command {
 /// The commands that are clients of a running agent's API.
 #[derive(Debug, Subcommand)]
 enum ClientCommand {
-    /// Show every runtime: versions, state, restarts, last error.
+    /// Show every runtime: versions, state, restarts, last error; or one
+    /// runtime in detail, with the pid and uptime of each version.
     Status {
+        /// Only this runtime, in detail.
+        runtime: Option<String>,
         /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -333,7 +336,10 @@ async fn dispatch(cli: Cli) -> ExitCode {
     };
     let result = match Client::new(&cli.api, cli.token_file.as_deref()) {
         Ok(client) => match command {
-            ClientCommand::Status { json } => client.status(json).await,
+            ClientCommand::Status { runtime, json } => match runtime {
+                Some(runtime) => client.status_of(&runtime, json).await,
+                None => client.status(json).await,
+            },
             ClientCommand::Call {
                 runtime,
                 method,

@@ -1,6 +1,7 @@
 //! The manners of the command line and the API: output into a closed
 //! pipe ends a command quietly, as with any Unix tool; integers beyond 64
-//! bits keep every digit; a shutdown's last events reach the event streams.
+//! bits keep every digit; a shutdown's last events reach the event
+//! streams; the runtime detail shows each version's pid and uptime.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -10,7 +11,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{Agent, BIN, DEADLINE};
+use crate::support::{Agent, BIN, DEADLINE, eventually};
 
 /// The exit status of a command whose stdout was closed: 128 + SIGPIPE.
 const EXIT_CLOSED: i32 = 141;
@@ -256,4 +257,63 @@ async fn event_streams_deliver_the_final_stopped_events_of_a_shutdown() {
         "{}",
         follower.stderr.text()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_runtime_detail_shows_pid_and_uptime_per_version() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    let pid = agent.runtime_pid("echo");
+    let detail = agent.api.detail("echo").await;
+    let processes = detail["processes"].as_array().expect("processes").clone();
+    assert_eq!(processes.len(), 1, "{detail}");
+    assert_eq!(processes[0]["version"], "1.0.0", "{detail}");
+    assert_eq!(processes[0]["pid"], pid, "the real process: {detail}");
+    assert!(processes[0]["started_at"].is_string(), "{detail}");
+    let uptime = processes[0]["uptime_ms"].as_u64().expect("uptime_ms");
+    eventually("the uptime to grow", DEADLINE, || async {
+        let later = agent.api.detail("echo").await;
+        (later["processes"][0]["uptime_ms"].as_u64()? > uptime).then_some(())
+    })
+    .await;
+
+    // After a switch: the new version's process only (the old one is gone).
+    let (status, answer) = agent.api.set_version("echo", "2.0.0").await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let new_pid = agent.runtime_pid("echo");
+    let detail = agent.api.detail("echo").await;
+    assert_eq!(
+        detail["processes"],
+        serde_json::json!([{
+            "version": "2.0.0",
+            "pid": new_pid,
+            "started_at": detail["processes"][0]["started_at"],
+            "uptime_ms": detail["processes"][0]["uptime_ms"],
+        }]),
+        "{detail}"
+    );
+
+    // `steward status echo`: every version, with the pid of the one that runs.
+    let text = agent.cli(&["status", "echo"]).await;
+    let text = text.success();
+    assert!(text.starts_with("runtime:    echo\n"), "{text}");
+    let row = |version: &str| {
+        text.lines()
+            .find(|line| line.starts_with(version))
+            .unwrap_or_else(|| panic!("no row for {version}: {text}"))
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(row("1.0.0")[..3], ["1.0.0", "-", "-"], "{text}");
+    assert_eq!(
+        row("2.0.0")[..3],
+        ["2.0.0".to_owned(), "active".to_owned(), new_pid.to_string()],
+        "{text}"
+    );
+    let json = agent.cli(&["status", "echo", "--json"]).await;
+    let json: Value = serde_json::from_str(json.success()).unwrap();
+    assert_eq!(json["processes"][0]["pid"], new_pid, "{json}");
+    let unknown = agent.cli(&["status", "nope"]).await;
+    assert!(unknown.one_line_error(1).contains("nope"), "{unknown:?}");
 }
