@@ -16,6 +16,8 @@
 //! error and exit status, not a restart loop. Once running, only a
 //! `TerminateAgent` error stops the tree; every other failure restarts its
 //! worker with backoff, so a failing runtime never takes the others down.
+//! Under systemd, [`run`] reports readiness, status and watchdog pings
+//! (see [`systemd`]).
 //! This module must never contain request handling or runtime logic: it
 //! only wires the pieces together.
 
@@ -35,6 +37,7 @@ use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use crate::Error;
+use crate::api::types::RuntimeState;
 use crate::api::{self, ApiState, ServerLimits};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
@@ -42,6 +45,7 @@ use crate::metrics;
 use crate::relations::Relations;
 use crate::runtimes::{Context, HookServices, Manager, ProcessHosts, Registry};
 use crate::storage::StoreStorage;
+use crate::systemd;
 use crate::token::read_token_file;
 
 /// The default address of the control API.
@@ -94,9 +98,11 @@ pub fn default_data_dir() -> Option<PathBuf> {
 #[derive(Debug)]
 pub struct Agent {
     runner: Runner,
-    /// Keeps the channel of the current config open while the agent runs
+    /// The channel of the current config, kept open while the agent runs
     /// (the config observer, when there is one, holds a sender too).
-    _configs: watch::Sender<Arc<Config>>,
+    configs: watch::Sender<Arc<Config>>,
+    registry: Arc<Registry>,
+    store: Store,
     /// Where the API listens.
     pub addr: SocketAddr,
     /// The data dir in use.
@@ -151,6 +157,43 @@ impl Agent {
     /// Waits until the tree stops by itself (a fatal error).
     pub async fn wait(&self) -> Result<(), Error> {
         self.runner.wait().await.map_err(Error::from)
+    }
+
+    /// What the service manager is told: whether every runtime of the
+    /// current config has had its first start attempt, and a status line.
+    fn reporter(&self) -> systemd::Reporter {
+        let configs = self.configs.subscribe();
+        let registry = self.registry.clone();
+        let store = self.store.clone();
+        Arc::new(move || {
+            let config = configs.borrow().clone();
+            let mut states = Vec::with_capacity(config.runtimes.len());
+            let mut ready = true;
+            for runtime in &config.runtimes {
+                let Some(hosted) = registry.get(&runtime.id) else {
+                    // The manager has not applied this config yet.
+                    ready = false;
+                    states.push((runtime.id.clone(), RuntimeState::Starting));
+                    continue;
+                };
+                let status = hosted.status();
+                // Still `starting` and no failure yet: the first start has
+                // no outcome. A runtime waiting for its install hook counts
+                // as attempted: a hook may take as long as it needs.
+                if status.state == RuntimeState::Starting && status.last_error.is_none() {
+                    ready = false;
+                }
+                states.push((runtime.id.clone(), status.state));
+            }
+            let problem = match store.health() {
+                steward_store::StoreHealth::Ok => None,
+                steward_store::StoreHealth::Unusable { reason, .. } => Some(reason),
+            };
+            systemd::Report {
+                ready,
+                status: systemd::status_line(&states, problem.as_deref()),
+            }
+        })
     }
 }
 
@@ -225,9 +268,10 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     let relations = Relations::local(store.clone(), hooks.agent.clone(), events.clone())
         .await
         .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
+    let registry = Arc::new(Registry::default());
     let context = Context {
         store: store.clone(),
-        registry: Arc::new(Registry::default()),
+        registry: registry.clone(),
         events,
         relations: Arc::new(relations),
         hosts: Arc::new(ProcessHosts {
@@ -238,7 +282,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     let api_state = ApiState {
         registry: context.registry.clone(),
         relations: context.relations.clone(),
-        store,
+        store: store.clone(),
         events: context.events.clone(),
         prometheus: prometheus.clone(),
         token: token.map(Arc::from),
@@ -269,7 +313,9 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     info!(%addr, data_dir = %data_dir.display(), "agent started");
     Ok(Agent {
         runner,
-        _configs: configs,
+        configs,
+        registry,
+        store,
         addr,
         data_dir,
         runtimes,
@@ -577,13 +623,28 @@ pub async fn run(options: RunOptions, banner: impl FnOnce(&Agent)) -> Result<(),
         .map_err(|error| Error::Startup(format!("cannot handle SIGINT: {error}")))?;
     let agent = start(options).await?;
     banner(&agent);
-    tokio::select! {
-        _ = terminate.recv() => info!("SIGTERM received"),
-        _ = interrupt.recv() => info!("SIGINT received"),
+    // The API listens (its socket is bound): from now on the service
+    // manager hears of the runtimes' first starts.
+    let service = systemd::Service::start(agent.reporter());
+    let result = tokio::select! {
+        _ = terminate.recv() => {
+            info!("SIGTERM received");
+            None
+        }
+        _ = interrupt.recv() => {
+            info!("SIGINT received");
+            None
+        }
         result = agent.wait() => {
             warn!("the agent stopped by itself");
-            return result;
+            Some(result)
         }
-    }
-    agent.shutdown().await
+    };
+    service.stopping();
+    let result = match result {
+        Some(result) => result,
+        None => agent.shutdown().await,
+    };
+    service.finish().await;
+    result
 }

@@ -17,7 +17,8 @@
 //!
 //! The references for users: [`config`] (the file format), [`api`] (the
 //! control API), [`cli`] (the command line), [`hooks`] (lifecycle hooks,
-//! relations and their tools), and below, how desired state is kept.
+//! relations and their tools), [`systemd`] (running as a systemd service),
+//! and below, how desired state is kept.
 //!
 #![doc = include_str!("../docs/state.md")]
 
@@ -38,6 +39,7 @@ mod metrics;
 mod relations;
 mod runtimes;
 mod storage;
+pub mod systemd;
 mod token;
 
 pub use error::Error;

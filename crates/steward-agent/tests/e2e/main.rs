@@ -13,6 +13,7 @@
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
+//! | [`systemd`] | the notify protocol on a real datagram socket: ready, status, watchdog, stopping |
 
 #![allow(
     clippy::unwrap_used,
@@ -31,3 +32,4 @@ mod limits;
 mod manners;
 mod relations;
 mod support;
+mod systemd;
