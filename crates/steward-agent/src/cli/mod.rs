@@ -1,6 +1,7 @@
 //! The `steward` command line: `run` starts the agent; `status`, `call`,
 //! `set-version`, `abort` and `events` are clients of a running agent's
-//! API; `config check|demo` work on config files offline.
+//! API; `config check|demo` work on config files offline; `completions`
+//! and `man` print what clap generates from this module's definition.
 //!
 //! Output is for people by default (tables, one line per event) and for
 //! programs with `--json`. Every failure is one line on stderr starting
@@ -88,6 +89,22 @@ enum Command {
     /// Work with config files.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Print a shell completion script, e.g. `steward completions bash >
+    /// /etc/bash_completion.d/steward`.
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page (roff, from this command line's definition),
+    /// e.g. `steward man | man -l -`; or write one page per command into a
+    /// directory.
+    Man {
+        /// Write `steward.1` and a `steward-COMMAND.1` per command into this
+        /// directory instead (e.g. /usr/local/share/man/man1).
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     /// Run a hook tool command (what hooks reach as `config-get`, `state-set`
     /// and the others, through the agent's tools directory).
     HookTool {
@@ -215,6 +232,8 @@ pub fn main() -> ExitCode {
     };
     match cli.command {
         Command::ExampleRuntime { name, args } => return example_runtime(&name, args),
+        Command::Completions { shell } => return completions(shell),
+        Command::Man { dir } => return man(dir.as_deref()),
         Command::HookLeader { args } => return leader_main(args),
         Command::HookTool { command, args } => return tool_main(&command, &args),
         _ => {}
@@ -329,7 +348,11 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 Err(closed) => output_failed(&closed),
             };
         }
-        Command::ExampleRuntime { .. } | Command::HookLeader { .. } | Command::HookTool { .. } => {
+        Command::ExampleRuntime { .. }
+        | Command::HookLeader { .. }
+        | Command::HookTool { .. }
+        | Command::Completions { .. }
+        | Command::Man { .. } => {
             unreachable!("handled before the async runtime")
         }
         Command::Client(command) => command,
@@ -361,6 +384,86 @@ async fn dispatch(cli: Cli) -> ExitCode {
         Err(error) if error.is_quiet() => ExitCode::from(error.exit_status()),
         Err(error) => fail(error.exit_status(), error),
     }
+}
+
+/// The command line's definition, as `steward` (the name it is installed
+/// under, whatever the binary's file is called).
+fn definition() -> clap::Command {
+    use clap::CommandFactory;
+    Cli::command().bin_name("steward")
+}
+
+/// [`definition`] without its hidden commands (entry points the agent
+/// and hooks run themselves), which clap_complete would offer too.
+fn visible_definition() -> clap::Command {
+    let full = definition();
+    let mut visible = clap::Command::new("steward")
+        .bin_name("steward")
+        .version(env!("CARGO_PKG_VERSION"));
+    if let Some(about) = full.get_about() {
+        visible = visible.about(about.clone());
+    }
+    for arg in full.get_arguments() {
+        visible = visible.arg(arg.clone());
+    }
+    for command in full
+        .get_subcommands()
+        .filter(|command| !command.is_hide_set())
+    {
+        visible = visible.subcommand(command.clone());
+    }
+    visible
+}
+
+/// `steward completions SHELL`: the script, generated from the command
+/// line's definition.
+fn completions(shell: clap_complete::Shell) -> ExitCode {
+    let mut script = Vec::new();
+    // Into a buffer: the generators panic on a failed write.
+    clap_complete::generate(shell, &mut visible_definition(), "steward", &mut script);
+    match output::print(&String::from_utf8_lossy(&script)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(closed) => output_failed(&closed),
+    }
+}
+
+/// `steward man [--dir DIR]`: the manual page of [`definition`] on stdout,
+/// or one page per command in `dir`.
+fn man(dir: Option<&std::path::Path>) -> ExitCode {
+    if let Some(dir) = dir {
+        let mut definition = definition().disable_help_subcommand(true);
+        definition.build();
+        return match write_pages(&definition, dir) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => fail(
+                1,
+                format!(
+                    "cannot write the manual pages into {}: {error}",
+                    dir.display()
+                ),
+            ),
+        };
+    }
+    let mut page = Vec::new();
+    if let Err(error) = clap_mangen::Man::new(definition()).render(&mut page) {
+        return fail(1, format!("cannot render the manual page: {error}"));
+    }
+    match output::print(&String::from_utf8_lossy(&page)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(closed) => output_failed(&closed),
+    }
+}
+
+/// Writes the page of `command` and of each of its visible subcommands
+/// (`steward-status.1`, …), every one saying which steward it documents.
+fn write_pages(command: &clap::Command, dir: &std::path::Path) -> std::io::Result<()> {
+    for subcommand in command.get_subcommands().filter(|sub| !sub.is_hide_set()) {
+        write_pages(subcommand, dir)?;
+    }
+    clap_mangen::Man::new(command.clone())
+        .source(format!("steward {}", env!("CARGO_PKG_VERSION")))
+        .generate_to(dir)
+        .map(drop)
 }
 
 fn config_check(file: &std::path::Path) -> ExitCode {

@@ -1,7 +1,8 @@
 //! The manners of the command line and the API: output into a closed
 //! pipe ends a command quietly, as with any Unix tool; integers beyond 64
 //! bits keep every digit; a shutdown's last events reach the event
-//! streams; the runtime detail shows each version's pid and uptime.
+//! streams; the runtime detail shows each version's pid and uptime; shell
+//! completions and the manual page come from the command line's definition.
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -11,7 +12,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{Agent, BIN, DEADLINE, eventually};
+use crate::support::{Agent, BIN, DEADLINE, cli_str, eventually};
 
 /// The exit status of a command whose stdout was closed: 128 + SIGPIPE.
 const EXIT_CLOSED: i32 = 141;
@@ -76,6 +77,8 @@ async fn output_into_a_closed_pipe_ends_quietly_with_status_141() {
         &["--help"],
         &["status", "--help"],
         &["--version"],
+        &["completions", "bash"],
+        &["man"],
     ];
     for args in commands {
         let output = output_of(closed_stdout_command(args)).await;
@@ -316,4 +319,121 @@ async fn the_runtime_detail_shows_pid_and_uptime_per_version() {
     assert_eq!(json["processes"][0]["pid"], new_pid, "{json}");
     let unknown = agent.cli(&["status", "nope"]).await;
     assert!(unknown.one_line_error(1).contains("nope"), "{unknown:?}");
+}
+
+/// The commands a user types (the hidden ones are the agent's own).
+const COMMANDS: &[&str] = &[
+    "run",
+    "status",
+    "call",
+    "set-version",
+    "resolve",
+    "abort",
+    "events",
+    "config",
+    "completions",
+    "man",
+    "hook-tool",
+];
+const HIDDEN: &[&str] = &["hook-leader", "example-runtime"];
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_offer_every_command_and_no_hidden_one() {
+    for shell in ["bash", "zsh", "fish"] {
+        let output = cli_str(&["completions", shell], &[]).await;
+        let script = output.success();
+        for command in COMMANDS {
+            assert!(script.contains(command), "{shell}: no {command}");
+        }
+        for hidden in HIDDEN {
+            assert!(!script.contains(hidden), "{shell} offers {hidden}");
+        }
+    }
+    // Loaded into a real bash, it completes `steward st` to `status`.
+    let dir = TempDir::new().unwrap();
+    let script = dir.path().join("steward.bash");
+    std::fs::write(
+        &script,
+        cli_str(&["completions", "bash"], &[]).await.success(),
+    )
+    .unwrap();
+    let completed = Command::new("bash")
+        .arg("-c")
+        .arg(
+            r#"source "$0"; COMP_WORDS=(steward st); COMP_CWORD=1; COMP_LINE="steward st"; COMP_POINT=10; _steward steward st steward; echo "${COMPREPLY[@]}""#,
+        )
+        .arg(&script)
+        .output()
+        .expect("bash runs");
+    assert_eq!(
+        String::from_utf8_lossy(&completed.stdout).trim(),
+        "status",
+        "{completed:?}"
+    );
+    let bad = cli_str(&["completions", "tcsh"], &[]).await;
+    assert_eq!(bad.code, Some(2), "{bad:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_manual_page_is_roff_from_the_command_line() {
+    let output = cli_str(&["man"], &[]).await;
+    let page = output.success();
+    // After groff's two-line preamble (`.ie`/`.el`), the title.
+    let first = page
+        .lines()
+        .find(|line| line.starts_with('.') && !line.starts_with(".ie") && !line.starts_with(".el"))
+        .unwrap();
+    assert!(first.starts_with(".TH steward 1 "), "{first}");
+    let sections: Vec<&str> = page
+        .lines()
+        .filter(|line| line.starts_with(".SH "))
+        .collect();
+    assert_eq!(
+        sections[..4],
+        [".SH NAME", ".SH SYNOPSIS", ".SH DESCRIPTION", ".SH OPTIONS"],
+        "{page}"
+    );
+    for command in COMMANDS {
+        assert!(
+            page.contains(&format!("steward\\-{}(1)", command.replace('-', "\\-"))),
+            "no steward-{command}(1) in {page}"
+        );
+    }
+    for hidden in HIDDEN {
+        assert!(
+            !page.contains(&hidden.replace('-', "\\-")),
+            "{hidden} in {page}"
+        );
+    }
+    assert!(page.contains("\\-\\-token\\-file"), "{page}");
+
+    // A page per command into a directory.
+    let dir = TempDir::new().unwrap();
+    cli_str(&["man", "--dir", dir.path().to_str().unwrap()], &[])
+        .await
+        .success();
+    let mut files: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    files.sort();
+    assert!(files.contains(&"steward.1".to_owned()), "{files:?}");
+    for command in COMMANDS {
+        assert!(files.contains(&format!("steward-{command}.1")), "{files:?}");
+    }
+    assert!(
+        !files
+            .iter()
+            .any(|file| HIDDEN.iter().any(|hidden| file.contains(hidden))),
+        "{files:?}"
+    );
+    let status = std::fs::read_to_string(dir.path().join("steward-status.1")).unwrap();
+    let title = format!(
+        ".TH steward-status 1  \"steward {}\"",
+        env!("CARGO_PKG_VERSION")
+    );
+    assert!(
+        status.lines().any(|line| line.trim_end() == title),
+        "{status}"
+    );
 }
