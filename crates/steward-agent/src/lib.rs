@@ -38,6 +38,7 @@ mod json;
 mod metrics;
 mod relations;
 mod runtimes;
+mod stats;
 mod storage;
 pub mod systemd;
 mod token;

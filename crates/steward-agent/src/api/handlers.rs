@@ -303,7 +303,12 @@ pub(super) async fn call(
         .as_ref()
         .err()
         .map(|error| (error.detail.module.as_str(), error.detail.code));
-    metrics::record_call(&id, &version, started.elapsed(), error);
+    let elapsed = started.elapsed();
+    metrics::record_call(&id, &version, elapsed, error);
+    state
+        .api
+        .stats
+        .record(&id, &version, elapsed, error.is_none());
     result.map(|result| Json(CallResponse { result }))
 }
 

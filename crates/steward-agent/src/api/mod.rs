@@ -13,6 +13,7 @@ mod handlers;
 mod relations;
 mod server;
 mod sse;
+mod stats;
 pub mod types;
 
 use std::sync::Arc;
@@ -52,6 +53,8 @@ pub(crate) struct ApiState {
     /// The request body bytes the handlers may hold at once, in KiB: big
     /// bodies wait their turn rather than multiply the agent's memory.
     pub(crate) body_budget: Arc<Semaphore>,
+    /// Per-second call statistics, for `GET /v1/runtimes/{id}/stats`.
+    pub(crate) stats: crate::stats::Stats,
 }
 
 /// How many of the largest bodies may be held at once.
@@ -87,6 +90,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/runtimes/{id}/abort", post(handlers::abort))
         .route("/v1/runtimes/{id}/resolve", post(handlers::resolve))
         .route("/v1/relations", get(relations::list))
+        .route("/v1/runtimes/{id}/stats", get(stats::stats))
         .route("/v1/events", get(sse::events))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

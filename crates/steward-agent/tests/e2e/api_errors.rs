@@ -337,6 +337,7 @@ async fn with_a_token_every_request_but_healthz_needs_it() {
         for (method, path, body) in [
             (Method::GET, "/v1/runtimes", None),
             (Method::GET, "/v1/runtimes/echo", None),
+            (Method::GET, "/v1/runtimes/echo/stats", None),
             (Method::GET, "/metrics", None),
             (Method::GET, "/v1/events", None),
             (Method::GET, "/v1/nothing", None),

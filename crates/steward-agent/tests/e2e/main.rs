@@ -13,6 +13,7 @@
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
+//! | [`stats`] | the per-second call statistics behind the web UI's plots |
 //! | [`systemd`] | the notify protocol on a real datagram socket: ready, status, watchdog, stopping |
 
 #![allow(
@@ -31,5 +32,6 @@ mod hooks;
 mod limits;
 mod manners;
 mod relations;
+mod stats;
 mod support;
 mod systemd;

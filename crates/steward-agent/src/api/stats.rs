@@ -1,0 +1,135 @@
+//! `GET /v1/runtimes/{id}/stats[?seconds=N]`: a runtime's calls, errors and
+//! p50/p99 latency per version and second over the last minutes, as
+//! columns a plotting library takes as they are (one `time` column, one
+//! column per measure and version).
+//!
+//! This module only reads [`crate::stats`]; it must never record.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::{ApiError, ApiPath, ApiQuery};
+use crate::stats::{Histogram, Second, Series, WINDOW};
+
+/// The longest series the endpoint serves (the ring holds one second more:
+/// the one filling now).
+const MAX_SECONDS: u32 = WINDOW - 1;
+
+/// What a series is when `seconds` is not given.
+const DEFAULT_SECONDS: u32 = MAX_SECONDS;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct StatsQuery {
+    seconds: Option<u32>,
+}
+
+/// The answer: `time[i]` is the Unix second that every column's entry `i`
+/// covers.
+#[derive(Debug, Serialize)]
+pub(super) struct StatsResponse {
+    id: String,
+    seconds: u32,
+    time: Vec<u64>,
+    versions: Vec<VersionStats>,
+}
+
+/// One version's columns, and its totals over the whole series.
+#[derive(Debug, Serialize)]
+struct VersionStats {
+    version: String,
+    calls: Vec<u64>,
+    errors: Vec<u64>,
+    p50_ms: Vec<Option<f64>>,
+    p99_ms: Vec<Option<f64>>,
+    total: Totals,
+}
+
+#[derive(Debug, Serialize)]
+struct Totals {
+    calls: u64,
+    errors: u64,
+    p50_ms: Option<f64>,
+    p99_ms: Option<f64>,
+}
+
+pub(super) async fn stats(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<StatsQuery>,
+) -> Result<Json<StatsResponse>, ApiError> {
+    if state.api.registry.get(&id).is_none() {
+        return Err(ApiError::no_runtime(&id));
+    }
+    let seconds = query.seconds.unwrap_or(DEFAULT_SECONDS);
+    if !(1..=MAX_SECONDS).contains(&seconds) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "seconds must be from 1 to {MAX_SECONDS} (the agent keeps the last {WINDOW} s), not {seconds}"
+            ),
+        ));
+    }
+    let series = state.api.stats.series(&id, seconds);
+    Ok(Json(response(id, series)))
+}
+
+fn ms(ns: Option<f64>) -> Option<f64> {
+    // Three significant decimals of a millisecond are a microsecond: more
+    // would only be noise in the JSON.
+    ns.map(|ns| (ns / 1e3).round() / 1e3)
+}
+
+fn response(id: String, series: Series) -> StatsResponse {
+    let time = (0..u64::from(series.len))
+        .map(|i| series.start + i)
+        .collect();
+    let versions = series
+        .versions
+        .into_iter()
+        .map(|version| {
+            let mut all = Histogram::default();
+            let mut errors = 0;
+            let column = |f: &dyn Fn(&Second) -> u64| -> Vec<u64> {
+                version
+                    .seconds
+                    .iter()
+                    .map(|s| s.as_ref().map_or(0, f))
+                    .collect()
+            };
+            let quantile = |q: f64| -> Vec<Option<f64>> {
+                version
+                    .seconds
+                    .iter()
+                    .map(|s| ms(s.as_ref().and_then(|s| s.latency.quantile(q))))
+                    .collect()
+            };
+            for second in version.seconds.iter().flatten() {
+                all.merge(&second.latency);
+                errors += second.errors;
+            }
+            VersionStats {
+                calls: column(&Second::calls),
+                errors: column(&|s| s.errors),
+                p50_ms: quantile(0.5),
+                p99_ms: quantile(0.99),
+                total: Totals {
+                    calls: all.count(),
+                    errors,
+                    p50_ms: ms(all.quantile(0.5)),
+                    p99_ms: ms(all.quantile(0.99)),
+                },
+                version: version.version,
+            }
+        })
+        .collect();
+    StatsResponse {
+        id,
+        seconds: series.len,
+        time,
+        versions,
+    }
+}
