@@ -15,6 +15,7 @@ mod server;
 mod sse;
 mod stats;
 pub mod types;
+mod ui;
 
 use std::sync::Arc;
 
@@ -92,6 +93,10 @@ fn router(state: AppState) -> Router {
         .route("/v1/relations", get(relations::list))
         .route("/v1/runtimes/{id}/stats", get(stats::stats))
         .route("/v1/events", get(sse::events))
+        .route("/", get(ui::index))
+        .route("/ui", get(ui::to_index))
+        .route("/ui/", get(ui::index))
+        .route("/ui/{*path}", get(ui::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max))
@@ -160,7 +165,10 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     let Some(token) = &state.api.token else {
         return next.run(request).await;
     };
-    if request.uri().path() == "/healthz" {
+    // The web UI's files are public (they hold no secrets): the page asks
+    // for the token and sends it with its API calls.
+    let path = request.uri().path();
+    if path == "/healthz" || ui::is_public(path) {
         return next.run(request).await;
     }
     let presented = request

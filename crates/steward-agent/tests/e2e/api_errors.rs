@@ -114,9 +114,10 @@ async fn bad_requests_get_json_errors_and_the_agent_keeps_serving() {
         assert!(message.contains("nope"), "{what}: {message}");
     }
 
-    // Unknown routes: 404 JSON.
+    // Unknown routes: 404 JSON (`/` is the web UI, see `ui`).
     for path in [
-        "/",
+        "/index.html",
+        "/ui/nope",
         "/v1",
         "/v2/runtimes",
         "/v1/runtimes/echo/nothing",

@@ -14,6 +14,7 @@
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
 //! | [`stats`] | the per-second call statistics behind the web UI's plots |
+//! | [`ui`] | how the web UI's files are served: types, entity tags, CSP, no token needed |
 //! | [`systemd`] | the notify protocol on a real datagram socket: ready, status, watchdog, stopping |
 
 #![allow(
@@ -34,4 +35,5 @@ mod manners;
 mod relations;
 mod stats;
 mod support;
+mod ui;
 mod systemd;

@@ -1,0 +1,186 @@
+// The overview: every runtime in one table (current state first), kept
+// live from the event stream: an event of a runtime re-reads that
+// runtime, a (re)connection or a lagged stream re-reads them all. Below
+// it, the latest events of all runtimes.
+
+import { api } from './api.js';
+import { h, fill, badge, clock } from './dom.js';
+import { eventRow, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
+
+/** How many of the latest events the overview lists. */
+const SHOWN_EVENTS = 15;
+
+const COLUMNS = [
+  { key: 'id', label: 'Runtime' },
+  { key: 'state', label: 'State' },
+  { key: 'active', label: 'Active' },
+  { key: 'desired', label: 'Desired' },
+  { key: 'restarts', label: 'Restarts', numeric: true },
+  { key: 'uptime', label: 'Uptime', numeric: true },
+  { key: 'pid', label: 'PID', numeric: true, optional: (details) => details.some((d) => pidOf(d) !== null) },
+  { key: 'workload', label: 'Workload', optional: (details) => details.some((d) => d.workload) },
+  { key: 'hooks', label: 'Hooks', optional: (details) => details.some((d) => d.hooks) },
+  { key: 'error', label: 'Last error' },
+];
+
+function cell(column, runtime) {
+  const detail = runtime;
+  switch (column.key) {
+    case 'id':
+      return h('a', { href: `#/runtimes/${encodeURIComponent(runtime.id)}`, class: 'runtime-link', text: runtime.id });
+    case 'state':
+      return stateBadge(runtime.state);
+    case 'active':
+      return runtime.active_version ?? '—';
+    case 'desired': {
+      const desired = runtime.desired_version ?? '—';
+      return desired !== (runtime.active_version ?? '—')
+        ? h('span', { class: 'pending', title: 'switching to this version', text: `${desired} (pending)` })
+        : desired;
+    }
+    case 'restarts':
+      return String(detail.restarts ?? '—');
+    case 'uptime':
+      return h('span', { class: 'uptime', text: uptime(detail) });
+    case 'pid':
+      return String(pidOf(detail) ?? '—');
+    case 'workload':
+      return workloadText(detail.workload) ?? '—';
+    case 'hooks': {
+      const text = hooksText(detail.hooks);
+      if (!text) return '—';
+      return detail.hooks.state === 'error' ? badge(text, 'bad') : text;
+    }
+    case 'error':
+      return detail.last_error ? h('span', { class: 'error-text', text: detail.last_error }) : '—';
+    default:
+      return '';
+  }
+}
+
+export function mountOverview(main, { feed }) {
+  const details = new Map(); // id → detail (or summary until the detail arrives)
+  let order = [];
+  let disposed = false;
+  const refreshing = new Map(); // id → {again}
+
+  const status = h('p', { class: 'status-line', role: 'status' });
+  const table = h('table', { class: 'runtimes', 'aria-describedby': 'runtimes-caption' });
+  const events = h('ol', { class: 'events', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const heading = h('h1', { tabindex: '-1', text: 'Runtimes' });
+  fill(main,
+    h('section', { class: 'panel', 'aria-labelledby': 'runtimes-heading' },
+      h('div', { class: 'panel-head' }, Object.assign(heading, { id: 'runtimes-heading' }), status),
+      h('p', { id: 'runtimes-caption', class: 'hint', text: 'Live: updated from the agent’s event stream. Select a runtime for its versions, plots and events.' }),
+      h('div', { class: 'table-wrap' }, table)),
+    h('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
+      h('h2', { id: 'events-heading', text: 'Latest events' }),
+      events));
+
+  function render() {
+    const rows = order.map((id) => details.get(id)).filter(Boolean);
+    const columns = COLUMNS.filter((c) => !c.optional || c.optional(rows));
+    fill(table,
+      h('thead', {}, h('tr', {}, columns.map((c) => h('th', { scope: 'col', class: c.numeric ? 'num' : null, text: c.label })))),
+      h('tbody', {}, rows.length === 0
+        ? h('tr', {}, h('td', { colspan: columns.length, text: 'No runtimes in the config.' }))
+        : rows.map((runtime) => h('tr', { dataset: { runtime: runtime.id, state: runtime.state, active: runtime.active_version ?? '' } },
+          columns.map((c) => h('td', { 'data-label': c.label, class: c.numeric ? 'num' : null }, cell(c, runtime)))))));
+  }
+
+  function renderEvents() {
+    const recent = feed.recent(null, SHOWN_EVENTS);
+    fill(events, recent.length
+      ? recent.map((event) => eventRow(event, true))
+      : h('li', { class: 'hint', text: 'Events from now on appear here.' }));
+  }
+
+  /** Adds one event at the top (so that a screen reader hears only it). */
+  function addEvent(event) {
+    events.querySelector('li.hint')?.remove();
+    events.prepend(eventRow(event, true));
+    while (events.children.length > SHOWN_EVENTS) events.lastElementChild.remove();
+  }
+
+  async function loadAll() {
+    try {
+      const list = await api.list();
+      if (disposed) return;
+      order = list.runtimes.map((r) => r.id);
+      for (const summary of list.runtimes) {
+        // Keep the fuller detail until its refresh lands; the list's
+        // fields are fresher.
+        details.set(summary.id, { ...(details.get(summary.id) ?? {}), ...summary });
+      }
+      for (const id of [...details.keys()]) if (!order.includes(id)) details.delete(id);
+      render();
+      status.textContent = `${order.length} runtime${order.length === 1 ? '' : 's'}, as of ${clock(new Date().toISOString())}`;
+      await Promise.all(order.map((id) => refresh(id)));
+    } catch (error) {
+      if (!disposed && error.name !== 'AuthRequired') status.textContent = `Cannot read the runtimes: ${error.message}`;
+    }
+  }
+
+  /** Re-reads one runtime; a refresh asked for while one runs runs after it. */
+  async function refresh(id) {
+    const running = refreshing.get(id);
+    if (running) {
+      running.again = true;
+      return running.promise;
+    }
+    const entry = { again: false };
+    entry.promise = (async () => {
+      do {
+        entry.again = false;
+        try {
+          const detail = await api.detail(id);
+          if (disposed) return;
+          details.set(id, detail);
+          if (!order.includes(id)) order = [...order, id].sort();
+          render();
+        } catch (error) {
+          if (error.status === 404) {
+            details.delete(id);
+            order = order.filter((known) => known !== id);
+            render();
+          } else if (error.name === 'AuthRequired') {
+            return;
+          }
+        }
+      } while (entry.again && !disposed);
+    })();
+    refreshing.set(id, entry);
+    try {
+      await entry.promise;
+    } finally {
+      refreshing.delete(id);
+    }
+  }
+
+  const unsubscribe = feed.subscribe((message) => {
+    if (message.type === 'resync') {
+      loadAll();
+    } else {
+      refresh(message.event.runtime);
+      addEvent(message.event);
+    }
+  });
+  const ticker = setInterval(() => {
+    for (const el of table.querySelectorAll('tr[data-runtime] .uptime')) {
+      const id = el.closest('tr').dataset.runtime;
+      el.textContent = uptime(details.get(id));
+    }
+  }, 1000);
+
+  render();
+  renderEvents();
+  loadAll();
+  return {
+    focus: () => heading.focus(),
+    dispose() {
+      disposed = true;
+      unsubscribe();
+      clearInterval(ticker);
+    },
+  };
+}

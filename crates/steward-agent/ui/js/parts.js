@@ -1,0 +1,64 @@
+// Pieces that the overview and the runtime page both show: state
+// badges, uptime, hook and workload status, event rows.
+
+import { serverClockOffset } from './api.js';
+import { h, badge, clock, duration } from './dom.js';
+
+const STATE_KIND = {
+  running: 'ok',
+  starting: 'busy',
+  installing: 'busy',
+  restarting: 'warn',
+  failed: 'bad',
+  stopped: 'off',
+};
+
+export function stateBadge(state) {
+  return badge(state ?? 'unknown', STATE_KIND[state] ?? 'off');
+}
+
+/** Uptime of the active version, from `started_at` (agent's clock). */
+export function uptime(detail) {
+  if (detail?.state !== 'running' || !detail.started_at) return '—';
+  return duration(Date.now() + serverClockOffset - Date.parse(detail.started_at));
+}
+
+/** The process id, once the API reports one (issue 14 adds it to the
+ * detail; until then this column stays hidden). */
+export function pidOf(detail) {
+  return Number.isInteger(detail?.pid) ? detail.pid : null;
+}
+
+export function hooksText(hooks) {
+  if (!hooks) return null;
+  if (hooks.state === 'running') return `running ${hooks.hook}`;
+  if (hooks.state === 'error') return `error: ${hooks.hook}`;
+  return hooks.installed ? 'idle' : 'not installed';
+}
+
+export function workloadText(workload) {
+  if (!workload) return null;
+  return workload.message ? `${workload.status}: ${workload.message}` : workload.status;
+}
+
+const EVENT_KIND = {
+  started: 'ok',
+  switched: 'ok',
+  hook_succeeded: 'ok',
+  stopped: 'off',
+  hook_started: 'busy',
+  updated: 'busy',
+  failed_to_start: 'bad',
+  switch_failed: 'bad',
+  hook_failed: 'bad',
+};
+
+/** One event as a list item (`withRuntime`: name the runtime too). */
+export function eventRow(event, withRuntime = false) {
+  return h('li', { class: 'event', dataset: { kind: event.kind, runtime: event.runtime } },
+    h('time', { datetime: event.time, text: clock(event.time) }),
+    withRuntime ? h('a', { href: `#/runtimes/${encodeURIComponent(event.runtime)}`, class: 'event-runtime', text: event.runtime }) : null,
+    h('span', { class: 'event-version', text: event.version }),
+    badge(event.kind, EVENT_KIND[event.kind] ?? 'off'),
+    event.message ? h('span', { class: 'event-message', text: event.message }) : null);
+}
