@@ -15,6 +15,7 @@
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
 //! | [`stats`] | the per-second call statistics behind the web UI's plots |
 //! | [`ui`] | how the web UI's files are served: types, entity tags, CSP, no token needed |
+//! | [`browser`] | the web UI in headless Chromium (needs `scripts/browser-deps`) |
 //! | [`systemd`] | the notify protocol on a real datagram socket: ready, status, watchdog, stopping |
 
 #![allow(
@@ -25,6 +26,7 @@
 )]
 
 mod api_errors;
+mod browser;
 mod config_reload;
 mod demo;
 mod disk;

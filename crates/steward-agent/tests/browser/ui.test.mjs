@@ -1,0 +1,334 @@
+// Browser tests of Steward's web UI, in a real headless Chromium driven by
+// playwright-core. Run by crates/steward-agent/tests/e2e/browser.rs, which
+// starts the agents (the real `steward run` with its demo) and passes:
+//
+//   STEWARD_URL         an agent without a token
+//   STEWARD_TOKEN_URL   an agent with a token file, and STEWARD_TOKEN its token
+//   STEWARD_HOOKS_URL   an agent whose runtime echo has hooks, config-changed failing
+//   STEWARD_CHROMIUM    the Chromium executable
+//   STEWARD_ARTIFACTS   where screenshots go
+//
+// Every wait has a deadline; nothing sleeps and hopes.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { chromium } from 'playwright-core';
+
+const env = (name) => {
+  const value = process.env[name];
+  if (!value) throw new Error(`${name} is not set: run these tests through \`cargo test --test e2e browser\``);
+  return value;
+};
+
+const OPEN = env('STEWARD_URL');
+const PROTECTED = env('STEWARD_TOKEN_URL');
+const TOKEN = env('STEWARD_TOKEN');
+const HOOKED = env('STEWARD_HOOKS_URL');
+const ARTIFACTS = env('STEWARD_ARTIFACTS');
+const CHROMIUM = env('STEWARD_CHROMIUM');
+
+/** How long any one thing the page should do may take on a loaded machine. */
+const WAIT = 30_000;
+
+mkdirSync(ARTIFACTS, { recursive: true });
+
+let browser;
+
+before(async () => {
+  browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    headless: true,
+    // As root Chromium needs --no-sandbox; the rest keeps it off the
+    // network (the machine's network is closed, and the page must not need it).
+    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+});
+
+/**
+ * A page that records what must never happen: a request to another
+ * origin, a script error, a console error (a CSP violation is one), all
+ * asserted by `check()`. `allowed` matches console errors that a test
+ * expects (a 401 answer is logged as "Failed to load resource").
+ */
+async function watchedPage(context, origin, { allowed = [] } = {}) {
+  const page = await context.newPage();
+  const problems = [];
+  page.on('request', (request) => {
+    const url = new URL(request.url());
+    if (url.origin !== origin) problems.push(`a request to another origin: ${request.url()}`);
+  });
+  page.on('pageerror', (error) => problems.push(`a script error: ${error.message}`));
+  page.on('console', (message) => {
+    if (message.type() !== 'error') return;
+    const text = message.text();
+    if (!allowed.some((pattern) => pattern.test(text))) problems.push(`a console error: ${text}`);
+  });
+  page.check = () => assert.deepEqual(problems, [], 'the page did something it must not');
+  return page;
+}
+
+async function screenshot(page, name) {
+  await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
+}
+
+/** Waits until the overview lists `id` with `active` as its active version. */
+async function rowWithVersion(page, id, active) {
+  const row = page.locator(`tr[data-runtime="${id}"][data-active="${active}"]`);
+  await row.waitFor({ timeout: WAIT });
+  return row;
+}
+
+/** Calls echo's `version` from `workers` loops until stopped; counts by answer. */
+function startLoad(base, workers = 4) {
+  const counts = { failed: 0, byVersion: {} };
+  let running = true;
+  const loop = async () => {
+    while (running) {
+      try {
+        const response = await fetch(`${base}/v1/runtimes/echo/call`, {
+          method: 'POST',
+          headers: { 'Content-Type': 'application/json' },
+          body: JSON.stringify({ method: 'version' }),
+        });
+        const body = await response.json();
+        if (response.ok) counts.byVersion[body.result] = (counts.byVersion[body.result] ?? 0) + 1;
+        else counts.failed += 1;
+      } catch {
+        counts.failed += 1;
+      }
+    }
+  };
+  const loops = Array.from({ length: workers }, loop);
+  return {
+    counts,
+    async stop() {
+      running = false;
+      await Promise.all(loops);
+      return counts;
+    },
+  };
+}
+
+/** The plot figure of `kind` on a runtime page. */
+const plot = (page, kind) => page.locator(`figure.plot[data-kind="${kind}"]`);
+
+/** Waits until the plot of `kind` has points for `version`. */
+async function plotShows(page, kind, version, points = 2) {
+  await page.waitForFunction(([kind, version, points]) => {
+    const figure = document.querySelector(`figure.plot[data-kind="${kind}"]`);
+    return figure
+      && Number(figure.dataset.points) >= points
+      && figure.dataset.versions.split(' ').includes(version)
+      && figure.querySelector('canvas')?.width > 0;
+  }, [kind, version, points], { timeout: WAIT });
+}
+
+test('the overview lists the demo runtimes, served with a strict CSP', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await watchedPage(context, OPEN);
+  const response = await page.goto(OPEN);
+  const csp = response.headers()['content-security-policy'];
+  assert.match(csp, /default-src 'none'/);
+  assert.match(csp, /script-src 'self'/);
+  assert.doesNotMatch(csp, /unsafe/);
+
+  for (const id of ['echo', 'kv']) {
+    const row = await rowWithVersion(page, id, '1.0.0');
+    assert.equal(await row.getAttribute('data-state'), 'running');
+    assert.equal(await row.locator('a.runtime-link').textContent(), id);
+  }
+  await page.locator('#feed-status[data-state="live"]').waitFor({ timeout: WAIT });
+  // Uptime comes from the detail and ticks without a reload.
+  const uptime = page.locator('tr[data-runtime="echo"] .uptime');
+  await page.waitForFunction(() => /\d+s/.test(document.querySelector('tr[data-runtime="echo"] .uptime')?.textContent ?? ''), null, { timeout: WAIT });
+  const before = await uptime.textContent();
+  await page.waitForFunction((was) => document.querySelector('tr[data-runtime="echo"] .uptime').textContent !== was, before, { timeout: WAIT });
+  page.check();
+  await context.close();
+});
+
+test('the keyboard reaches a runtime and its switch dialog, and Escape cancels it', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await watchedPage(context, OPEN);
+  await page.goto(OPEN);
+  await rowWithVersion(page, 'echo', '1.0.0');
+  let reached = false;
+  for (let i = 0; i < 12 && !reached; i++) {
+    await page.keyboard.press('Tab');
+    reached = await page.evaluate(() => document.activeElement?.matches('tr[data-runtime="echo"] a'));
+  }
+  assert.ok(reached, 'Tab never reached the link of echo');
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#/runtimes/echo', null, { timeout: WAIT });
+  const button = page.getByRole('button', { name: 'Switch echo to 2.0.0' });
+  await button.waitFor({ timeout: WAIT });
+  await button.focus();
+  await page.keyboard.press('Enter');
+  const dialog = page.getByRole('dialog', { name: 'Switch echo to 2.0.0?' });
+  await dialog.waitFor({ timeout: WAIT });
+  // Focus starts on Cancel: Enter by habit does not switch.
+  assert.equal(await page.evaluate(() => document.activeElement?.textContent), 'Cancel');
+  await page.keyboard.press('Escape');
+  await dialog.waitFor({ state: 'detached', timeout: WAIT });
+  const detail = await (await fetch(`${OPEN}/v1/runtimes/echo`)).json();
+  assert.equal(detail.desired_version, '1.0.0', 'cancelling must not switch');
+  page.check();
+  await context.close();
+});
+
+test('a switch under load from the runtime page: plots, events and the overview follow live', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const overview = await watchedPage(context, OPEN);
+  await overview.goto(OPEN);
+  await rowWithVersion(overview, 'echo', '1.0.0');
+  const runtime = await watchedPage(context, OPEN);
+  await runtime.goto(`${OPEN}/#/runtimes/echo`);
+  await runtime.getByRole('button', { name: 'Switch echo to 2.0.0' }).waitFor({ timeout: WAIT });
+  // A reload would lose these.
+  for (const page of [overview, runtime]) await page.evaluate(() => { window.notReloaded = true; });
+
+  const load = startLoad(OPEN);
+  try {
+    // The plots get points while the load runs.
+    await plotShows(runtime, 'calls', '1.0.0');
+    await plotShows(runtime, 'latency', '1.0.0');
+    assert.equal(await plot(runtime, 'errors').getAttribute('data-versions'), '1.0.0');
+
+    await runtime.getByRole('button', { name: 'Switch echo to 2.0.0' }).click();
+    const dialog = runtime.getByRole('dialog', { name: 'Switch echo to 2.0.0?' });
+    await dialog.getByRole('button', { name: 'Switch to 2.0.0' }).click();
+    await runtime.locator('.action-status[data-outcome="ok"]', { hasText: 'Switched echo to 2.0.0 (was 1.0.0)' })
+      .waitFor({ timeout: WAIT });
+    await runtime.locator('tr[data-version="2.0.0"][data-active="true"]').waitFor({ timeout: WAIT });
+    // The events came in live, on both pages.
+    await runtime.locator('.events li[data-kind="switched"]', { hasText: '2.0.0' }).waitFor({ timeout: WAIT });
+    await runtime.locator('.events li[data-kind="started"]', { hasText: '2.0.0' }).waitFor({ timeout: WAIT });
+    await overview.locator('.events li[data-kind="switched"][data-runtime="echo"]').waitFor({ timeout: WAIT });
+    // The overview shows the new version without a reload.
+    await rowWithVersion(overview, 'echo', '2.0.0');
+    // The load moved to 2.0.0, and the plots show both versions.
+    await plotShows(runtime, 'calls', '2.0.0');
+  } finally {
+    const counts = await load.stop();
+    console.log(`load during the switch: ${JSON.stringify(counts)}`);
+    assert.equal(counts.failed, 0, 'calls failed during a make-before-break switch');
+    assert.ok(counts.byVersion['1.0.0'] > 0 && counts.byVersion['2.0.0'] > 0, JSON.stringify(counts));
+  }
+  for (const page of [overview, runtime]) {
+    assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
+  }
+  await screenshot(overview, 'overview');
+  await screenshot(runtime, 'runtime');
+  overview.check();
+  runtime.check();
+  await context.close();
+});
+
+test('on a phone-sized screen nothing scrolls sideways', async () => {
+  const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const page = await watchedPage(context, OPEN);
+  await page.goto(OPEN);
+  await page.locator('tr[data-runtime="echo"]').waitFor({ timeout: WAIT });
+  const overflow = () => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+  assert.ok(await overflow() <= 0, `the overview is ${await overflow()} px too wide`);
+  await screenshot(page, 'phone-overview');
+  await page.goto(`${OPEN}/#/runtimes/echo`);
+  await page.locator('figure.plot[data-kind="calls"] canvas').waitFor({ timeout: WAIT });
+  assert.ok(await overflow() <= 0, `the runtime page is ${await overflow()} px too wide`);
+  await screenshot(page, 'phone-runtime');
+  page.check();
+  await context.close();
+});
+
+test('a token-protected agent refuses the page until the token is given', async () => {
+  const origin = PROTECTED;
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await watchedPage(context, origin, {
+    allowed: [/status of 401/],
+  });
+  const api = [];
+  page.on('response', (response) => {
+    const url = new URL(response.url());
+    if (url.pathname.startsWith('/v1/')) {
+      api.push({ path: url.pathname, status: response.status(), auth: response.request().headers().authorization ?? null });
+    }
+  });
+  await page.goto(origin);
+  const heading = page.getByRole('heading', { name: 'This agent needs its token' });
+  await heading.waitFor({ timeout: WAIT });
+  assert.ok(api.length > 0 && api.every((r) => r.status === 401 && r.auth === null), JSON.stringify(api));
+  assert.equal(await page.locator('tr[data-runtime]').count(), 0, 'runtimes shown without the token');
+  await page.locator('#feed-status[data-state="token"]').waitFor({ timeout: WAIT });
+
+  // A wrong token is refused, and the form says so.
+  await page.getByLabel('Token', { exact: true }).fill('not-the-token');
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await page.getByRole('alert').filter({ hasText: 'refused' }).waitFor({ timeout: WAIT });
+  assert.ok(api.some((r) => r.status === 401 && r.auth === 'Bearer not-the-token'), JSON.stringify(api));
+  await screenshot(page, 'token-form');
+
+  // The right one opens the page; the event stream works with it too.
+  await page.getByLabel('Token', { exact: true }).fill(TOKEN);
+  await page.getByRole('button', { name: 'Continue' }).click();
+  await rowWithVersion(page, 'kv', '1.0.0');
+  await page.locator('#feed-status[data-state="live"]').waitFor({ timeout: WAIT });
+  const abort = await fetch(`${origin}/v1/runtimes/kv/abort`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}` },
+    body: JSON.stringify({ force: true }),
+  });
+  assert.equal(abort.status, 200);
+  await page.locator('.events li[data-kind="started"][data-runtime="kv"]').waitFor({ timeout: WAIT });
+  const since = api.slice(api.findLastIndex((r) => r.status === 401) + 1);
+  assert.ok(since.length > 0 && since.every((r) => r.status === 200 && r.auth === `Bearer ${TOKEN}`), JSON.stringify(since));
+  assert.ok(since.some((r) => r.path === '/v1/events'), 'the event stream was not opened with the token');
+
+  // Never in the URL; kept for this tab only.
+  assert.ok(!page.url().includes(TOKEN), page.url());
+  assert.equal(await page.evaluate(() => sessionStorage.getItem('steward.token')), TOKEN);
+  await page.reload();
+  await rowWithVersion(page, 'echo', '1.0.0');
+  assert.equal(await heading.count(), 0, 'the token was asked again after a reload');
+  page.check();
+
+  // Session storage is per tab: another tab asks again.
+  const other = await watchedPage(context, origin, { allowed: [/status of 401/] });
+  await other.goto(origin);
+  await other.getByRole('heading', { name: 'This agent needs its token' }).waitFor({ timeout: WAIT });
+  other.check();
+  await context.close();
+});
+
+test('hook and workload status show live, and a failed hook can be skipped from the page', async () => {
+  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const page = await watchedPage(context, HOOKED);
+  await page.goto(HOOKED);
+  const row = page.locator('tr[data-runtime="echo"]');
+  await row.locator('td[data-label="Hooks"]', { hasText: 'error: config-changed' }).waitFor({ timeout: WAIT });
+  await row.locator('td[data-label="Workload"]', { hasText: 'active: installed' }).waitFor({ timeout: WAIT });
+  await screenshot(page, 'hooks-overview');
+
+  await row.getByRole('link', { name: 'echo' }).click();
+  const skip = page.getByRole('button', { name: 'Skip config-changed…' });
+  await skip.click();
+  const dialog = page.getByRole('dialog', { name: 'Skip config-changed?' });
+  await dialog.getByRole('button', { name: 'Skip config-changed' }).click();
+  await page.locator('.action-status', { hasText: 'config-changed was skipped.' }).waitFor({ timeout: WAIT });
+  // The hooks after it run; their status arrives through the events.
+  await page.locator('.facts dd', { hasText: 'active: ready' }).waitFor({ timeout: WAIT });
+  await page.locator('.events li[data-kind="hook_succeeded"]', { hasText: 'start' }).waitFor({ timeout: WAIT });
+  assert.equal(await skip.count(), 0, 'the skip button stays after the hook was resolved');
+
+  await page.getByRole('link', { name: '← All runtimes' }).click();
+  await row.locator('td[data-label="Hooks"]', { hasText: 'idle' }).waitFor({ timeout: WAIT });
+  await row.locator('td[data-label="Workload"]', { hasText: 'active: ready' }).waitFor({ timeout: WAIT });
+  page.check();
+  await context.close();
+});
