@@ -4,7 +4,7 @@
 // it, the latest events of all runtimes.
 
 import { api } from './api.js';
-import { h, fill, badge, clock } from './dom.js';
+import { h, fill, badge } from './dom.js';
 import { eventRow, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
 
 /** How many of the latest events the overview lists. */
@@ -114,7 +114,7 @@ export function mountOverview(main, { feed }) {
       }
       for (const id of [...details.keys()]) if (!order.includes(id)) details.delete(id);
       render();
-      status.textContent = `${order.length} runtime${order.length === 1 ? '' : 's'}, as of ${clock(new Date().toISOString())}`;
+      status.textContent = `${order.length} runtime${order.length === 1 ? '' : 's'}`;
       await Promise.all(order.map((id) => refresh(id)));
     } catch (error) {
       if (!disposed && error.name !== 'AuthRequired') status.textContent = `Cannot read the runtimes: ${error.message}`;

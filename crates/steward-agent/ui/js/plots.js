@@ -10,6 +10,9 @@ const PALETTE = ['#2563eb', '#d97706', '#059669', '#db2777', '#7c3aed', '#0891b2
 
 const AXIS = { stroke: '#4b5563', grid: { stroke: '#e5e7eb', width: 1 }, ticks: { stroke: '#d1d5db', width: 1 } };
 
+/** Tick steps of a count axis: whole calls only. */
+const COUNT_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1e3, 2e3, 5e3, 1e4, 2e4, 5e4, 1e5, 2e5, 5e5, 1e6];
+
 /** What each plot shows: the columns it takes from a version's stats. */
 const KINDS = {
   calls: {
@@ -121,7 +124,7 @@ class Plot {
       height: 180,
       series,
       scales: { x: { time: true }, y },
-      axes: [{ ...AXIS }, { ...AXIS, size: 52 }],
+      axes: [{ ...AXIS }, { ...AXIS, size: 52, incrs: this.spec.log ? undefined : COUNT_STEPS }],
       legend: { show: true, live: true },
       cursor: { drag: { x: false, y: false, setScale: false } },
     }, null, this.chartBox);
