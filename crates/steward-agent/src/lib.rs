@@ -18,7 +18,7 @@
 //! The references for users: [`config`] (the file format), [`api`] (the
 //! control API), [`cli`] (the command line), [`hooks`] (lifecycle hooks,
 //! relations and their tools), [`systemd`] (running as a systemd service),
-//! and below, how desired state is kept.
+//! [`ui`] (the web UI), and below, how desired state is kept.
 //!
 #![doc = include_str!("../docs/state.md")]
 
@@ -33,6 +33,8 @@ pub mod events;
 #[doc = ""]
 #[doc = include_str!("../docs/relations.md")]
 pub mod hooks {}
+#[doc = include_str!("../docs/ui.md")]
+pub mod ui {}
 mod failpoint;
 mod json;
 mod metrics;

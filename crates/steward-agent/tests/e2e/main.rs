@@ -37,5 +37,5 @@ mod manners;
 mod relations;
 mod stats;
 mod support;
-mod ui;
 mod systemd;
+mod ui;
