@@ -74,6 +74,9 @@ async function watchedPage(context, origin, { allowed = [] } = {}) {
   return page;
 }
 
+/** A fresh browser profile with a laptop-sized window. */
+const desktop = () => browser.newContext({ viewport: { width: 1280, height: 800 } });
+
 async function screenshot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
@@ -131,7 +134,7 @@ async function plotShows(page, kind, version, points = 2) {
 }
 
 test('the overview lists the demo runtimes, served with a strict CSP', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await desktop();
   const page = await watchedPage(context, OPEN);
   const response = await page.goto(OPEN);
   const csp = response.headers()['content-security-policy'];
@@ -155,7 +158,7 @@ test('the overview lists the demo runtimes, served with a strict CSP', async () 
 });
 
 test('the keyboard reaches a runtime and its switch dialog, and Escape cancels it', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await desktop();
   const page = await watchedPage(context, OPEN);
   await page.goto(OPEN);
   await rowWithVersion(page, 'echo', '1.0.0');
@@ -184,7 +187,7 @@ test('the keyboard reaches a runtime and its switch dialog, and Escape cancels i
 });
 
 test('a switch under load from the runtime page: plots, events and the overview follow live', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await desktop();
   const overview = await watchedPage(context, OPEN);
   await overview.goto(OPEN);
   await rowWithVersion(overview, 'echo', '1.0.0');
@@ -249,7 +252,7 @@ test('on a phone-sized screen nothing scrolls sideways', async () => {
 
 test('a token-protected agent refuses the page until the token is given', async () => {
   const origin = PROTECTED;
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await desktop();
   const page = await watchedPage(context, origin, {
     allowed: [/status of 401/],
   });
@@ -307,7 +310,7 @@ test('a token-protected agent refuses the page until the token is given', async 
 });
 
 test('hook and workload status show live, and a failed hook can be skipped from the page', async () => {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+  const context = await desktop();
   const page = await watchedPage(context, HOOKED);
   await page.goto(HOOKED);
   const row = page.locator('tr[data-runtime="echo"]');

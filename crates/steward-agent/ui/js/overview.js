@@ -5,7 +5,7 @@
 
 import { api } from './api.js';
 import { h, fill, badge } from './dom.js';
-import { eventRow, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
+import { EventList, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
 
 /** How many of the latest events the overview lists. */
 const SHOWN_EVENTS = 15;
@@ -66,7 +66,7 @@ export function mountOverview(main, { feed }) {
 
   const status = h('p', { class: 'status-line', role: 'status' });
   const table = h('table', { class: 'runtimes', 'aria-describedby': 'runtimes-caption' });
-  const events = h('ol', { class: 'events', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const events = new EventList(feed, { limit: SHOWN_EVENTS, empty: 'Events from now on appear here.' });
   const heading = h('h1', { tabindex: '-1', text: 'Runtimes' });
   fill(main,
     h('section', { class: 'panel', 'aria-labelledby': 'runtimes-heading' },
@@ -75,7 +75,7 @@ export function mountOverview(main, { feed }) {
       h('div', { class: 'table-wrap' }, table)),
     h('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
       h('h2', { id: 'events-heading', text: 'Latest events' }),
-      events));
+      events.el));
 
   function render() {
     const rows = order.map((id) => details.get(id)).filter(Boolean);
@@ -86,20 +86,6 @@ export function mountOverview(main, { feed }) {
         ? h('tr', {}, h('td', { colspan: columns.length, text: 'No runtimes in the config.' }))
         : rows.map((runtime) => h('tr', { dataset: { runtime: runtime.id, state: runtime.state, active: runtime.active_version ?? '' } },
           columns.map((c) => h('td', { 'data-label': c.label, class: c.numeric ? 'num' : null }, cell(c, runtime)))))));
-  }
-
-  function renderEvents() {
-    const recent = feed.recent(null, SHOWN_EVENTS);
-    fill(events, recent.length
-      ? recent.map((event) => eventRow(event, true))
-      : h('li', { class: 'hint', text: 'Events from now on appear here.' }));
-  }
-
-  /** Adds one event at the top (so that a screen reader hears only it). */
-  function addEvent(event) {
-    events.querySelector('li.hint')?.remove();
-    events.prepend(eventRow(event, true));
-    while (events.children.length > SHOWN_EVENTS) events.lastElementChild.remove();
   }
 
   async function loadAll() {
@@ -162,7 +148,7 @@ export function mountOverview(main, { feed }) {
       loadAll();
     } else {
       refresh(message.event.runtime);
-      addEvent(message.event);
+      events.add(message.event);
     }
   });
   const ticker = setInterval(() => {
@@ -173,7 +159,6 @@ export function mountOverview(main, { feed }) {
   }, 1000);
 
   render();
-  renderEvents();
   loadAll();
   return {
     focus: () => heading.focus(),

@@ -2,7 +2,7 @@
 // badges, uptime, hook and workload status, event rows.
 
 import { serverClockOffset } from './api.js';
-import { h, badge, clock, duration } from './dom.js';
+import { h, fill, badge, clock, duration } from './dom.js';
 
 const STATE_KIND = {
   running: 'ok',
@@ -61,4 +61,34 @@ export function eventRow(event, withRuntime = false) {
     h('span', { class: 'event-version', text: event.version }),
     badge(event.kind, EVENT_KIND[event.kind] ?? 'off'),
     event.message ? h('span', { class: 'event-message', text: event.message }) : null);
+}
+
+/**
+ * A live list of the latest events (of one runtime, or of all): filled
+ * from the feed's memory, then one item added at the top per event, so
+ * that a screen reader announces only the new one.
+ */
+export class EventList {
+  constructor(feed, { runtime = null, limit, empty }) {
+    this.feed = feed;
+    this.runtime = runtime;
+    this.limit = limit;
+    this.empty = empty;
+    this.el = h('ol', { class: 'events', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+    this.render();
+  }
+
+  render() {
+    const recent = this.feed.recent(this.runtime, this.limit);
+    fill(this.el, recent.length
+      ? recent.map((event) => eventRow(event, !this.runtime))
+      : h('li', { class: 'hint', text: this.empty }));
+  }
+
+  add(event) {
+    if (this.runtime && event.runtime !== this.runtime) return;
+    this.el.querySelector('li.hint')?.remove();
+    this.el.prepend(eventRow(event, !this.runtime));
+    while (this.el.children.length > this.limit) this.el.lastElementChild.remove();
+  }
 }

@@ -5,7 +5,7 @@
 
 import { api } from './api.js';
 import { h, fill, badge, clock, confirmDialog } from './dom.js';
-import { eventRow, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
+import { EventList, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
 import { Plots } from './plots.js';
 
 /** The plot windows offered, in seconds (the agent keeps 299). */
@@ -38,7 +38,11 @@ export function mountRuntime(main, { feed, id }) {
   const windowSelect = h('select', { id: 'plot-window', onchange: () => { windowSeconds = Number(windowSelect.value); pollStats(); } },
     WINDOWS.map((s) => h('option', { value: s, selected: s === DEFAULT_WINDOW, text: s >= 120 ? `last ${Math.round(s / 60)} minutes` : 'last minute' })));
   const plotsStatus = h('p', { class: 'hint plots-status' });
-  const events = h('ol', { class: 'events', 'aria-live': 'polite', 'aria-relevant': 'additions' });
+  const events = new EventList(feed, {
+    runtime: id,
+    limit: SHOWN_EVENTS,
+    empty: 'No events since this page was opened; they appear here as they happen.',
+  });
 
   fill(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/', text: '← All runtimes' })),
@@ -59,7 +63,7 @@ export function mountRuntime(main, { feed, id }) {
       plotsBox, plotsStatus),
     h('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
       h('h2', { id: 'events-heading', text: 'Latest events' }),
-      events),
+      events.el),
     logsPanel(id));
 
   const plots = new Plots(plotsBox);
@@ -129,20 +133,6 @@ export function mountRuntime(main, { feed, id }) {
           h('td', { class: 'num' }, button));
       })));
     abortButton.disabled = busy || detail.state !== 'running';
-  }
-
-  function renderEvents() {
-    const recent = feed.recent(id, SHOWN_EVENTS);
-    fill(events, recent.length
-      ? recent.map((event) => eventRow(event))
-      : h('li', { class: 'hint', text: 'No events since this page was opened; they appear here as they happen.' }));
-  }
-
-  /** Adds one event at the top (so that a screen reader hears only it). */
-  function addEvent(event) {
-    events.querySelector('li.hint')?.remove();
-    events.prepend(eventRow(event));
-    while (events.children.length > SHOWN_EVENTS) events.lastElementChild.remove();
   }
 
   function render() {
@@ -283,14 +273,13 @@ export function mountRuntime(main, { feed, id }) {
     }
     if (message.event.runtime !== id) return;
     load();
-    addEvent(message.event);
+    events.add(message.event);
   });
   const ticker = setInterval(() => {
     const el = facts.querySelector('.uptime');
     if (el) el.textContent = uptime(detail);
   }, 1000);
 
-  renderEvents();
   load().then(() => pollStats());
   return {
     focus: () => heading.focus(),
