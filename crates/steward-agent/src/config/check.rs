@@ -15,12 +15,12 @@ use toml::Spanned;
 use super::error::{ConfigError, LineIndex};
 use super::raw::{
     DurationText, EndpointText, Env, Expected, IdText, List, OnFailureText, PathText, RawBackoff,
-    RawRelation, RawRuntime, RawVersion, Text, VersionText,
+    RawLiveness, RawRelation, RawRuntime, RawVersion, Text, VersionText,
 };
 use super::{
     BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Endpoint,
-    HooksConfig, MAX_ID_LEN, OnHookFailure, RelationConfig, RuntimeConfig, Settings, Transition,
-    VersionConfig,
+    HooksConfig, Liveness, MAX_ID_LEN, MAX_LIVENESS_FAILURES, OnHookFailure, ProcessTimeouts,
+    RelationConfig, RuntimeConfig, Settings, Transition, VersionConfig,
 };
 
 /// The hook keys of a runtime table, as written.
@@ -131,6 +131,19 @@ impl<'a> Checker<'a> {
             },
         );
         let settings = self.settings(&who, raw.settings);
+        let defaults = ProcessTimeouts::default();
+        let timeouts = ProcessTimeouts {
+            start: self
+                .duration(&who, "start-timeout", raw.start_timeout.as_ref())
+                .unwrap_or(defaults.start),
+            handshake: self
+                .duration(&who, "handshake-timeout", raw.handshake_timeout.as_ref())
+                .unwrap_or(defaults.handshake),
+            abort: self
+                .duration(&who, "abort-timeout", raw.abort_timeout.as_ref())
+                .unwrap_or(defaults.abort),
+        };
+        let liveness = self.liveness(&who, raw.liveness);
         let (names, versions) = self.versions(&who, raw.version, &table);
         let active = self.active(&who, raw.active, &names, table);
 
@@ -145,8 +158,41 @@ impl<'a> Checker<'a> {
             restart,
             hooks,
             settings,
+            timeouts,
+            liveness,
             versions,
         })
+    }
+
+    /// `[runtime.liveness]` of `who`: its values, or the host's defaults
+    /// for what is left out (or wrong: the problem is recorded).
+    fn liveness(&mut self, who: &str, raw: Option<Spanned<RawLiveness>>) -> Liveness {
+        let defaults = Liveness::default();
+        let Some(raw) = raw else {
+            return defaults;
+        };
+        let raw = raw.into_inner();
+        let interval = self.duration(who, "liveness.interval", raw.interval.as_ref());
+        let timeout = self.duration(who, "liveness.timeout", raw.timeout.as_ref());
+        let failures = match raw.failures {
+            None => defaults.failures,
+            Some(count) => match u32::try_from(count.get_ref().0) {
+                Ok(failures) if i64::from(failures) <= MAX_LIVENESS_FAILURES => failures,
+                _ => {
+                    let message = format!(
+                        "{who}: liveness.failures {} must be from 0 (no liveness checks) to {MAX_LIVENESS_FAILURES}",
+                        count.get_ref().0
+                    );
+                    self.error(count.span(), message);
+                    defaults.failures
+                }
+            },
+        };
+        Liveness {
+            interval: interval.unwrap_or(defaults.interval),
+            timeout: timeout.unwrap_or(defaults.timeout),
+            failures,
+        }
     }
 
     fn runtime_id(
@@ -234,8 +280,6 @@ impl<'a> Checker<'a> {
         }
     }
 
-    /// A backoff table (`restart`, `hook-retry`) of `who`: its values, or
-    /// `defaults` for what is left out (or wrong: the problem is recorded).
     /// Checks the `number`th relation (1-based); `seen` holds the
     /// relations before it with the line they are on, for duplicates.
     fn relation(
@@ -349,6 +393,8 @@ impl<'a> Checker<'a> {
         Some(Endpoint::new(runtime, name))
     }
 
+    /// A backoff table (`restart`, `hook-retry`) of `who`: its values, or
+    /// `defaults` for what is left out (or wrong: the problem is recorded).
     fn backoff<E: Expected>(
         &mut self,
         who: &str,

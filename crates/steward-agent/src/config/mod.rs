@@ -26,6 +26,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+pub use steward_host::Liveness;
 use steward_host::TransitionMode;
 
 pub use command::CommandResolver;
@@ -127,6 +128,10 @@ pub struct RuntimeConfig {
     pub hooks: Option<HooksConfig>,
     /// Its settings, for its hooks (`config-get`); empty when not given.
     pub settings: Settings,
+    /// How long its processes have to start and to answer.
+    pub timeouts: ProcessTimeouts,
+    /// How the host finds a serving process hung (`[runtime.liveness]`).
+    pub liveness: Liveness,
     /// The versions, in file order; at least one, with unique names.
     pub versions: Vec<VersionConfig>,
 }
@@ -182,6 +187,32 @@ impl From<Transition> for TransitionMode {
         }
     }
 }
+
+/// How long a runtime's process has at each step of its life (the
+/// config's `start-timeout`, `handshake-timeout`, `abort-timeout`): a
+/// slow interpreter needs more than the defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessTimeouts {
+    /// From being spawned to connecting to the host's socket.
+    pub start: Duration,
+    /// From connecting to answering the handshake.
+    pub handshake: Duration,
+    /// To answer `RuntimeAbort` before it is killed instead.
+    pub abort: Duration,
+}
+
+impl Default for ProcessTimeouts {
+    fn default() -> Self {
+        Self {
+            start: Duration::from_secs(10),
+            handshake: Duration::from_secs(5),
+            abort: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The most unanswered pings in a row a `[runtime.liveness]` may wait for.
+pub const MAX_LIVENESS_FAILURES: i64 = 1000;
 
 /// Delays between attempts: the first delay, then doubling (with jitter)
 /// up to the cap.

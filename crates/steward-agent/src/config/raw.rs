@@ -40,6 +40,7 @@ expected! {
     RuntimeList => "[[runtime]] tables (with double brackets)";
     PathText => r#"a path string such as "charms/web/hooks""#;
     OnFailureText => r#""retry" or "block""#;
+    CountText => "a whole number such as 3";
     VersionList => "[[runtime.version]] tables (with double brackets)";
     RelationList => "[[relation]] tables (with double brackets)";
     EndpointText => r#"an endpoint string such as "web:db" (<runtime>:<endpoint name>)"#;
@@ -150,9 +151,50 @@ pub(super) struct RawRuntime {
     pub(super) hook_timeout: Option<Spanned<Text<DurationText>>>,
     pub(super) on_hook_failure: Option<Spanned<Text<OnFailureText>>>,
     pub(super) hook_retry: Option<Spanned<RawBackoff<HookRetryTable>>>,
+    pub(super) start_timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) handshake_timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) abort_timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) liveness: Option<Spanned<RawLiveness>>,
     pub(super) settings: Option<Spanned<toml::Table>>,
     #[serde(default)]
     pub(super) version: List<RawVersion, VersionList>,
+}
+
+/// `[runtime.liveness]`: how the host finds the runtime hung.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a [runtime.liveness] table with interval, timeout and failures")]
+pub(super) struct RawLiveness {
+    pub(super) interval: Option<Spanned<Text<DurationText>>>,
+    pub(super) timeout: Option<Spanned<Text<DurationText>>>,
+    pub(super) failures: Option<Spanned<Count>>,
+}
+
+/// A whole number whose type error says so (TOML integers are `i64`).
+pub(super) struct Count(pub(super) i64);
+
+impl<'de> Deserialize<'de> for Count {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct CountVisitor;
+
+        impl Visitor<'_> for CountVisitor {
+            type Value = Count;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(CountText::WHAT)
+            }
+
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Count, E> {
+                Ok(Count(v))
+            }
+
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Count, E> {
+                Ok(Count(i64::try_from(v).unwrap_or(i64::MAX)))
+            }
+        }
+
+        deserializer.deserialize_i64(CountVisitor)
+    }
 }
 
 /// A backoff table (`[runtime.restart]`, `[runtime.hook-retry]`): an

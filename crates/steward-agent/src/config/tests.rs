@@ -102,6 +102,8 @@ fn example_parses_to_the_model() {
                 },
                 hooks: None,
                 settings: Default::default(),
+                timeouts: ProcessTimeouts::default(),
+                liveness: Liveness::default(),
                 versions: vec![VersionConfig {
                     version: "1.0.0".into(),
                     command: f.steward(),
@@ -1032,4 +1034,72 @@ fn a_relation_of_a_runtime_with_problems_gets_no_second_error() {
         .replacen("active = \"1\"", "active = \"9\"", 1);
     let (_, _, message) = f.error(&text);
     assert!(message.contains("active"), "{message}");
+}
+
+#[test]
+fn process_timeouts_and_liveness_take_defaults_and_are_read() {
+    let f = fixture();
+    let echo = f.parse(&runtime_with("")).unwrap().runtimes.remove(0);
+    assert_eq!(echo.timeouts, ProcessTimeouts::default());
+    assert_eq!(echo.liveness, Liveness::default());
+    let text = runtime_with(
+        "start-timeout = \"1m\"\nhandshake-timeout = \"20s\"\nabort-timeout = \"3s\"\n[runtime.liveness]\ninterval = \"2s\"\ntimeout = \"500ms\"\nfailures = 5",
+    );
+    let echo = f.parse(&text).unwrap().runtimes.remove(0);
+    assert_eq!(
+        echo.timeouts,
+        ProcessTimeouts {
+            start: Duration::from_secs(60),
+            handshake: Duration::from_secs(20),
+            abort: Duration::from_secs(3),
+        }
+    );
+    assert_eq!(
+        echo.liveness,
+        Liveness {
+            interval: Duration::from_secs(2),
+            timeout: Duration::from_millis(500),
+            failures: 5,
+        }
+    );
+    // Failures 0 turns it off; a partial table keeps the other defaults.
+    let off = f
+        .parse(&runtime_with("[runtime.liveness]\nfailures = 0"))
+        .unwrap()
+        .runtimes
+        .remove(0);
+    assert!(off.liveness.is_off());
+    assert_eq!(off.liveness.interval, Liveness::default().interval);
+}
+
+#[test]
+fn process_timeout_and_liveness_rules() {
+    let f = fixture();
+    let (_, _, message) = f.error(&runtime_with("handshake-timeout = \"0s\""));
+    assert_eq!(
+        message,
+        r#"runtime "echo": handshake-timeout "0s" must be greater than zero"#
+    );
+    let (_, _, message) = f.error(&runtime_with("[runtime.liveness]\nfailures = -1"));
+    assert_eq!(
+        message,
+        r#"runtime "echo": liveness.failures -1 must be from 0 (no liveness checks) to 1000"#
+    );
+    let (_, _, message) = f.error(&runtime_with("[runtime.liveness]\nfailures = \"3\""));
+    assert!(
+        message.contains("expected a whole number such as 3"),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&runtime_with("[runtime.liveness]\ninterval = \"soon\""));
+    assert!(
+        message.starts_with(r#"runtime "echo": liveness.interval "soon" is not a duration"#),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&runtime_with("[runtime.liveness]\nperiod = \"1s\""));
+    assert!(message.contains("unknown field `period`"), "{message}");
+    let (_, _, message) = f.error(&runtime_with("liveness = 3"));
+    assert!(
+        message.contains("a [runtime.liveness] table with interval, timeout and failures"),
+        "{message}"
+    );
 }

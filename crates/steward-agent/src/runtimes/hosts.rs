@@ -49,6 +49,10 @@ impl Hosts for ProcessHosts {
         config.backoff = Backoff::new(runtime.restart.initial)
             .max(runtime.restart.max)
             .reset_after(STABLE_RUN);
+        config.accept_timeout = runtime.timeouts.start;
+        config.handshake_timeout = runtime.timeouts.handshake;
+        config.abort_timeout = runtime.timeouts.abort;
+        config.liveness = runtime.liveness;
         Arc::new(ProcessHost::new(config, self.storage.clone()))
     }
 }

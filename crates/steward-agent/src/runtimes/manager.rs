@@ -240,6 +240,8 @@ impl Manager {
 pub(super) fn changes_in_place(old: &RuntimeConfig, new: &RuntimeConfig) -> bool {
     old.transition == new.transition
         && old.restart == new.restart
+        && old.timeouts == new.timeouts
+        && old.liveness == new.liveness
         && new.versions.iter().all(|version| {
             old.version(&version.version)
                 .is_none_or(|previous| previous == version)

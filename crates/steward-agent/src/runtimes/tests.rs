@@ -85,6 +85,8 @@ fn runtime(id: &str, active: &str, versions: &[&str]) -> RuntimeConfig {
         restart: BackoffConfig::RESTART,
         hooks: None,
         settings: Default::default(),
+        timeouts: Default::default(),
+        liveness: Default::default(),
         versions: versions
             .iter()
             .map(|version| VersionConfig {
@@ -502,4 +504,10 @@ fn process_settings_need_a_restart() {
     let mut restart = old.clone();
     restart.restart.max = Duration::from_secs(1);
     assert!(!changes_in_place(&old, &restart));
+    let mut timeouts = old.clone();
+    timeouts.timeouts.handshake = Duration::from_secs(30);
+    assert!(!changes_in_place(&old, &timeouts));
+    let mut liveness = old.clone();
+    liveness.liveness.failures = 0;
+    assert!(!changes_in_place(&old, &liveness));
 }

@@ -570,3 +570,65 @@ async fn a_runtime_exits_when_its_host_dies_even_with_its_stderr_gone() {
         .unwrap();
     assert_eq!(status.code(), Some(0), "{status}");
 }
+
+/// A runtime stopped with SIGSTOP answers nothing, not even pings: with
+/// `[runtime.liveness]` the agent finds it hung, kills it, restarts it and
+/// says so (before, it stayed `running` and every call waited for its call
+/// timeout, forever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_runtime_is_found_by_its_pings_killed_and_restarted() {
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("steward.toml");
+    let text = crate::support::config_toml(&[crate::support::TestRuntime {
+        id: "echo",
+        active: "1.0.0",
+        versions: &["1.0.0"],
+    }])
+    .replacen(
+        "\n[runtime.restart]",
+        "\ncall-timeout = \"30s\"\n[runtime.liveness]\ninterval = \"100ms\"\ntimeout = \"200ms\"\nfailures = 3\n[runtime.restart]",
+        1,
+    );
+    crate::support::write_atomically(&config, &text);
+    let agent = Agent::start(Options::with_config(&dir.path().join("data"), &config)).await;
+    agent.wait_running(&["echo"]).await;
+    let api = &agent.api;
+    let pid = agent.runtime_pid("echo");
+    let mut events = api.events("/v1/events?runtime=echo").await;
+    send_signal(pid, Signal::SIGSTOP);
+    // A call in flight fails saying why, long before its 30 s timeout.
+    let started = std::time::Instant::now();
+    let (status, body) = api
+        .call("echo", "echo", json!("hello"))
+        .await
+        .expect_err("a hung runtime cannot answer");
+    assert!(status.is_server_error(), "{status}: {body}");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "the call waited {:?}",
+        started.elapsed()
+    );
+    let seen = events
+        .until(DEADLINE, |event| event["kind"] == "started")
+        .await;
+    let stopped = seen
+        .iter()
+        .find(|event| event["kind"] == "stopped")
+        .unwrap_or_else(|| panic!("no `stopped` before `started`: {seen:#?}"));
+    let message = stopped["message"].as_str().unwrap_or_default();
+    assert!(message.contains("hung"), "{stopped}");
+    let detail = agent.wait_active("echo", "1.0.0").await;
+    assert_eq!(detail["restarts"], 1, "{detail}");
+    assert!(
+        detail["last_error"]
+            .as_str()
+            .is_some_and(|error| error.contains("hung")),
+        "{detail}"
+    );
+    wait_gone(&[pid], DEADLINE).await;
+    assert_ne!(agent.runtime_pid("echo"), pid);
+    assert_eq!(
+        api.call_ok("echo", "echo", json!("again")).await,
+        json!("again")
+    );
+}
