@@ -89,7 +89,7 @@ pub(super) async fn start_process(
     config: &ProcessConfig,
     storage: Arc<dyn Storage>,
 ) -> Result<Running, StartError> {
-    let dir = private_dir().map_err(|e| StartError::SocketDir {
+    let dir = private_dir(config.socket_parent.as_deref()).map_err(|e| StartError::SocketDir {
         reason: e.to_string(),
     })?;
     let socket = dir.path().join("host.sock");
@@ -227,13 +227,18 @@ async fn handshake(
 }
 
 /// A temporary directory only this user can enter (0700), for the socket:
-/// no other local user may connect to the host or pose as the runtime.
-fn private_dir() -> std::io::Result<TempDir> {
+/// no other local user may connect to the host or pose as the runtime. In
+/// `parent` if given, else in the system's temp dir.
+fn private_dir(parent: Option<&std::path::Path>) -> std::io::Result<TempDir> {
     use std::os::unix::fs::PermissionsExt;
-    tempfile::Builder::new()
+    let mut builder = tempfile::Builder::new();
+    builder
         .prefix("steward-")
-        .permissions(std::fs::Permissions::from_mode(0o700))
-        .tempdir()
+        .permissions(std::fs::Permissions::from_mode(0o700));
+    match parent {
+        Some(parent) => builder.tempdir_in(parent),
+        None => builder.tempdir(),
+    }
 }
 
 /// Copies the runtime's output lines into the log, within the runtime's
@@ -303,7 +308,7 @@ mod tests {
 
     #[test]
     fn the_socket_directory_is_private() {
-        let dir = super::private_dir().unwrap();
+        let dir = super::private_dir(None).unwrap();
         let mode = std::fs::metadata(dir.path()).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o700);
         assert!(
@@ -313,5 +318,8 @@ mod tests {
                 .to_string_lossy()
                 .starts_with("steward-")
         );
+        let parent = tempfile::tempdir().unwrap();
+        let inside = super::private_dir(Some(parent.path())).unwrap();
+        assert_eq!(inside.path().parent(), Some(parent.path()));
     }
 }

@@ -37,6 +37,7 @@ use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 /// | `shutdown_grace` (after `RuntimeShutdown`, before SIGTERM) | 5 s |
 /// | `term_grace` (after SIGTERM, before SIGKILL) | 5 s |
 /// | `liveness` (pings while serving; see [`Liveness`]) | a ping every 5 s, 5 s to answer, hung after 3 misses |
+/// | `socket_parent` (where each attempt's private socket dir is made) | the system's temp dir |
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The runtime id (host storage namespace, log field).
@@ -67,6 +68,12 @@ pub struct ProcessConfig {
     pub liveness: Liveness,
     /// Protocol limits for the connection.
     pub limits: Limits,
+    /// The directory each start attempt's private socket directory
+    /// (`steward-XXXXXX`, 0700) is made in; the system's temp dir when
+    /// `None`. An agent gives its runtimes one of its own, so that after a
+    /// crash it can tell what was its. Unix socket paths are limited to
+    /// about 100 bytes: keep it short.
+    pub socket_parent: Option<PathBuf>,
 }
 
 impl ProcessConfig {
@@ -92,6 +99,7 @@ impl ProcessConfig {
             term_grace: Duration::from_secs(5),
             liveness: Liveness::default(),
             limits: Limits::default(),
+            socket_parent: None,
         }
     }
 
