@@ -254,7 +254,19 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     check_name(&name)?;
     let executable = std::env::current_exe()
         .map_err(|error| Error::Startup(format!("cannot find the steward binary: {error}")))?;
-    let hooks = HookServices::start(name, &data_dir, &executable, true)
+    let run_data_dir = data_dir.clone();
+    let (run_dir, leftovers) = blocking(move || crate::rundir::prepare(&run_data_dir))
+        .await?
+        .map_err(Error::Startup)?;
+    if !leftovers.killed.is_empty() || leftovers.removed > 0 {
+        warn!(
+            run_dir = %run_dir.display(),
+            killed = ?leftovers.killed,
+            removed = leftovers.removed,
+            "an agent of this data dir stopped without cleaning up: its leftover processes were killed and its socket dirs removed"
+        );
+    }
+    let hooks = HookServices::start(name, &data_dir, Some(&run_dir), &executable, true)
         .await
         .map_err(Error::Hooks)?;
     let prometheus = metrics::install();
@@ -276,6 +288,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         relations: Arc::new(relations),
         hosts: Arc::new(ProcessHosts {
             storage: Arc::new(StoreStorage(store.clone())),
+            socket_parent: Some(run_dir),
         }),
         hooks: Arc::new(hooks),
     };

@@ -39,6 +39,7 @@ mod failpoint;
 mod json;
 mod metrics;
 mod relations;
+mod rundir;
 mod runtimes;
 mod stats;
 mod storage;

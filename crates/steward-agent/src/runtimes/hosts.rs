@@ -22,9 +22,11 @@ pub(crate) trait Hosts: Send + Sync + std::fmt::Debug + 'static {
     fn host(&self, runtime: &RuntimeConfig, version: &VersionConfig) -> Arc<dyn RuntimeHost>;
 }
 
-/// Versions as child processes, their host storage in `storage`.
+/// Versions as child processes, their host storage in `storage`, their
+/// socket directories in `socket_parent` (the agent's run directory).
 pub(crate) struct ProcessHosts {
     pub(crate) storage: Arc<dyn Storage>,
+    pub(crate) socket_parent: Option<std::path::PathBuf>,
 }
 
 impl std::fmt::Debug for ProcessHosts {
@@ -53,6 +55,7 @@ impl Hosts for ProcessHosts {
         config.handshake_timeout = runtime.timeouts.handshake;
         config.abort_timeout = runtime.timeouts.abort;
         config.liveness = runtime.liveness;
+        config.socket_parent.clone_from(&self.socket_parent);
         Arc::new(ProcessHost::new(config, self.storage.clone()))
     }
 }

@@ -122,7 +122,7 @@ impl Fixture {
         let store = Store::open(dir.path().join("steward.redb")).await.unwrap();
         let hosts = Arc::new(FakeHosts::default());
         let exe = std::env::current_exe().unwrap();
-        let hooks = HookServices::start("test".to_owned(), dir.path(), &exe, false)
+        let hooks = HookServices::start("test".to_owned(), dir.path(), None, &exe, false)
             .await
             .unwrap();
         let events = EventBus::new();

@@ -632,3 +632,69 @@ async fn a_hung_runtime_is_found_by_its_pings_killed_and_restarted() {
         json!("again")
     );
 }
+
+/// The second line behind runtimes that exit with their agent: an agent
+/// that starts kills what an agent of the same data dir left running with
+/// one of its sockets (here a stand-in, `sleep` with a runtime's
+/// variable), with its process group, and removes its leftover socket
+/// dirs; processes of other data dirs are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_cleans_up_what_an_agent_of_its_data_dir_left_behind() {
+    use std::os::unix::process::CommandExt;
+    use std::process::{Command, Stdio};
+
+    let dir = TempDir::new().unwrap();
+    let mut agent = Agent::demo(dir.path()).await;
+    let environ = std::fs::read(format!("/proc/{}/environ", agent.runtime_pid("echo"))).unwrap();
+    let host = environ
+        .split(|byte| *byte == 0)
+        .find_map(|variable| variable.strip_prefix(b"STEWARD_HOST="))
+        .map(|value| std::path::PathBuf::from(String::from_utf8(value.to_vec()).unwrap()))
+        .expect("a runtime has STEWARD_HOST");
+    // <run dir>/steward-XXXXXX/host.sock
+    let run_dir = host.parent().unwrap().parent().unwrap().to_path_buf();
+    assert!(
+        run_dir
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with("steward-run-"),
+        "{}",
+        run_dir.display()
+    );
+    agent.stop_with(Signal::SIGKILL, DEADLINE).await;
+    drop(agent);
+
+    std::fs::create_dir_all(run_dir.join("steward-stale1")).unwrap();
+    let sleeper = |socket: std::path::PathBuf| {
+        Command::new("sleep")
+            .arg("300")
+            .env("STEWARD_HOST", socket)
+            .stdin(Stdio::null())
+            .process_group(0)
+            .spawn()
+            .unwrap()
+    };
+    let mut leftover = sleeper(run_dir.join("steward-stale1/host.sock"));
+    let mut unrelated = sleeper(dir.path().join("not-an-agent/host.sock"));
+
+    let agent = Agent::demo(dir.path()).await;
+    let status = tokio::task::spawn_blocking(move || leftover.wait().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(9),
+        "the leftover was killed"
+    );
+    assert!(!run_dir.join("steward-stale1").exists());
+    assert!(
+        agent.stderr.text().contains("stopped without cleaning up"),
+        "the agent says what it cleaned up"
+    );
+    assert_eq!(unrelated.try_wait().unwrap(), None);
+    unrelated.kill().unwrap();
+    unrelated.wait().unwrap();
+    // The new agent's own runtimes run in the same directory.
+    agent.wait_running(&["echo", "kv"]).await;
+}

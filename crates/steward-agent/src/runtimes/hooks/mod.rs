@@ -51,9 +51,12 @@ impl HookServices {
     /// Starts the tool server and makes the tools directory under
     /// `data_dir`, with links to `executable` (the `steward` binary), whose
     /// `hook-leader` mode leads hooks' process groups.
+    /// The tool server's socket directory is made in `socket_parent`
+    /// (the system's temp dir when `None`).
     pub(crate) async fn start(
         agent: String,
         data_dir: &Path,
+        socket_parent: Option<&Path>,
         executable: &Path,
         leader: bool,
     ) -> Result<Self, steward_hooks::Error> {
@@ -65,7 +68,11 @@ impl HookServices {
                 path: tools_dir.clone(),
                 source: std::io::Error::other(error.to_string()),
             })??;
-        let server = ToolServer::builtin(ServerOptions::default()).await?;
+        let server = ToolServer::builtin(ServerOptions {
+            parent_dir: socket_parent.map(Path::to_path_buf),
+            ..ServerOptions::default()
+        })
+        .await?;
         Ok(Self {
             agent,
             tools_dir,
