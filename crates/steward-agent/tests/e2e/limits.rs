@@ -2,8 +2,9 @@
 //! hostile clients, over raw TCP: a half-sent request head and an idle
 //! keep-alive connection are closed after `--http-timeout`, an announced
 //! oversized body is refused at once, a stalled body gets 408, a shutdown
-//! is not held up by a half-sent request, and idle connections at the
-//! connection cap give way to real clients.
+//! is not held up by a half-sent request, idle connections at the
+//! connection cap give way to real clients, and a slowloris of 500
+//! connections does not stop calls.
 
 use std::time::{Duration, Instant};
 
@@ -162,4 +163,54 @@ async fn idle_connections_at_the_cap_give_way_to_real_clients() {
         agent.stderr.text()
     );
     drop(idle);
+}
+
+/// A slowloris: 500 connections each sending a request head a byte at a
+/// time, never finishing it. Calls on fresh connections keep being served
+/// all along, and the trickling connections are closed by the head
+/// timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slowloris_of_500_connections_does_not_stop_calls() {
+    let dir = TempDir::new().unwrap();
+    let agent = agent_with_short_timeout(&dir).await;
+    let mut slow = Vec::new();
+    for _ in 0..500 {
+        let mut stream = TcpStream::connect(address(&agent)).await.unwrap();
+        stream
+            .write_all(b"POST /v1/runtimes/echo/call HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let trickle = tokio::spawn(async move {
+        // One more header byte each 200 ms on every connection, until the
+        // server closes them.
+        let mut open = slow;
+        for _ in 0..25 {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            let mut still = Vec::new();
+            for mut stream in open {
+                if stream.write_all(b"X").await.is_ok() {
+                    still.push(stream);
+                }
+            }
+            open = still;
+        }
+        open.len()
+    });
+    let started = Instant::now();
+    let mut served = 0;
+    while started.elapsed() < Duration::from_secs(3) {
+        assert_eq!(
+            agent.api.call_ok("echo", "echo", json!(served)).await,
+            json!(served)
+        );
+        served += 1;
+    }
+    assert!(served >= 20, "only {served} calls in 3 s behind the slowloris");
+    let still_open = trickle.await.unwrap();
+    assert_eq!(
+        still_open, 0,
+        "the head timeout (1 s) closed every trickling connection"
+    );
 }
