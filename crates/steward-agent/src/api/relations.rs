@@ -19,8 +19,9 @@ pub(super) async fn list(State(state): State<AppState>) -> Json<RelationList> {
         .map(|relation| RelationSummary {
             id: relation.id,
             state: relation.life,
+            peer: relation.is_peer(),
             endpoints: relation
-                .endpoints
+                .ends()
                 .iter()
                 .map(|end| end_of(relations, relation, end))
                 .collect(),

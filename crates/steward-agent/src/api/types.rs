@@ -184,7 +184,13 @@ pub struct RelationSummary {
     pub id: u64,
     /// Whether it lives.
     pub state: RelationLife,
-    /// Its two ends, as the config declares them.
+    /// Whether it is a peer relation (`[[runtime.peer]]`): the units of one
+    /// runtime, across the fleet, relate to each other; it then has one
+    /// end.
+    #[serde(default)]
+    pub peer: bool,
+    /// Its ends, as the config declares them: two, or one for a peer
+    /// relation.
     pub endpoints: Vec<RelationEnd>,
 }
 

@@ -453,11 +453,11 @@ fn relations_table(relations: &[RelationSummary]) -> String {
                     ),
                 })
                 .collect();
-            vec![
-                relation.id.to_string(),
-                relation.state.to_string(),
-                ends.join(" <-> "),
-            ]
+            let ends = match relation.peer {
+                true => format!("{} (peer)", ends.join(" <-> ")),
+                false => ends.join(" <-> "),
+            };
+            vec![relation.id.to_string(), relation.state.to_string(), ends]
         })
         .collect();
     table(&["RELATION", "STATE", "ENDPOINTS (UNITS)"], &rows)
@@ -691,6 +691,7 @@ mod tests {
             RelationSummary {
                 id: 0,
                 state: RelationLife::Alive,
+                peer: false,
                 endpoints: vec![
                     end("web", "db", &["web/a1"]),
                     end("kv", "store", &["kv/a1"]),
@@ -699,14 +700,22 @@ mod tests {
             RelationSummary {
                 id: 12,
                 state: RelationLife::Dying,
+                peer: false,
                 endpoints: vec![end("web", "cache", &[]), end("kv", "peer", &["kv/a1"])],
+            },
+            RelationSummary {
+                id: 13,
+                state: RelationLife::Alive,
+                peer: true,
+                endpoints: vec![end("kv", "cluster", &["kv/a1", "kv/a2"])],
             },
         ]);
         assert_eq!(
             table,
             "RELATION  STATE  ENDPOINTS (UNITS)\n\
              0         alive  web:db (web/a1) <-> kv:store (kv/a1)\n\
-             12        dying  web:cache (no units) <-> kv:peer (kv/a1)\n"
+             12        dying  web:cache (no units) <-> kv:peer (kv/a1)\n\
+             13        alive  kv:cluster (kv/a1, kv/a2) (peer)\n"
         );
     }
 

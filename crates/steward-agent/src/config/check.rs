@@ -14,8 +14,8 @@ use toml::Spanned;
 
 use super::error::{ConfigError, LineIndex};
 use super::raw::{
-    DurationText, EndpointText, Env, Expected, IdText, List, OnFailureText, PathText, RawBackoff,
-    RawLiveness, RawRelation, RawRuntime, RawVersion, Text, VersionText,
+    DurationText, EndpointText, Env, Expected, IdText, List, OnFailureText, PathText, PeerList,
+    RawBackoff, RawLiveness, RawPeer, RawRelation, RawRuntime, RawVersion, Text, VersionText,
 };
 use super::{
     BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Endpoint,
@@ -40,6 +40,8 @@ pub(super) struct Checker<'a> {
     errors: Vec<ConfigError>,
     /// Runtime ids seen so far, with the line of the first use.
     ids: HashMap<String, usize>,
+    /// Each runtime's peer relations' names, in file order.
+    peers: BTreeMap<String, Vec<String>>,
 }
 
 impl<'a> Checker<'a> {
@@ -56,6 +58,7 @@ impl<'a> Checker<'a> {
             base_dir,
             errors: Vec::new(),
             ids: HashMap::new(),
+            peers: BTreeMap::new(),
         }
     }
 
@@ -74,11 +77,16 @@ impl<'a> Checker<'a> {
         // be known (a runtime with other problems still counts as known, so
         // its relations get no second, misleading error).
         let mut seen = Vec::new();
-        let relations: Vec<_> = relations
+        let mut relations: Vec<_> = relations
             .into_iter()
             .enumerate()
             .filter_map(|(i, relation)| self.relation(i + 1, relation, &mut seen))
             .collect();
+        for runtime in &runtimes {
+            for name in self.peers.get(&runtime.id).into_iter().flatten() {
+                relations.push(RelationConfig::peer(Endpoint::new(&runtime.id, name)));
+            }
+        }
         if self.errors.is_empty() {
             return Ok(Config {
                 runtimes,
@@ -144,6 +152,10 @@ impl<'a> Checker<'a> {
                 .unwrap_or(defaults.abort),
         };
         let liveness = self.liveness(&who, raw.liveness);
+        let peers = self.peers(&who, raw.peer);
+        if let Some(id) = &id {
+            self.peers.insert(id.clone(), peers);
+        }
         let (names, versions) = self.versions(&who, raw.version, &table);
         let active = self.active(&who, raw.active, &names, table);
 
@@ -162,6 +174,36 @@ impl<'a> Checker<'a> {
             liveness,
             versions,
         })
+    }
+
+    /// The names of `who`'s peer relations (valid and unique).
+    fn peers(&mut self, who: &str, raw: List<RawPeer, PeerList>) -> Vec<String> {
+        let mut names: Vec<String> = Vec::new();
+        for table in raw.items {
+            let span = table.span();
+            let Some(name) = table.into_inner().name else {
+                self.error(
+                    span,
+                    format!(r#"{who}: a [[runtime.peer]] has no name; add name = "..." (e.g. "cluster")"#),
+                );
+                continue;
+            };
+            let span = name.span();
+            let name = name.into_inner().0;
+            if let Some(problem) = endpoint_name_problem(&name) {
+                self.error(span, format!("{who}: peer relation: {problem}"));
+                continue;
+            }
+            if names.contains(&name) {
+                self.error(
+                    span,
+                    format!("{who}: peer relation {name:?} is declared twice; remove one"),
+                );
+                continue;
+            }
+            names.push(name);
+        }
+        names
     }
 
     /// `[runtime.liveness]` of `who`: its values, or the host's defaults
@@ -328,8 +370,8 @@ impl<'a> Checker<'a> {
             } else {
                 format!(
                     "relation #{number} relates runtime {:?} to itself ({a} and {b}); \
-                     a unit never sees itself in a relation, so it would have no remote \
-                     unit: relate two different runtimes",
+                     a unit never sees itself in a relation: relate two different runtimes, \
+                     or relate the runtime's units to each other with a [[runtime.peer]]",
                     a.runtime
                 )
             };
@@ -369,6 +411,19 @@ impl<'a> Checker<'a> {
             self.error(
                 span,
                 format!("relation #{number}: endpoint {text:?}: {problem}"),
+            );
+            return None;
+        }
+        if self
+            .peers
+            .get(runtime)
+            .is_some_and(|peers| peers.iter().any(|peer| peer == name))
+        {
+            self.error(
+                span,
+                format!(
+                    "relation #{number}: endpoint {text:?} is {runtime:?}'s peer relation; give this relation another endpoint name"
+                ),
             );
             return None;
         }

@@ -48,9 +48,11 @@ pub struct Config {
     /// The hosted runtimes, in file order; may be empty (an agent serving
     /// nothing yet).
     pub runtimes: Vec<RuntimeConfig>,
-    /// The relations between the runtimes, in file order; each relates two
-    /// endpoints of two different runtimes of [`runtimes`](Self::runtimes),
-    /// and no two relate the same pair.
+    /// The relations: the `[[relation]]` tables in file order (each
+    /// relates endpoints of two different runtimes of
+    /// [`runtimes`](Self::runtimes), and no two relate the same pair), then
+    /// each runtime's peer relations (`[[runtime.peer]]`, both ends the
+    /// same endpoint).
     pub relations: Vec<RelationConfig>,
 }
 
@@ -75,6 +77,19 @@ pub struct RelationConfig {
 }
 
 impl RelationConfig {
+    /// The peer relation of `endpoint`'s runtime: its units, on every
+    /// agent, relate to each other through it.
+    pub fn peer(endpoint: Endpoint) -> Self {
+        Self {
+            endpoints: [endpoint.clone(), endpoint],
+        }
+    }
+
+    /// Whether it relates a runtime's units to each other.
+    pub fn is_peer(&self) -> bool {
+        self.endpoints[0] == self.endpoints[1]
+    }
+
     /// Whether this relation is the one between `endpoints` (in either
     /// order): a relation's identity is its pair of endpoints.
     pub fn relates(&self, endpoints: &[Endpoint; 2]) -> bool {

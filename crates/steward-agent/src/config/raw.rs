@@ -43,6 +43,8 @@ expected! {
     CountText => "a whole number such as 3";
     VersionList => "[[runtime.version]] tables (with double brackets)";
     RelationList => "[[relation]] tables (with double brackets)";
+    PeerList => "[[runtime.peer]] tables (with double brackets)";
+    PeerNameText => r#"an endpoint name such as "cluster""#;
     EndpointText => r#"an endpoint string such as "web:db" (<runtime>:<endpoint name>)"#;
     EndpointList => r#"an array of two endpoints such as ["web:db", "kv:store"]"#;
     ArgList => r#"an array of strings such as ["--port", "8080"]"#;
@@ -157,7 +159,17 @@ pub(super) struct RawRuntime {
     pub(super) liveness: Option<Spanned<RawLiveness>>,
     pub(super) settings: Option<Spanned<toml::Table>>,
     #[serde(default)]
+    pub(super) peer: List<RawPeer, PeerList>,
+    #[serde(default)]
     pub(super) version: List<RawVersion, VersionList>,
+}
+
+/// `[[runtime.peer]]`: a relation between the runtime's own units.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+#[serde(expecting = "a [[runtime.peer]] table with a name")]
+pub(super) struct RawPeer {
+    pub(super) name: Option<Spanned<Text<PeerNameText>>>,
 }
 
 /// `[runtime.liveness]`: how the host finds the runtime hung.

@@ -1103,3 +1103,70 @@ fn process_timeout_and_liveness_rules() {
         "{message}"
     );
 }
+
+#[test]
+fn peer_relations_join_the_relations_after_the_declared_ones() {
+    let f = fixture();
+    let text = two_runtimes_with("[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n")
+        .replacen(
+            "[[runtime.version]]",
+            "[[runtime.peer]]\nname = \"cluster\"\n[[runtime.peer]]\nname = \"gossip\"\n[[runtime.version]]",
+            1,
+        );
+    let config = f.parse(&text).unwrap();
+    let peer = |name: &str| RelationConfig::peer(Endpoint::new("web", name));
+    assert_eq!(
+        config.relations,
+        vec![
+            RelationConfig {
+                endpoints: [Endpoint::new("web", "db"), Endpoint::new("kv", "store")]
+            },
+            peer("cluster"),
+            peer("gossip"),
+        ]
+    );
+    assert!(config.relations[1].is_peer() && !config.relations[0].is_peer());
+}
+
+#[test]
+fn peer_relation_rules() {
+    let f = fixture();
+    let with_peers = |peers: &str, relations: &str| {
+        two_runtimes_with(relations).replacen(
+            "[[runtime.version]]",
+            &format!("{peers}[[runtime.version]]"),
+            1,
+        )
+    };
+    let (_, _, message) = f.error(&with_peers("[[runtime.peer]]\n", ""));
+    assert!(
+        message.starts_with(r#"runtime "web": a [[runtime.peer]] has no name"#),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&with_peers("[[runtime.peer]]\nname = \"Cluster\"\n", ""));
+    assert!(
+        message.contains("invalid endpoint name \"Cluster\""),
+        "{message}"
+    );
+    let twice = "[[runtime.peer]]\nname = \"c\"\n[[runtime.peer]]\nname = \"c\"\n";
+    let (_, _, message) = f.error(&with_peers(twice, ""));
+    assert_eq!(
+        message,
+        r#"runtime "web": peer relation "c" is declared twice; remove one"#
+    );
+    let (_, _, message) = f.error(&with_peers(
+        "[[runtime.peer]]\nname = \"db\"\n",
+        "[[relation]]\nendpoints = [\"web:db\", \"kv:store\"]\n",
+    ));
+    assert_eq!(
+        message,
+        r#"relation #1: endpoint "web:db" is "web"'s peer relation; give this relation another endpoint name"#
+    );
+    let (_, _, message) = f.error(&with_peers("[runtime.peer]\nname = \"c\"\n", ""));
+    assert!(message.contains("[[runtime.peer]] tables"), "{message}");
+    // The message for a runtime related to itself points at peers.
+    let (_, _, message) = f.error(&two_runtimes_with(
+        "[[relation]]\nendpoints = [\"web:db\", \"web:store\"]\n",
+    ));
+    assert!(message.contains("[[runtime.peer]]"), "{message}");
+}

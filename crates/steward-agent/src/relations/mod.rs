@@ -53,9 +53,26 @@ impl Relation {
         self.endpoint_of(runtime).is_some()
     }
 
+    /// Whether it relates a runtime's units to each other (both ends are
+    /// the same endpoint).
+    pub(crate) fn is_peer(&self) -> bool {
+        self.endpoints[0] == self.endpoints[1]
+    }
+
+    /// Its distinct ends: two, or one for a peer relation.
+    pub(crate) fn ends(&self) -> &[Endpoint] {
+        match self.is_peer() {
+            true => &self.endpoints[..1],
+            false => &self.endpoints,
+        }
+    }
+
     fn describe(&self) -> String {
         let [a, b] = &self.endpoints;
-        format!("relation {} between {a} and {b}", self.id)
+        match self.is_peer() {
+            true => format!("peer relation {} of {a}", self.id),
+            false => format!("relation {} between {a} and {b}", self.id),
+        }
     }
 }
 
@@ -190,7 +207,7 @@ impl Relations {
             if relation.life != RelationLife::Alive {
                 continue;
             }
-            for end in &relation.endpoints {
+            for end in relation.ends() {
                 let hookless = config
                     .runtime(&end.runtime)
                     .is_some_and(|runtime| runtime.hooks.is_none());
@@ -252,7 +269,7 @@ impl Relations {
                 .values()
                 .filter(|relation| relation.life == RelationLife::Dying)
                 .filter(|relation| {
-                    relation.endpoints.iter().all(|end| {
+                    relation.ends().iter().all(|end| {
                         !ending.hooked.contains(&end.runtime)
                             || ending
                                 .finished
@@ -264,7 +281,7 @@ impl Relations {
         };
         for relation in done {
             let mut writes = vec![records::delete_relation(relation.id)];
-            for end in &relation.endpoints {
+            for end in relation.ends() {
                 writes.push(records::delete_state(&end.runtime, relation.id));
             }
             for member in records::units(&self.store).await? {
@@ -312,13 +329,12 @@ impl Relations {
     }
 
     fn publish(&self, relation: &Relation, kind: EventKind) {
-        let [a, b] = &relation.endpoints;
-        for end in &relation.endpoints {
+        for end in relation.ends() {
             self.events.publish(AgentEvent::now(
                 end.runtime.as_str(),
                 "",
                 kind,
-                Some(format!("relation {}: {a} and {b}", relation.id)),
+                Some(relation.describe()),
             ));
         }
     }

@@ -207,7 +207,10 @@ async fn a_slowloris_of_500_connections_does_not_stop_calls() {
         );
         served += 1;
     }
-    assert!(served >= 20, "only {served} calls in 3 s behind the slowloris");
+    assert!(
+        served >= 20,
+        "only {served} calls in 3 s behind the slowloris"
+    );
     let still_open = trickle.await.unwrap();
     assert_eq!(
         still_open, 0,

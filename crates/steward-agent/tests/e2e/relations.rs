@@ -521,3 +521,62 @@ async fn a_sigkill_during_a_relation_hook_reruns_it_as_failed() {
         ]
     );
 }
+
+/// A peer relation (`[[runtime.peer]]`) on one agent: it exists, its hooks
+/// can name it, the unit is in it alone (a unit never sees itself: no
+/// joined runs until another agent's unit of the runtime joins, in fleet
+/// mode), and removing it runs relation-broken.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_relation_on_one_agent_has_the_unit_alone() {
+    let charms = Charms::new();
+    let ids = charms.path("ids").display().to_string();
+    charms.hook("web", "start", &format!("relation-ids cluster > {ids:?}"));
+    charms.hook("web", "cluster-relation-joined", "");
+    charms.hook("web", "cluster-relation-broken", "");
+    let peered = |on: bool| {
+        let text = charms.config(7000, false);
+        let (web, kv) = text.split_at(text.find("[[runtime]]\nid = \"kv\"").unwrap());
+        let web = match on {
+            true => web.replacen(
+                "[[runtime.version]]",
+                "[[runtime.peer]]\nname = \"cluster\"\n[[runtime.version]]",
+                1,
+            ),
+            false => web.to_owned(),
+        };
+        format!("{web}{kv}")
+    };
+    let config = charms.write_config(&peered(true));
+    let data = TempDir::new().unwrap();
+    let agent = Agent::start(options(data.path(), &config)).await;
+    charms.wait_line("log", "web start").await;
+    wait_idle(&agent).await;
+    assert_eq!(
+        std::fs::read_to_string(charms.path("ids")).unwrap(),
+        "cluster:0\n"
+    );
+    let list = relations(&agent).await;
+    assert_eq!(
+        list["relations"],
+        serde_json::json!([{
+            "id": 0,
+            "state": "alive",
+            "peer": true,
+            "endpoints": [{"runtime": "web", "endpoint": "cluster", "units": ["web/a1"]}],
+        }])
+    );
+    assert!(charms.relation_log("web").is_empty(), "{:?}", charms.log());
+
+    charms.write_config(&peered(false));
+    charms.wait_line("log", "web cluster-relation-broken").await;
+    eventually("the peer relation gone", DEADLINE, || async {
+        let list = relations(&agent).await;
+        list["relations"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(charms.relation_log("web"), ["web cluster-relation-broken"]);
+}
