@@ -537,6 +537,45 @@ impl Store {
         .await
     }
 
+    /// Sets `runtime`'s version to `version` only if it has none, in one
+    /// write transaction: how a config's `active` version seeds desired
+    /// state without overwriting one already chosen. Returns `None` when
+    /// this call set it, else the version that was there (left unchanged).
+    /// Durable and notifying like
+    /// [`set_desired_version`](Store::set_desired_version).
+    pub async fn create_desired_version(
+        &self,
+        runtime: &str,
+        version: &str,
+    ) -> Result<Option<String>, Error> {
+        let (id, version) = (runtime.to_owned(), version.to_owned());
+        self.run(
+            || format!("creating desired version of {runtime}"),
+            move |inner| {
+                let txn = inner.db()?.begin_write()?;
+                let existing = {
+                    let mut table = txn.open_table(DESIRED_VERSIONS)?;
+                    let existing = table.get(id.as_str())?.map(|v| v.value().to_owned());
+                    if existing.is_none() {
+                        table.insert(id.as_str(), version.as_str())?;
+                    }
+                    existing
+                };
+                match existing {
+                    Some(existing) => {
+                        txn.abort()?;
+                        Ok(Some(existing))
+                    }
+                    None => {
+                        inner.commit(txn, Some(&id))?;
+                        Ok(None)
+                    }
+                }
+            },
+        )
+        .await
+    }
+
     /// Removes `runtime`'s desired version (durably; notifying its watchers
     /// if one was set). Clearing an unset version is a no-op.
     pub async fn clear_desired_version(&self, runtime: &str) -> Result<(), Error> {
