@@ -15,7 +15,9 @@ use std::path::PathBuf;
 /// A write that fails with [`Database`](Error::Database) did not happen. A
 /// write that fails with [`Unusable`](Error::Unusable) may or may not have
 /// become durable (redb cannot tell after a failed commit): read it back
-/// after reopening.
+/// after reopening. [`Unavailable`](Error::Unavailable) is the same for a
+/// shared store that did not answer in time: read it back once it is
+/// reachable again.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -74,6 +76,19 @@ pub enum Error {
         /// What was being done, e.g. `writing desired version of echo`.
         operation: String,
         /// Why it failed.
+        reason: String,
+    },
+
+    /// A shared store (etcd, in fleet mode) could not be reached in time: the
+    /// operation may or may not have been applied there, and a read got
+    /// nothing. The agent keeps serving what it runs and retries by itself.
+    #[error(
+        "store: {operation}: the shared store cannot be reached ({reason}); check that it is running and reachable from this machine, then retry"
+    )]
+    Unavailable {
+        /// What was being done, e.g. `writing desired version of echo`.
+        operation: String,
+        /// Why it failed, e.g. `no answer within 2s`.
         reason: String,
     },
 

@@ -14,6 +14,13 @@
 //!   bytes by (kind, key), written in atomic batches
 //!   ([`Store::commit_records`]).
 //!
+//! It also defines the **shared-state traits** the agent uses, so that a
+//! fleet backend (etcd, in `steward-etcd`) can stand in for the embedded
+//! store: [`DesiredState`] (the desired versions, with their watchers),
+//! implemented here by [`Store`] as a thin delegation to its own methods.
+//! One conformance suite checks every backend against the same semantics
+//! (module `conformance`, behind the `conformance` feature).
+//!
 //! # Guarantees
 //!
 //! - **Durable acknowledgement.** Every write is committed with redb's
@@ -58,10 +65,14 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod error;
 mod records;
+mod shared;
 mod store;
 
 pub use error::Error;
 pub use records::RecordWrite;
+pub use shared::DesiredState;
 pub use store::{Store, StoreHealth};
