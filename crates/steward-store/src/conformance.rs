@@ -8,7 +8,7 @@
 //! turns all of them into `#[tokio::test]`s of the calling test crate:
 //!
 //! ```ignore
-//! async fn fresh() -> (Guard, Arc<dyn DesiredState>) { … }
+//! async fn fresh() -> (Guard, Arc<dyn DesiredState>) { todo!() }
 //! steward_store::desired_state_conformance!(fresh);
 //! ```
 //!
