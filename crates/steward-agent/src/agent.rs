@@ -43,7 +43,7 @@ use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
 use crate::metrics;
 use crate::relations::Relations;
-use crate::runtimes::{Context, HookServices, Manager, ProcessHosts, Registry};
+use crate::runtimes::{Context, DesiredScope, HookServices, Manager, ProcessHosts, Registry};
 use crate::storage::StoreStorage;
 use crate::systemd;
 use crate::token::read_token_file;
@@ -282,6 +282,8 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
     let registry = Arc::new(Registry::default());
     let context = Context {
+        desired: Arc::new(store.clone()),
+        scope: DesiredScope::Local,
         store: store.clone(),
         registry: registry.clone(),
         events,
@@ -295,6 +297,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     let api_state = ApiState {
         registry: context.registry.clone(),
         relations: context.relations.clone(),
+        desired: context.desired.clone(),
         store: store.clone(),
         events: context.events.clone(),
         prometheus: prometheus.clone(),

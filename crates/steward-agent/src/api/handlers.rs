@@ -100,7 +100,7 @@ fn store_error(error: steward_store::Error) -> ApiError {
 async fn desired_version(state: &AppState, id: &str) -> Result<Option<String>, ApiError> {
     state
         .api
-        .store
+        .desired
         .desired_version(id)
         .await
         .map_err(store_error)
@@ -111,7 +111,7 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeLi
     // problem is in /healthz).
     let mut desired = state
         .api
-        .store
+        .desired
         .desired_versions()
         .await
         .unwrap_or_else(|error| {
@@ -363,7 +363,7 @@ pub(super) async fn set_version(
     let seen = outcomes.borrow_and_update().generation;
     state
         .api
-        .store
+        .desired
         .set_desired_version(&id, &version)
         .await
         .map_err(store_error)?;

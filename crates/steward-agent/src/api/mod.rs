@@ -46,6 +46,8 @@ pub(crate) struct ApiState {
     pub(crate) registry: Arc<Registry>,
     pub(crate) relations: Arc<crate::relations::Relations>,
     pub(crate) store: Store,
+    /// Desired versions: the store, or the fleet's.
+    pub(crate) desired: Arc<dyn steward_store::DesiredState>,
     pub(crate) events: EventBus,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) token: Option<Arc<str>>,

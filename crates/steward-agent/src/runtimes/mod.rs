@@ -22,7 +22,7 @@ mod worker;
 
 use std::sync::Arc;
 
-use steward_store::Store;
+use steward_store::{DesiredState, Store};
 
 pub(crate) use hooks::HookServices;
 pub(crate) use hosted::{HookActivity, HookRequest, Hosted, LastHook, RuntimeStatus};
@@ -30,13 +30,36 @@ pub(crate) use hosts::{Hosts, ProcessHosts};
 pub(crate) use manager::Manager;
 pub(crate) use registry::Registry;
 
+/// Whose desired state it is, which decides whether an agent may correct
+/// it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DesiredScope {
+    /// This agent's alone: a desired version the config lacks becomes the
+    /// config's `active`, and a failed switch puts back the version that
+    /// still runs, so desired state always names something that works.
+    Local,
+    /// A fleet's, shared by many agents: an agent never corrects it (the
+    /// others may have the version, or have switched to it); it keeps what
+    /// runs and reports the problem in its status.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "constructed once the fleet backend is wired in")
+    )]
+    Fleet,
+}
+
 use crate::events::EventBus;
 use crate::relations::Relations;
 
 /// What every runtime worker and the manager share.
 #[derive(Debug, Clone)]
 pub(crate) struct Context {
+    /// The agent's own state: hook and relation records, host storage.
     pub(crate) store: Store,
+    /// Desired versions: the agent's store, or the fleet's.
+    pub(crate) desired: Arc<dyn DesiredState>,
+    /// Who else reads and writes [`desired`](Self::desired).
+    pub(crate) scope: DesiredScope,
     pub(crate) registry: Arc<Registry>,
     pub(crate) events: EventBus,
     pub(crate) hosts: Arc<dyn Hosts>,

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::manager::changes_in_place;
 use super::worker::worker_id;
-use super::{Context, HookServices, Hosts, Manager, Registry, track};
+use super::{Context, DesiredScope, HookServices, Hosts, Manager, Registry, track};
 use crate::api::types::RuntimeState;
 use crate::config::{BackoffConfig, Config, RuntimeConfig, Transition, VersionConfig};
 use crate::events::{AgentEvent, EventBus, EventKind};
@@ -118,6 +118,12 @@ struct Fixture {
 
 impl Fixture {
     async fn new() -> Self {
+        Self::with_scope(DesiredScope::Local).await
+    }
+
+    /// A fixture whose desired state is `scope`'s (the store stands in
+    /// for a fleet's).
+    async fn with_scope(scope: DesiredScope) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("steward.redb")).await.unwrap();
         let hosts = Arc::new(FakeHosts::default());
@@ -130,6 +136,8 @@ impl Fixture {
             .await
             .unwrap();
         let context = Context {
+            desired: Arc::new(store.clone()),
+            scope,
             store,
             registry: Arc::new(Registry::default()),
             events,
@@ -202,7 +210,7 @@ impl Fixture {
     }
 
     async fn desired(&self, runtime: &str) -> Option<String> {
-        self.context.store.desired_version(runtime).await.unwrap()
+        self.context.desired.desired_version(runtime).await.unwrap()
     }
 
     /// Writes the desired version and waits for the switch's outcome.
@@ -280,6 +288,44 @@ async fn a_stored_version_the_config_lacks_gives_way_to_active() {
         .await;
     fx.serving("echo", "1").await;
     assert_eq!(fx.desired("echo").await.as_deref(), Some("1"));
+    fx.shutdown().await;
+}
+
+/// In a fleet, desired state is not one agent's to correct: a version the
+/// agent's config lacks stays desired (others may have it), the agent
+/// serves its `active` and says why.
+#[tokio::test]
+async fn in_a_fleet_a_desired_version_the_config_lacks_stays_and_is_reported() {
+    let fx = Fixture::with_scope(DesiredScope::Fleet).await;
+    fx.context
+        .desired
+        .set_desired_version("echo", "9")
+        .await
+        .unwrap();
+    fx.apply(&config(vec![runtime("echo", "1", &["1", "2"])]))
+        .await;
+    fx.serving("echo", "1").await;
+    assert_eq!(fx.desired("echo").await.as_deref(), Some("9"));
+    let hosted = fx.context.registry.get("echo").unwrap();
+    let error = hosted.status().last_error.unwrap_or_default();
+    assert!(error.contains("no version \"9\" in the config"), "{error}");
+    fx.shutdown().await;
+}
+
+/// In a fleet, a switch that fails here leaves desired state alone (other
+/// agents may have switched); the old version keeps serving.
+#[tokio::test]
+async fn in_a_fleet_a_failed_switch_leaves_desired_state_alone() {
+    let fx = Fixture::with_scope(DesiredScope::Fleet).await;
+    fx.hosts.fail("echo", "2");
+    fx.apply(&config(vec![runtime("echo", "1", &["1", "2"])]))
+        .await;
+    fx.serving("echo", "1").await;
+    let error = fx.switch("echo", "2").await.expect("the switch fails");
+    assert!(error.contains("scripted start failure"), "{error}");
+    let hosted = fx.context.registry.get("echo").unwrap();
+    assert_eq!(hosted.active_version().as_deref(), Some("1"));
+    assert_eq!(fx.desired("echo").await.as_deref(), Some("2"));
     fx.shutdown().await;
 }
 

@@ -25,7 +25,7 @@ use steward_worker::{Error, Runner, SimpleWorker, Watcher, Worker};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use super::{Context, Hosted, track};
+use super::{Context, DesiredScope, Hosted, track};
 use crate::api::types::RuntimeState;
 use crate::config::RuntimeConfig;
 use crate::events::{AgentEvent, EventKind};
@@ -108,7 +108,7 @@ async fn serve(
     stop: &CancellationToken,
 ) -> Result<(), Error> {
     let id = hosted.id.as_str();
-    let mut desired_changes = context.store.watch_desired_version(id);
+    let mut desired_changes = context.desired.watch_desired_version(id);
     let first = initial_version(context, hosted).await?;
     tokio::select! {
         () = stop.cancelled() => return Ok(()),
@@ -160,26 +160,36 @@ async fn installed(hosted: &Hosted, stop: &CancellationToken) -> bool {
 async fn initial_version(context: &Context, hosted: &Hosted) -> Result<String, Error> {
     let config = hosted.config();
     let id = hosted.id.as_str();
+    // The config's `active` seeds desired state only where none was chosen.
     let stored = context
-        .store
-        .desired_version(id)
+        .desired
+        .create_desired_version(id, &config.active)
         .await
         .map_err(Error::other)?;
     match stored {
+        None => Ok(config.active.clone()),
         Some(version) if config.version(&version).is_some() => Ok(version),
-        stored => {
-            if let Some(unknown) = &stored {
-                warn!(runtime = id, desired = %unknown, starting = %config.active, "the desired version is not in the config; starting the config's active version");
-            }
-            let set = context
-                .store
-                .compare_and_set_desired_version(id, stored.as_deref(), &config.active)
-                .await
-                .map_err(Error::other)?;
-            if !set {
-                // Someone wrote a desired version meanwhile: start with the
-                // config's and let the change notification reconcile it.
-                info!(runtime = id, "the desired version changed while starting");
+        Some(unknown) => {
+            match context.scope {
+                DesiredScope::Local => {
+                    warn!(runtime = id, desired = %unknown, starting = %config.active, "the desired version is not in the config; starting the config's active version");
+                    let set = context
+                        .desired
+                        .compare_and_set_desired_version(id, Some(&unknown), &config.active)
+                        .await
+                        .map_err(Error::other)?;
+                    if !set {
+                        // Someone wrote a desired version meanwhile: start
+                        // with the config's and let the change
+                        // notification reconcile it.
+                        info!(runtime = id, "the desired version changed while starting");
+                    }
+                }
+                DesiredScope::Fleet => {
+                    let problem = not_configured(id, &unknown, &config.version_names());
+                    warn!(runtime = id, desired = %unknown, starting = %config.active, "{problem}; starting the config's active version");
+                    hosted.status_mut().last_error = Some(problem);
+                }
             }
             Ok(config.active.clone())
         }
@@ -189,7 +199,7 @@ async fn initial_version(context: &Context, hosted: &Hosted) -> Result<String, E
 /// Brings the aggregate to the desired version, if it is not there.
 async fn reconcile(context: &Context, hosted: &Hosted, aggregate: &Aggregate) {
     let id = hosted.id.as_str();
-    let desired = match context.store.desired_version(id).await {
+    let desired = match context.desired.desired_version(id).await {
         Ok(Some(desired)) => desired,
         Ok(None) => return,
         Err(error) => {
@@ -208,10 +218,7 @@ async fn reconcile(context: &Context, hosted: &Hosted, aggregate: &Aggregate) {
             .await
             .map_err(|e| e.to_string())
     } else {
-        Err(format!(
-            "runtime {id} has no version {desired:?} in the config (known: {})",
-            aggregate.versions().join(", ")
-        ))
+        Err(not_configured(id, &desired, &aggregate.versions()))
     };
     let from = active.unwrap_or_else(|| "none".to_owned());
     match result {
@@ -236,11 +243,13 @@ async fn reconcile(context: &Context, hosted: &Hosted, aggregate: &Aggregate) {
                 EventKind::SwitchFailed,
                 Some(error.clone()),
             ));
-            // Desired state goes back to what runs, unless a newer request
-            // replaced it meanwhile.
-            if let Some(active) = aggregate.active_version()
+            // A local desired state goes back to what runs, unless a newer
+            // request replaced it meanwhile; a fleet's is not this agent's
+            // to correct (others may have switched).
+            if context.scope == DesiredScope::Local
+                && let Some(active) = aggregate.active_version()
                 && let Err(revert) = context
-                    .store
+                    .desired
                     .compare_and_set_desired_version(id, Some(&desired), &active)
                     .await
             {
@@ -249,4 +258,12 @@ async fn reconcile(context: &Context, hosted: &Hosted, aggregate: &Aggregate) {
             hosted.publish_outcome(&desired, Some(error));
         }
     }
+}
+
+/// Why `runtime` cannot run `version`: its config lacks it.
+fn not_configured(runtime: &str, version: &str, known: &[String]) -> String {
+    format!(
+        "runtime {runtime} has no version {version:?} in the config (known: {})",
+        known.join(", ")
+    )
 }

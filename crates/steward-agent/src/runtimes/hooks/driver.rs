@@ -359,7 +359,7 @@ impl Driver {
         let config = self.hosted.config();
         let desired = self
             .context
-            .store
+            .desired
             .desired_version(&self.hosted.id)
             .await
             .map_err(Error::other)?;
