@@ -10,6 +10,7 @@
 
 mod error;
 mod handlers;
+mod openapi;
 mod relations;
 mod server;
 mod sse;
@@ -84,6 +85,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/runtimes", get(handlers::list))
         .route("/v1/runtimes/{id}", get(handlers::detail))
         .route("/v1/runtimes/{id}/call", post(handlers::call))
@@ -165,10 +167,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     let Some(token) = &state.api.token else {
         return next.run(request).await;
     };
-    // The web UI's files are public (they hold no secrets): the page asks
-    // for the token and sends it with its API calls.
-    let path = request.uri().path();
-    if path == "/healthz" || ui::is_public(path) {
+    if is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let presented = request
@@ -193,6 +192,13 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
             response
         }
     }
+}
+
+/// Whether `path` is served without the token: `/healthz`, and the web
+/// UI's files (they hold no secrets: the page asks for the token and sends
+/// it with its API calls). The OpenAPI document says so from this too.
+fn is_public(path: &str) -> bool {
+    path == "/healthz" || ui::is_public(path)
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is
