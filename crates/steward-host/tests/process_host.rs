@@ -611,6 +611,54 @@ async fn forced_abort_restarts_the_process() {
     assert_eq!(pending_events(&mut events), Vec::new());
 }
 
+/// A call in flight when `abort(true)` kills the process fails as cut off
+/// by the abort (`Error::Aborted`), not as a lost runtime: the kill was
+/// asked for, and the runtime did nothing wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn forced_abort_fails_a_call_in_flight_as_aborted() {
+    let _table = shared_table().await;
+    let host = ProcessHost::new(
+        tag(
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
+            "force-call",
+        ),
+        Arc::new(MemoryStorage::new()),
+    );
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    expect_started(&mut events).await;
+
+    // Nothing tells when the process has the call (a call made while it
+    // restarts waits for the new one): abort until the call ends.
+    let mut sleeper = {
+        let host = host.clone();
+        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
+    };
+    let deadline = Instant::now() + WAIT;
+    let slept = loop {
+        assert!(
+            Instant::now() < deadline,
+            "sleep not cut off within {WAIT:?}"
+        );
+        tokio::time::timeout(WAIT, host.abort(true))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(slept) = tokio::time::timeout(Duration::from_millis(200), &mut sleeper).await {
+            break slept.unwrap();
+        }
+    };
+    assert!(
+        matches!(&slept, Err(Error::Aborted { runtime }) if &**runtime == "echo"),
+        "{slept:?}"
+    );
+
+    // The restarted process serves.
+    eventually("the restarted process to serve", || host.is_ready()).await;
+    assert_eq!(call_ok(&host, "echo", serde_json::json!(3)).await, 3);
+    tokio::time::timeout(WAIT, host.stop()).await.unwrap();
+}
+
 /// `abort(false)` (twice) on a healthy runtime is answered: `Ok`, no
 /// restart (no event for 2 s, and the event stream up to the final stop
 /// holds no `Stopped`), the same process keeps serving, and a call in
