@@ -379,7 +379,8 @@ pub(super) async fn resolve(
             example runtime's unknown method)", body = ErrorResponse),
         (status = 408, description = "The body did not arrive within `--http-timeout`",
             body = ErrorResponse),
-        (status = 409, description = "The call was aborted (runtime code 4)", body = ErrorResponse),
+        (status = 409, description = "The call was aborted: abandoned by the runtime (its code \
+            4), or cut off by an abort that killed the process", body = ErrorResponse),
         (status = 413, description = "The body is larger than `--max-request-bytes`",
             body = ErrorResponse),
         (status = 429, description = "The runtime is busy (runtime code 5)", body = ErrorResponse),

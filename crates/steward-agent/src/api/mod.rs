@@ -277,4 +277,19 @@ mod tests {
         );
         assert_eq!(status_of_runtime_code(7), StatusCode::INTERNAL_SERVER_ERROR);
     }
+
+    #[test]
+    fn a_call_cut_off_by_an_abort_is_a_conflict_not_a_gateway_error() {
+        let cut_off = ApiError::from_host(steward_host::Error::Aborted {
+            runtime: "echo".into(),
+        });
+        assert_eq!(cut_off.status, StatusCode::CONFLICT);
+        assert_eq!(cut_off.detail.module, MODULE);
+        assert!(cut_off.detail.message.contains("abort"), "{cut_off:?}");
+        let lost = ApiError::from_host(steward_host::Error::Lost {
+            runtime: "echo".into(),
+            reason: "it crashed".into(),
+        });
+        assert_eq!(lost.status, StatusCode::BAD_GATEWAY);
+    }
 }
