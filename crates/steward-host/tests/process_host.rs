@@ -88,6 +88,35 @@ async fn call(host: &ProcessHost, method: &str, args: serde_json::Value) -> Resu
     call_value(host, method, json(args)).await
 }
 
+/// Makes a 60 s `sleep` call and aborts (`abort(force)`) every `poll`
+/// until it ends, within [`WAIT`]; returns its answer. Nothing tells when
+/// the runtime has begun serving the call, and an abort only reaches calls
+/// already running, hence the repeats.
+async fn abort_a_long_sleep(
+    host: &ProcessHost,
+    force: bool,
+    poll: Duration,
+) -> Result<Value, Error> {
+    let mut sleeper = {
+        let host = host.clone();
+        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "sleep not ended by abort({force}) within {WAIT:?}"
+        );
+        tokio::time::timeout(WAIT, host.abort(force))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(slept) = tokio::time::timeout(poll, &mut sleeper).await {
+            return slept.unwrap();
+        }
+    }
+}
+
 /// Calls `method`, which must succeed, and decodes its result.
 async fn call_ok(host: &ProcessHost, method: &str, args: serde_json::Value) -> serde_json::Value {
     call(host, method, args)
@@ -628,26 +657,9 @@ async fn forced_abort_fails_a_call_in_flight_as_aborted() {
     host.start().unwrap();
     expect_started(&mut events).await;
 
-    // Nothing tells when the process has the call (a call made while it
-    // restarts waits for the new one): abort until the call ends.
-    let mut sleeper = {
-        let host = host.clone();
-        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
-    };
-    let deadline = Instant::now() + WAIT;
-    let slept = loop {
-        assert!(
-            Instant::now() < deadline,
-            "sleep not cut off within {WAIT:?}"
-        );
-        tokio::time::timeout(WAIT, host.abort(true))
-            .await
-            .unwrap()
-            .unwrap();
-        if let Ok(slept) = tokio::time::timeout(Duration::from_millis(200), &mut sleeper).await {
-            break slept.unwrap();
-        }
-    };
+    // A call made while the process restarts waits for the new one, so
+    // give each kill time to be followed by the call.
+    let slept = abort_a_long_sleep(&host, true, Duration::from_millis(200)).await;
     assert!(
         matches!(&slept, Err(Error::Aborted { runtime }) if &**runtime == "echo"),
         "{slept:?}"
@@ -687,27 +699,8 @@ async fn gentle_abort_keeps_the_process() {
     }
     assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
 
-    // A long call in flight is abandoned by a gentle abort. Nothing tells
-    // when the runtime has begun serving it, so abort until it ends (an
-    // abort only reaches calls already running).
-    let mut sleeper = {
-        let host = host.clone();
-        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
-    };
-    let deadline = Instant::now() + WAIT;
-    let slept = loop {
-        assert!(
-            Instant::now() < deadline,
-            "sleep not aborted within {WAIT:?}"
-        );
-        tokio::time::timeout(WAIT, host.abort(false))
-            .await
-            .unwrap()
-            .unwrap();
-        if let Ok(slept) = tokio::time::timeout(Duration::from_millis(50), &mut sleeper).await {
-            break slept.unwrap();
-        }
-    };
+    // A long call in flight is abandoned by a gentle abort.
+    let slept = abort_a_long_sleep(&host, false, Duration::from_millis(50)).await;
     match slept {
         Err(Error::Protocol(steward_protocol::Error::Remote(body))) => {
             assert_eq!(body.code, ErrorBody::CODE_ABORTED, "{body}");
