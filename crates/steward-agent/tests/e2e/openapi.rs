@@ -193,15 +193,9 @@ fn run(executable: &Path, agent: &Agent, extra: &[&str]) {
         .current_dir(work.path())
         .env("NO_PROXY", "127.0.0.1,localhost")
         .stdin(Stdio::null());
-    for proxy in [
-        "HTTP_PROXY",
-        "http_proxy",
-        "HTTPS_PROXY",
-        "https_proxy",
-        "ALL_PROXY",
-        "all_proxy",
-    ] {
-        command.env_remove(proxy);
+    // No proxy, no settings of the test's own environment.
+    for name in crate::support::SCRUBBED_ENV {
+        command.env_remove(name);
     }
     let started = Instant::now();
     let output = run_bounded(command, Duration::from_secs(300));
