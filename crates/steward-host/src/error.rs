@@ -33,6 +33,16 @@ pub enum Error {
         /// What happened to the connection.
         reason: String,
     },
+    /// The call was cut off by an abort that killed the runtime's process
+    /// (`abort(true)`, or a runtime that did not answer `abort(false)` in
+    /// time); a new process is starting.
+    #[error(
+        "the call to runtime {runtime} was cut off by an abort, which killed its process (a new one is starting)"
+    )]
+    Aborted {
+        /// The runtime id.
+        runtime: Arc<str>,
+    },
     /// A protocol-level failure, including error answers from the runtime
     /// (`steward_protocol::Error::Remote`).
     #[error(transparent)]

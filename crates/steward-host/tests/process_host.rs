@@ -88,6 +88,35 @@ async fn call(host: &ProcessHost, method: &str, args: serde_json::Value) -> Resu
     call_value(host, method, json(args)).await
 }
 
+/// Makes a 60 s `sleep` call and aborts (`abort(force)`) every `poll`
+/// until it ends, within [`WAIT`]; returns its answer. Nothing tells when
+/// the runtime has begun serving the call, and an abort only reaches calls
+/// already running, hence the repeats.
+async fn abort_a_long_sleep(
+    host: &ProcessHost,
+    force: bool,
+    poll: Duration,
+) -> Result<Value, Error> {
+    let mut sleeper = {
+        let host = host.clone();
+        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
+    };
+    let deadline = Instant::now() + WAIT;
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "sleep not ended by abort({force}) within {WAIT:?}"
+        );
+        tokio::time::timeout(WAIT, host.abort(force))
+            .await
+            .unwrap()
+            .unwrap();
+        if let Ok(slept) = tokio::time::timeout(poll, &mut sleeper).await {
+            return slept.unwrap();
+        }
+    }
+}
+
 /// Calls `method`, which must succeed, and decodes its result.
 async fn call_ok(host: &ProcessHost, method: &str, args: serde_json::Value) -> serde_json::Value {
     call(host, method, args)
@@ -611,6 +640,37 @@ async fn forced_abort_restarts_the_process() {
     assert_eq!(pending_events(&mut events), Vec::new());
 }
 
+/// A call in flight when `abort(true)` kills the process fails as cut off
+/// by the abort (`Error::Aborted`), not as a lost runtime: the kill was
+/// asked for, and the runtime did nothing wrong.
+#[tokio::test(flavor = "multi_thread")]
+async fn forced_abort_fails_a_call_in_flight_as_aborted() {
+    let _table = shared_table().await;
+    let host = ProcessHost::new(
+        tag(
+            support::config("echo", "1.0.0", &["--version", "1.0.0"]),
+            "force-call",
+        ),
+        Arc::new(MemoryStorage::new()),
+    );
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    expect_started(&mut events).await;
+
+    // A call made while the process restarts waits for the new one, so
+    // give each kill time to be followed by the call.
+    let slept = abort_a_long_sleep(&host, true, Duration::from_millis(200)).await;
+    assert!(
+        matches!(&slept, Err(Error::Aborted { runtime }) if &**runtime == "echo"),
+        "{slept:?}"
+    );
+
+    // The restarted process serves.
+    eventually("the restarted process to serve", || host.is_ready()).await;
+    assert_eq!(call_ok(&host, "echo", serde_json::json!(3)).await, 3);
+    tokio::time::timeout(WAIT, host.stop()).await.unwrap();
+}
+
 /// `abort(false)` (twice) on a healthy runtime is answered: `Ok`, no
 /// restart (no event for 2 s, and the event stream up to the final stop
 /// holds no `Stopped`), the same process keeps serving, and a call in
@@ -639,27 +699,8 @@ async fn gentle_abort_keeps_the_process() {
     }
     assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
 
-    // A long call in flight is abandoned by a gentle abort. Nothing tells
-    // when the runtime has begun serving it, so abort until it ends (an
-    // abort only reaches calls already running).
-    let mut sleeper = {
-        let host = host.clone();
-        tokio::spawn(async move { call(&host, "sleep", serde_json::json!({"ms": 60_000})).await })
-    };
-    let deadline = Instant::now() + WAIT;
-    let slept = loop {
-        assert!(
-            Instant::now() < deadline,
-            "sleep not aborted within {WAIT:?}"
-        );
-        tokio::time::timeout(WAIT, host.abort(false))
-            .await
-            .unwrap()
-            .unwrap();
-        if let Ok(slept) = tokio::time::timeout(Duration::from_millis(50), &mut sleeper).await {
-            break slept.unwrap();
-        }
-    };
+    // A long call in flight is abandoned by a gentle abort.
+    let slept = abort_a_long_sleep(&host, false, Duration::from_millis(50)).await;
     match slept {
         Err(Error::Protocol(steward_protocol::Error::Remote(body))) => {
             assert_eq!(body.code, ErrorBody::CODE_ABORTED, "{body}");

@@ -71,6 +71,9 @@ impl ApiError {
             | Host::Stopped { .. }
             | Host::FailedToStart { .. }
             | Host::Drained { .. } => Self::new(StatusCode::SERVICE_UNAVAILABLE, error.to_string()),
+            // Cut off on request, as when the runtime itself abandons a
+            // call on an abort (its code 4): not a failure of the runtime.
+            Host::Aborted { .. } => Self::new(StatusCode::CONFLICT, error.to_string()),
             Host::Lost { .. } | Host::Protocol(_) => {
                 Self::new(StatusCode::BAD_GATEWAY, error.to_string())
             }

@@ -16,13 +16,14 @@ use tracing::debug;
 
 use super::AppState;
 use super::error::{ApiError, ApiPath, JsonBody};
+use super::openapi::RuntimeId;
 use steward_store::StoreHealth;
 
 use super::types::{
-    AbortRequest, AbortResponse, CallRequest, CallResponse, Health, HealthStatus, Hooks,
-    HooksState, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo, RuntimeList,
-    RuntimeState, RuntimeSummary, StoreProblem, VersionProcess, VersionRequest, VersionResponse,
-    Workload,
+    AbortRequest, AbortResponse, CallRequest, CallResponse, ErrorResponse, Health, HealthStatus,
+    Hooks, HooksState, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo,
+    RuntimeList, RuntimeState, RuntimeSummary, StoreProblem, VersionProcess, VersionRequest,
+    VersionResponse, Workload,
 };
 use crate::json;
 use crate::metrics;
@@ -36,6 +37,17 @@ const SWITCH_WAIT: Duration = Duration::from_secs(120);
 /// so between hooks).
 const RESOLVE_WAIT: Duration = Duration::from_secs(10);
 
+/// Whether the agent works fully.
+///
+/// Always 200 while the agent runs: `ok`, or `degraded` with the problem
+/// (the store refuses writes, e.g. on a full disk). Never needs the token.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "agent",
+    operation_id = "health",
+    responses((status = 200, description = "The agent runs", body = Health)),
+)]
 pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
     Json(match state.api.store.health() {
         StoreHealth::Ok => Health {
@@ -52,6 +64,19 @@ pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
     })
 }
 
+/// The agent's metrics in Prometheus' text format.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "agent",
+    operation_id = "metrics",
+    responses(
+        (status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+            content_type = "text/plain"),
+        (status = 503, description = "Another metrics recorder is installed in this process",
+            body = ErrorResponse),
+    ),
+)]
 pub(super) async fn metrics(State(state): State<AppState>) -> Response {
     match &state.api.prometheus {
         Some(handle) => (
@@ -106,6 +131,26 @@ async fn desired_version(state: &AppState, id: &str) -> Result<Option<String>, A
         .map_err(store_error)
 }
 
+/// Every runtime, sorted by id.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes",
+    tag = "runtimes",
+    operation_id = "list_runtimes",
+    responses(
+        (status = 200, description = "The runtimes", body = RuntimeList, links(
+            ("detail" = (operation_id = "runtime_detail",
+                parameters(("id" = "$response.body#/runtimes/0/id")),
+                description = "The first runtime in detail")),
+            ("call" = (operation_id = "call",
+                parameters(("id" = "$response.body#/runtimes/0/id")),
+                description = "A call to the first runtime")),
+            ("stats" = (operation_id = "runtime_stats",
+                parameters(("id" = "$response.body#/runtimes/0/id")),
+                description = "The first runtime's call statistics")),
+        )),
+    ),
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeList>, ApiError> {
     // What runs is worth showing even when the store cannot be read (its
     // problem is in /healthz).
@@ -128,6 +173,31 @@ pub(super) async fn list(State(state): State<AppState>) -> Result<Json<RuntimeLi
     Ok(Json(RuntimeList { runtimes }))
 }
 
+/// One runtime in detail: versions, state, the active version's
+/// handshake, restarts, processes, hooks and relations.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes/{id}",
+    tag = "runtimes",
+    operation_id = "runtime_detail",
+    params(RuntimeId),
+    responses(
+        (status = 200, description = "The runtime", body = RuntimeDetail, links(
+            ("switch" = (operation_id = "set_version",
+                parameters(("id" = "$response.body#/id")),
+                request_body = json!({"version": "$response.body#/versions/0"}),
+                description = "A switch to the runtime's first version")),
+            ("abort" = (operation_id = "abort",
+                parameters(("id" = "$response.body#/id")),
+                description = "Abort the runtime's calls in progress")),
+            ("resolve" = (operation_id = "resolve",
+                parameters(("id" = "$response.body#/id")),
+                description = "Resolve the runtime's failed hook")),
+        )),
+        (status = 400, description = "The id is not UTF-8", body = ErrorResponse),
+        (status = 404, description = "No such runtime", body = ErrorResponse),
+    ),
+)]
 pub(super) async fn detail(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -217,6 +287,32 @@ fn hooks_status(hosted: &Hosted) -> (Option<Workload>, Option<Hooks>) {
     (workload, Some(hooks))
 }
 
+/// Resolves a runtime's failed hook: runs it again now (`retry`, the
+/// default) or marks it done without running it.
+#[utoipa::path(
+    post,
+    path = "/v1/runtimes/{id}/resolve",
+    tag = "runtimes",
+    operation_id = "resolve",
+    params(RuntimeId),
+    request_body = ResolveRequest,
+    responses(
+        (status = 200, description = "The hook in error is retried or marked done",
+            body = ResolveResponse),
+        (status = 400, description = "A malformed body, or an id that is not UTF-8",
+            body = ErrorResponse),
+        (status = 404, description = "No such runtime", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive within `--http-timeout`",
+            body = ErrorResponse),
+        (status = 409, description = "The runtime has no hooks, or none is in error",
+            body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-request-bytes`",
+            body = ErrorResponse),
+        (status = 503, description = "The runtime's hooks are restarting", body = ErrorResponse),
+        (status = 504, description = "A hook is running and did not let the request in within 10 s",
+            body = ErrorResponse),
+    ),
+)]
 pub(super) async fn resolve(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -263,6 +359,48 @@ pub(super) async fn resolve(
     }
 }
 
+/// Calls a method of the runtime's active version.
+///
+/// Errors the runtime answers keep its module and code and get the status
+/// that fits the code: a code of 400–599 is used as it is; 1 (unsupported)
+/// is 501, 2 (not ready) 503, 4 (aborted) 409, 5 (busy) 429, any other 500.
+#[utoipa::path(
+    post,
+    path = "/v1/runtimes/{id}/call",
+    tag = "runtimes",
+    operation_id = "call",
+    params(RuntimeId),
+    request_body = CallRequest,
+    responses(
+        (status = 200, description = "The runtime's answer", body = CallResponse),
+        (status = 400, description = "A malformed body, arguments with an integer outside \
+            -2^127 … 2^128-1, or the runtime's own code 400", body = ErrorResponse),
+        (status = 404, description = "No such runtime, or the runtime's own code 404 (an \
+            example runtime's unknown method)", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive within `--http-timeout`",
+            body = ErrorResponse),
+        (status = 409, description = "The call was aborted: abandoned by the runtime (its code \
+            4), or cut off by an abort that killed the process", body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-request-bytes`",
+            body = ErrorResponse),
+        (status = 429, description = "The runtime is busy (runtime code 5)", body = ErrorResponse),
+        (status = 500, description = "The runtime failed (runtime code 3 or another code), or \
+            an unexpected host failure", body = ErrorResponse),
+        (status = 501, description = "The runtime does not support it (runtime code 1)",
+            body = ErrorResponse),
+        (status = 502, description = "The runtime's connection was lost or broke the protocol, \
+            or it answered an integer beyond 128 bits", body = ErrorResponse),
+        (status = 503, description = "The runtime is not running (it is restarted \
+            automatically), not installed yet, or the call was cut off by a switch",
+            body = ErrorResponse),
+        (status = 504, description = "No answer within the runtime's `call-timeout`",
+            body = ErrorResponse),
+        (status = "4XX", description = "Another code of 400–499 the runtime answered",
+            body = ErrorResponse),
+        (status = "5XX", description = "Another code of 500–599 the runtime answered",
+            body = ErrorResponse),
+    ),
+)]
 pub(super) async fn call(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -336,6 +474,41 @@ fn not_running(hosted: &Hosted) -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, message)
 }
 
+/// Switches a runtime to one of its configured versions, and answers once
+/// the switch is done.
+///
+/// The desired version is written to the store and the runtime's worker
+/// carries the switch out. Asking for the active version answers at once.
+#[utoipa::path(
+    put,
+    path = "/v1/runtimes/{id}/version",
+    tag = "runtimes",
+    operation_id = "set_version",
+    params(RuntimeId),
+    request_body = VersionRequest,
+    responses(
+        (status = 200, description = "The switch completed", body = VersionResponse),
+        (status = 400, description = "A malformed body, or an id that is not UTF-8",
+            body = ErrorResponse),
+        (status = 404, description = "No such runtime, or no such version of it",
+            body = ErrorResponse),
+        (status = 408, description = "The body did not arrive within `--http-timeout`",
+            body = ErrorResponse),
+        (status = 409, description = "A later request for another version superseded it",
+            body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-request-bytes`",
+            body = ErrorResponse),
+        (status = 500, description = "The store failed", body = ErrorResponse),
+        (status = 502, description = "The switch failed; the previous version stays active",
+            body = ErrorResponse),
+        (status = 503, description = "The runtime is not running, or stopped during the switch",
+            body = ErrorResponse),
+        (status = 504, description = "Not done within 120 s; the switch goes on in the background",
+            body = ErrorResponse),
+        (status = 507, description = "The store refuses writes (a full or failing disk)",
+            body = ErrorResponse),
+    ),
+)]
 pub(super) async fn set_version(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
@@ -431,6 +604,30 @@ pub(super) async fn set_version(
     }
 }
 
+/// Aborts the calls in progress of a runtime's active version: asks it to
+/// abandon them, or (with `force`, or when it does not answer within 1 s)
+/// kills and restarts its process.
+#[utoipa::path(
+    post,
+    path = "/v1/runtimes/{id}/abort",
+    tag = "runtimes",
+    operation_id = "abort",
+    params(RuntimeId),
+    request_body = AbortRequest,
+    responses(
+        (status = 200, description = "Done", body = AbortResponse),
+        (status = 400, description = "A malformed body, or an id that is not UTF-8",
+            body = ErrorResponse),
+        (status = 404, description = "No such runtime", body = ErrorResponse),
+        (status = 408, description = "The body did not arrive within `--http-timeout`",
+            body = ErrorResponse),
+        (status = 413, description = "The body is larger than `--max-request-bytes`",
+            body = ErrorResponse),
+        (status = 500, description = "An unexpected host failure", body = ErrorResponse),
+        (status = 503, description = "The runtime is not running, or has no active version",
+            body = ErrorResponse),
+    ),
+)]
 pub(super) async fn abort(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

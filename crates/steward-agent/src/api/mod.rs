@@ -10,6 +10,7 @@
 
 mod error;
 mod handlers;
+mod openapi;
 mod relations;
 mod server;
 mod sse;
@@ -86,6 +87,7 @@ fn router(state: AppState) -> Router {
     Router::new()
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
+        .route("/openapi.json", get(openapi::document))
         .route("/v1/runtimes", get(handlers::list))
         .route("/v1/runtimes/{id}", get(handlers::detail))
         .route("/v1/runtimes/{id}/call", post(handlers::call))
@@ -167,10 +169,7 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
     let Some(token) = &state.api.token else {
         return next.run(request).await;
     };
-    // The web UI's files are public (they hold no secrets): the page asks
-    // for the token and sends it with its API calls.
-    let path = request.uri().path();
-    if path == "/healthz" || ui::is_public(path) {
+    if is_public(request.uri().path()) {
         return next.run(request).await;
     }
     let presented = request
@@ -195,6 +194,13 @@ async fn authenticate(State(state): State<AppState>, request: Request, next: Nex
             response
         }
     }
+}
+
+/// Whether `path` is served without the token: `/healthz`, and the web
+/// UI's files (they hold no secrets: the page asks for the token and sends
+/// it with its API calls). The OpenAPI document says so from this too.
+fn is_public(path: &str) -> bool {
+    path == "/healthz" || ui::is_public(path)
 }
 
 /// The token of an `Authorization: Bearer <token>` value. The scheme is
@@ -272,5 +278,20 @@ mod tests {
             StatusCode::CONFLICT
         );
         assert_eq!(status_of_runtime_code(7), StatusCode::INTERNAL_SERVER_ERROR);
+    }
+
+    #[test]
+    fn a_call_cut_off_by_an_abort_is_a_conflict_not_a_gateway_error() {
+        let cut_off = ApiError::from_host(steward_host::Error::Aborted {
+            runtime: "echo".into(),
+        });
+        assert_eq!(cut_off.status, StatusCode::CONFLICT);
+        assert_eq!(cut_off.detail.module, MODULE);
+        assert!(cut_off.detail.message.contains("abort"), "{cut_off:?}");
+        let lost = ApiError::from_host(steward_host::Error::Lost {
+            runtime: "echo".into(),
+            reason: "it crashed".into(),
+        });
+        assert_eq!(lost.status, StatusCode::BAD_GATEWAY);
     }
 }

@@ -10,7 +10,14 @@ use super::types::{RelationEnd, RelationList, RelationSummary, RuntimeRelation};
 use crate::config::Endpoint;
 use crate::relations::{Relation, Relations};
 
-/// `GET /v1/relations`.
+/// Every relation, by id, with its two ends and their units.
+#[utoipa::path(
+    get,
+    path = "/v1/relations",
+    tag = "relations",
+    operation_id = "list_relations",
+    responses((status = 200, description = "The relations", body = RelationList)),
+)]
 pub(super) async fn list(State(state): State<AppState>) -> Json<RelationList> {
     let relations = &state.api.relations;
     let list = relations

@@ -9,53 +9,89 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiPath, ApiQuery};
+use super::openapi::RuntimeId;
+use super::types::ErrorResponse;
 use crate::stats::{Histogram, Second, Series, WINDOW};
 
 /// The longest series the endpoint serves (the ring holds one second more:
 /// the one filling now).
-const MAX_SECONDS: u32 = WINDOW - 1;
+pub(super) const MAX_SECONDS: u32 = WINDOW - 1;
 
 /// What a series is when `seconds` is not given.
 const DEFAULT_SECONDS: u32 = MAX_SECONDS;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct StatsQuery {
+    /// How many complete seconds, up to now (default and most 299).
+    #[param(minimum = 1, maximum = 299)]
     seconds: Option<u32>,
 }
 
 /// The answer: `time[i]` is the Unix second that every column's entry `i`
 /// covers.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 pub(super) struct StatsResponse {
+    /// The runtime.
     id: String,
+    /// How many seconds the columns cover.
     seconds: u32,
+    /// The Unix second each column's entry covers, oldest first.
     time: Vec<u64>,
+    /// The versions with a call in the series, sorted by name.
     versions: Vec<VersionStats>,
 }
 
 /// One version's columns, and its totals over the whole series.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, ToSchema)]
 struct VersionStats {
+    /// The version.
     version: String,
+    /// Calls that ended in each second (failed ones too).
     calls: Vec<u64>,
+    /// Failed calls in each second.
     errors: Vec<u64>,
+    /// The median latency of each second, in milliseconds (`null` without calls).
     p50_ms: Vec<Option<f64>>,
+    /// The 99th percentile latency of each second, in milliseconds.
     p99_ms: Vec<Option<f64>>,
+    /// Over the whole series.
     total: Totals,
 }
 
-#[derive(Debug, Serialize)]
+/// A version's calls over the whole series.
+#[derive(Debug, Serialize, ToSchema)]
 struct Totals {
+    /// Calls.
     calls: u64,
+    /// Failed calls.
     errors: u64,
+    /// The median latency, in milliseconds (`null` without calls).
     p50_ms: Option<f64>,
+    /// The 99th percentile latency, in milliseconds.
     p99_ms: Option<f64>,
 }
 
+/// A runtime's calls, errors and p50/p99 latency per version and second,
+/// over the last `seconds` complete seconds.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes/{id}/stats",
+    tag = "runtimes",
+    operation_id = "runtime_stats",
+    params(RuntimeId, StatsQuery),
+    responses(
+        (status = 200, description = "The columns", body = StatsResponse),
+        (status = 400, description = "`seconds` outside 1–299, an unknown query parameter, or \
+            an id that is not UTF-8", body = ErrorResponse),
+        (status = 404, description = "No such runtime", body = ErrorResponse),
+    ),
+)]
 pub(super) async fn stats(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

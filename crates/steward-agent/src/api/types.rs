@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
+use utoipa::ToSchema;
 
 pub use steward_hooks::WorkloadState;
 
@@ -13,14 +14,14 @@ pub use crate::config::Transition;
 pub use crate::events::{AgentEvent, EventKind};
 
 /// `{"error": {...}}`: the body of every error answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ErrorResponse {
     /// What went wrong.
     pub error: ErrorDetail,
 }
 
 /// An error: who raised it, its code, and a message for a human.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ErrorDetail {
     /// `steward` for the agent's own errors, else the runtime's module.
     pub module: String,
@@ -31,14 +32,14 @@ pub struct ErrorDetail {
 }
 
 /// `GET /v1/runtimes`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeList {
     /// The runtimes, sorted by id.
     pub runtimes: Vec<RuntimeSummary>,
 }
 
 /// Where a runtime is (its wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RuntimeState {
     /// Not started yet: its `install` hook has not succeeded (`installing`;
@@ -80,7 +81,7 @@ impl std::fmt::Display for RuntimeState {
 }
 
 /// Whether a relation lives (its wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RelationLife {
     /// In the config: its units join, change and depart (`alive`).
@@ -107,7 +108,7 @@ impl std::fmt::Display for RelationLife {
 }
 
 /// One runtime in a list.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeSummary {
     /// Its id.
     pub id: String,
@@ -122,7 +123,7 @@ pub struct RuntimeSummary {
 }
 
 /// `GET /v1/runtimes/{id}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeDetail {
     /// What the list shows.
     #[serde(flatten)]
@@ -155,7 +156,7 @@ pub struct RuntimeDetail {
 }
 
 /// One relation of a runtime, as its unit on this agent is in it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeRelation {
     /// The relation's id.
     pub id: u64,
@@ -171,14 +172,14 @@ pub struct RuntimeRelation {
 }
 
 /// `GET /v1/relations`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RelationList {
     /// The relations, by id.
     pub relations: Vec<RelationSummary>,
 }
 
 /// One relation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelationSummary {
     /// Its id, the same on both ends (`db:3` and `store:3`).
     pub id: u64,
@@ -195,7 +196,7 @@ pub struct RelationSummary {
 }
 
 /// One end of a relation.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct RelationEnd {
     /// The runtime.
     pub runtime: String,
@@ -206,7 +207,7 @@ pub struct RelationEnd {
 }
 
 /// The process serving one version of a runtime.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct VersionProcess {
     /// The version.
     pub version: String,
@@ -219,16 +220,17 @@ pub struct VersionProcess {
 }
 
 /// A workload status, as a runtime's hooks set it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Workload {
     /// `maintenance`, `blocked`, `waiting`, `active` (or `unknown`).
+    #[schema(schema_with = super::openapi::workload_state)]
     pub status: WorkloadState,
     /// What the hook said; may be empty.
     pub message: String,
 }
 
 /// Where a runtime's hooks are.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Hooks {
     /// What they are doing.
     pub state: HooksState,
@@ -243,7 +245,7 @@ pub struct Hooks {
 }
 
 /// What a runtime's hooks are doing (the wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HooksState {
     /// No hook is due (`idle`).
@@ -256,7 +258,7 @@ pub enum HooksState {
 }
 
 /// How the last hook run ended.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct LastHook {
     /// The hook.
     pub hook: String,
@@ -273,7 +275,7 @@ pub struct LastHook {
 }
 
 /// `POST /v1/runtimes/{id}/resolve`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResolveRequest {
     /// Run the failed hook again now (`true`, the default), or mark it
     /// done without running it (`false`; its changes are dropped).
@@ -286,7 +288,7 @@ fn yes() -> bool {
 }
 
 /// A resolved hook.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct ResolveResponse {
     /// The runtime.
     pub id: String,
@@ -297,7 +299,7 @@ pub struct ResolveResponse {
 }
 
 /// A runtime's handshake answer.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct RuntimeInfo {
     /// The protocol version it speaks, `major.minor`.
     pub protocol_version: String,
@@ -311,31 +313,35 @@ pub struct RuntimeInfo {
 ///
 /// Arguments and answers are JSON text, not `serde_json::Value`, which
 /// would turn an integer beyond 64 bits into a float.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CallRequest {
     /// The runtime's method.
+    #[schema(example = "echo")]
     pub method: String,
     /// Its arguments (any JSON; `None` and `null` are CBOR `null`).
     #[serde(default)]
+    #[schema(value_type = Option<serde_json::Value>, example = json!([1, "two", {"three": 3.5}]))]
     pub args: Option<Box<RawValue>>,
 }
 
 /// A successful call.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct CallResponse {
-    /// The runtime's answer.
+    /// The runtime's answer (any JSON).
+    #[schema(value_type = serde_json::Value)]
     pub result: Box<RawValue>,
 }
 
 /// `PUT /v1/runtimes/{id}/version`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VersionRequest {
     /// The version to switch to.
+    #[schema(example = "1.0.0")]
     pub version: String,
 }
 
 /// A completed switch.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct VersionResponse {
     /// The runtime.
     pub id: String,
@@ -346,7 +352,7 @@ pub struct VersionResponse {
 }
 
 /// `POST /v1/runtimes/{id}/abort`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 pub struct AbortRequest {
     /// Kill and restart the process instead of asking it.
     #[serde(default)]
@@ -354,7 +360,7 @@ pub struct AbortRequest {
 }
 
 /// A done abort.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AbortResponse {
     /// The runtime.
     pub id: String,
@@ -364,7 +370,7 @@ pub struct AbortResponse {
 
 /// `GET /healthz`: the agent answers (200) whenever it runs; `degraded`
 /// says a part of it does not work fully (it keeps serving calls).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct Health {
     /// `ok` or `degraded`.
     pub status: HealthStatus,
@@ -374,7 +380,7 @@ pub struct Health {
 }
 
 /// Whether the agent works fully (the wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum HealthStatus {
     /// Everything works (`ok`).
@@ -385,7 +391,7 @@ pub enum HealthStatus {
 
 /// Why the store refuses writes (a full disk, an I/O error); the agent
 /// reopens it by itself once it can.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct StoreProblem {
     /// Since when (RFC 3339).
     pub since: String,

@@ -16,6 +16,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 
 use super::error::{ApiError, ApiPath};
+use super::types::ErrorResponse;
 
 /// What the page may load and where it may connect: its own origin only.
 /// uPlot styles its elements through the CSSOM (`element.style`), which
@@ -98,16 +99,57 @@ pub(crate) fn is_public(path: &str) -> bool {
 }
 
 /// `GET /` and `GET /ui/`: the page.
+#[utoipa::path(
+    get,
+    path = "/",
+    tag = "ui",
+    operation_id = "ui_index",
+    params(("If-None-Match" = Option<String>, Header, description = "Entity tags of copies the client has (`*` for any)")),
+    responses(
+        (status = 200, description = "The web UI's page", body = String, content_type = "text/html",
+            headers(("ETag" = String, description = "A hash of the file"))),
+        (status = 304, description = "The `If-None-Match` tag is the file's: it did not change"),
+    ),
+)]
 pub(super) async fn index(headers: HeaderMap) -> Response {
     serve("index.html", &headers)
 }
 
 /// `GET /ui`: to `/ui/`, so that the page's URL is the same either way.
+#[utoipa::path(
+    get,
+    path = "/ui",
+    tag = "ui",
+    operation_id = "ui_redirect",
+    responses(
+        (status = 308, description = "To `/ui/`", headers(("Location" = String, description = "`/ui/`"))),
+    ),
+)]
 pub(super) async fn to_index() -> Redirect {
     Redirect::permanent("/ui/")
 }
 
 /// `GET /ui/{*path}`: a file of the page.
+#[utoipa::path(
+    get,
+    path = "/ui/{path}",
+    tag = "ui",
+    operation_id = "ui_file",
+    params(
+        ("path" = String, Path, description = "The file, relative to the UI's root (`/ui/` itself is the page)",
+            example = "js/main.js"),
+        ("If-None-Match" = Option<String>, Header, description = "Entity tags of copies the client has (`*` for any)"),
+    ),
+    responses(
+        (status = 200, description = "The file (HTML, JavaScript, CSS, SVG or text)",
+            content(("text/html"), ("text/javascript"), ("text/css"), ("image/svg+xml"),
+                ("text/plain"), ("text/markdown")),
+            headers(("ETag" = String, description = "A hash of the file"))),
+        (status = 304, description = "The `If-None-Match` tag is the file's: it did not change"),
+        (status = 400, description = "The path is not UTF-8", body = ErrorResponse),
+        (status = 404, description = "The web UI has no such file", body = ErrorResponse),
+    ),
+)]
 pub(super) async fn file(ApiPath(path): ApiPath<String>, headers: HeaderMap) -> Response {
     serve(&path, &headers)
 }

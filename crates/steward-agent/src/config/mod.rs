@@ -166,7 +166,7 @@ impl RuntimeConfig {
 /// How a version switch replaces the active version, by the names the
 /// config file and the API both use (`make-before-break`,
 /// `stop-then-start`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "kebab-case")]
 pub enum Transition {
     /// Start the new version, move calls over, then stop the old one.

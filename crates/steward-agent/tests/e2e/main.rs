@@ -11,6 +11,7 @@
 //! | [`limits`] | the API server against slow, idle and hostile clients |
 //! | [`manners`] | CLI and API manners: closed pipes, integers beyond 64 bits |
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
+//! | [`openapi`] | `GET /openapi.json` is `docs/openapi.json`; schemathesis finds no fault (needs `scripts/schemathesis-deps`) |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
 //! | [`stats`] | the per-second call statistics behind the web UI's plots |
@@ -34,6 +35,7 @@ mod faults;
 mod hooks;
 mod limits;
 mod manners;
+mod openapi;
 mod relations;
 mod stats;
 mod support;

@@ -249,6 +249,7 @@ async fn related_runtimes_learn_each_others_settings_and_edits_propagate() {
         serde_json::json!([{
             "id": 0,
             "state": "alive",
+            "peer": false,
             "endpoints": [
                 {"runtime": "web", "endpoint": "db", "units": ["web/a1"]},
                 {"runtime": "kv", "endpoint": "store", "units": ["kv/a1"]},

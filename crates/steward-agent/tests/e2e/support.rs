@@ -32,7 +32,7 @@ const POLL: Duration = Duration::from_millis(50);
 
 /// Environment variables of the test's own environment that would change
 /// what the binary does; removed from every child.
-const SCRUBBED_ENV: &[&str] = &[
+pub const SCRUBBED_ENV: &[&str] = &[
     "STEWARD_API",
     "STEWARD_TOKEN_FILE",
     "STEWARD_LOG",

@@ -12,6 +12,7 @@ mod group;
 mod liveness;
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -132,6 +133,9 @@ struct Ready {
     pid: Option<u32>,
     since: Instant,
     since_wall: std::time::SystemTime,
+    /// Set when an abort is about to kill this process, so that the calls
+    /// it cuts off fail as aborted ([`Error::Aborted`]), not as lost.
+    aborted: Arc<AtomicBool>,
 }
 
 /// A runtime version hosted as a child process. See [`RuntimeHost`] for
@@ -286,6 +290,13 @@ impl RuntimeHost for ProcessHost {
                 .call(body)
                 .await
                 .map_err(|error| match error {
+                    steward_protocol::Error::ConnectionClosed { .. }
+                        if ready.aborted.load(Ordering::SeqCst) =>
+                    {
+                        Error::Aborted {
+                            runtime: self.shared.config.runtime_id.clone(),
+                        }
+                    }
                     steward_protocol::Error::ConnectionClosed { reason } => Error::Lost {
                         runtime: self.shared.config.runtime_id.clone(),
                         reason: reason.to_string(),
@@ -338,6 +349,7 @@ impl RuntimeHost for ProcessHost {
                     Err(_) => warn!("runtime did not answer the abort in time; killing it"),
                 }
             }
+            ready.aborted.store(true, Ordering::SeqCst);
             // Stop handing out the doomed connection at once: calls made
             // from now on wait for the restarted process.
             self.shared.phase.send_replace(Phase::Starting);
@@ -433,6 +445,7 @@ async fn serve(
         pid: running.pid(),
         since: started_at,
         since_wall: std::time::SystemTime::now(),
+        aborted: Arc::default(),
     }));
     shared.emit(Event::Started {
         version: config.version.clone(),
