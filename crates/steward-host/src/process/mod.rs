@@ -10,6 +10,7 @@
 mod attempt;
 mod group;
 mod liveness;
+mod output;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -38,6 +39,7 @@ use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 /// | `term_grace` (after SIGTERM, before SIGKILL) | 5 s |
 /// | `liveness` (pings while serving; see [`Liveness`]) | a ping every 5 s, 5 s to answer, hung after 3 misses |
 /// | `socket_parent` (where each attempt's private socket dir is made) | the system's temp dir |
+/// | `max_line_bytes` (longer output lines are cut, with a marker) | 16 KiB |
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The runtime id (host storage namespace, log field).
@@ -74,6 +76,9 @@ pub struct ProcessConfig {
     /// crash it can tell what was its. Unix socket paths are limited to
     /// about 100 bytes: keep it short.
     pub socket_parent: Option<PathBuf>,
+    /// The longest output line kept, in bytes: the rest of a longer line
+    /// is skipped and the line ends with ` [truncated N bytes]`.
+    pub max_line_bytes: usize,
 }
 
 impl ProcessConfig {
@@ -100,6 +105,7 @@ impl ProcessConfig {
             liveness: Liveness::default(),
             limits: Limits::default(),
             socket_parent: None,
+            max_line_bytes: self::output::DEFAULT_MAX_LINE_BYTES,
         }
     }
 
