@@ -1,16 +1,22 @@
 //! A runtime process's stdout and stderr: read line by line for as long
 //! as the process keeps its pipes open, each line copied into the host's
-//! log.
+//! log and, when the config has an [`OutputSink`], passed on to it.
 //!
 //! The pipes are always drained, whatever the runtime prints: bytes that
-//! are not UTF-8 are replaced (U+FFFD), and a line longer than
+//! are not UTF-8 are replaced (U+FFFD), a line longer than
 //! `max_line_bytes` keeps its start and a marker saying how much was cut
-//! (the rest is read and thrown away, never buffered). A runtime whose
-//! pipe is not read blocks on its next write, or dies of `EPIPE` when it
-//! is closed: this module must never stop reading before the end.
+//! (the rest is read and thrown away, never buffered), and a sink whose
+//! reader is behind loses lines rather than hold the pipe up: a runtime
+//! blocked writing its log would stop serving. This module must never
+//! wait for the sink.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::SystemTime;
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
-use tracing::{Instrument, info};
+use tokio::sync::mpsc;
+use tracing::{Instrument, info, warn};
 
 use super::ProcessConfig;
 
@@ -18,14 +24,17 @@ use super::ProcessConfig;
 pub(super) const DEFAULT_MAX_LINE_BYTES: usize = 16 * 1024;
 
 /// Which pipe a line came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum OutputStream {
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum OutputStream {
+    /// The process's standard output.
     Stdout,
+    /// The process's standard error.
     Stderr,
 }
 
 impl OutputStream {
-    fn as_str(self) -> &'static str {
+    /// `stdout` or `stderr`.
+    pub fn as_str(self) -> &'static str {
         match self {
             OutputStream::Stdout => "stdout",
             OutputStream::Stderr => "stderr",
@@ -33,14 +42,90 @@ impl OutputStream {
     }
 }
 
+impl std::fmt::Display for OutputStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One line a runtime process printed, as an [`OutputSink`] receives it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutputLine {
+    /// The version whose process printed it.
+    pub version: Arc<str>,
+    /// Where it was printed.
+    pub stream: OutputStream,
+    /// The line without its `\n` (and a `\r` before it): bytes that are not
+    /// UTF-8 replaced by U+FFFD; a line longer than the config's
+    /// `max_line_bytes` cut there, at a character boundary, and ended with
+    /// ` [truncated N bytes]`.
+    pub text: String,
+    /// When the host read it.
+    pub time: SystemTime,
+    /// Lines of the same process and stream that were lost just before
+    /// this one because the sink's reader was behind (0 almost always).
+    pub dropped: u64,
+}
+
+/// Where a runtime's output lines go besides the host's log: a bounded
+/// channel, made with [`OutputSink::channel`], whose receiver the host's
+/// user reads. Cheap to clone; the versions of a runtime may share one.
+///
+/// The host never waits for the receiver: a line that finds the channel
+/// full is dropped and counted (see [`OutputLine::dropped`] and
+/// [`OutputSink::dropped`]), and a closed receiver is ignored. The host's
+/// log gets every line either way.
+#[derive(Debug, Clone)]
+pub struct OutputSink {
+    sender: mpsc::Sender<OutputLine>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl OutputSink {
+    /// A sink holding up to `capacity` lines (at least 1) that the
+    /// receiver has not taken yet.
+    pub fn channel(capacity: usize) -> (Self, mpsc::Receiver<OutputLine>) {
+        let (sender, receiver) = mpsc::channel(capacity.max(1));
+        let sink = Self {
+            sender,
+            dropped: Arc::new(AtomicU64::new(0)),
+        };
+        (sink, receiver)
+    }
+
+    /// How many lines were dropped so far because the channel was full
+    /// (by every process that had this sink or a clone of it).
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Passes `line` on, or drops it if the channel is full; `lost` counts
+    /// the lines dropped since the last one that went through, and goes
+    /// with the next one that does.
+    fn offer(&self, mut line: OutputLine, lost: &mut u64) {
+        line.dropped = *lost;
+        match self.sender.try_send(line) {
+            Ok(()) => *lost = 0,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                *lost += 1;
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+            // Nobody reads any more: the log still has the lines.
+            Err(mpsc::error::TrySendError::Closed(_)) => {}
+        }
+    }
+}
+
 /// Reads `pipe` to its end on a task of its own (within the current span:
-/// the runtime's id and version), logging each line.
+/// the runtime's id and version), logging each line and passing it on to
+/// the config's sink.
 pub(super) fn forward(
     pipe: Option<impl AsyncRead + Unpin + Send + 'static>,
     stream: OutputStream,
     config: &ProcessConfig,
 ) {
     let Some(pipe) = pipe else { return };
+    let (version, sink) = (config.version.clone(), config.output.clone());
     let max_line_bytes = config.max_line_bytes;
     // `instrument`, not `span.enter()`: an entered guard held across an
     // await leaks the span into whatever else the thread polls meanwhile.
@@ -48,8 +133,25 @@ pub(super) fn forward(
     tokio::spawn(
         async move {
             let mut lines = LineReader::new(pipe, max_line_bytes);
+            let mut lost = 0;
             while let Some(text) = lines.next_line().await {
                 info!(stream = stream.as_str(), "{text}");
+                if let Some(sink) = &sink {
+                    let line = OutputLine {
+                        version: version.clone(),
+                        stream,
+                        text,
+                        time: SystemTime::now(),
+                        dropped: 0,
+                    };
+                    sink.offer(line, &mut lost);
+                }
+            }
+            if lost > 0 {
+                warn!(
+                    stream = stream.as_str(),
+                    lost, "the last output lines were not passed on: their reader was behind"
+                );
             }
         }
         .instrument(span),
@@ -193,5 +295,29 @@ mod tests {
             lines(b"a\xffb\n\xfe\n", 100).await,
             ["a\u{fffd}b", "\u{fffd}"]
         );
+    }
+
+    #[test]
+    fn a_full_sink_drops_and_counts_and_the_next_line_says_how_many() {
+        let (sink, mut receiver) = OutputSink::channel(1);
+        let line = |text: &str| OutputLine {
+            version: Arc::from("1"),
+            stream: OutputStream::Stdout,
+            text: text.to_owned(),
+            time: SystemTime::UNIX_EPOCH,
+            dropped: 0,
+        };
+        let mut lost = 0;
+        sink.offer(line("a"), &mut lost);
+        sink.offer(line("b"), &mut lost);
+        sink.offer(line("c"), &mut lost);
+        assert_eq!((lost, sink.dropped()), (2, 2));
+        assert_eq!(receiver.try_recv().unwrap().text, "a");
+        sink.offer(line("d"), &mut lost);
+        let next = receiver.try_recv().unwrap();
+        assert_eq!((next.text.as_str(), next.dropped, lost), ("d", 2, 0));
+        drop(receiver);
+        sink.offer(line("e"), &mut lost);
+        assert_eq!(sink.dropped(), 2, "a closed receiver is not a full one");
     }
 }

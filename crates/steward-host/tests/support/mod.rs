@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::json;
-use steward_host::{Event, MemoryStorage, ProcessConfig, ProcessHost, RuntimeHost};
+use steward_host::{Event, MemoryStorage, OutputLine, ProcessConfig, ProcessHost, RuntimeHost};
 use steward_protocol::{Body, CallRequest, Value};
-use tokio::sync::broadcast;
+use tokio::sync::{broadcast, mpsc};
 
 /// The runtime the host's tests start (this crate's `steward-test-runtime`
 /// binary, which cargo builds for its integration tests).
@@ -45,7 +45,7 @@ pub async fn next_event(events: &mut broadcast::Receiver<Event>) -> Event {
         .expect("event channel open")
 }
 
-/// How long [`call`] and [`started`] wait.
+/// How long [`call`], [`started`] and [`next_line`] wait.
 const WAIT: Duration = Duration::from_secs(20);
 
 /// A host for `config`, with in-memory storage.
@@ -87,4 +87,12 @@ pub async fn print(host: &ProcessHost, args: serde_json::Value) {
 /// Prints `text` on `stream` (`stdout` or `stderr`).
 pub async fn print_line(host: &ProcessHost, stream: &str, text: &str) {
     print(host, json!({"stream": stream, "text": text})).await;
+}
+
+/// The next line of an output sink, within 20 s.
+pub async fn next_line(lines: &mut mpsc::Receiver<OutputLine>) -> OutputLine {
+    tokio::time::timeout(WAIT, lines.recv())
+        .await
+        .expect("a line within 20 s")
+        .expect("the sink is open")
 }
