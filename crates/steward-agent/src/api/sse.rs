@@ -1,21 +1,24 @@
 //! `GET /v1/events`: the agent's events as server-sent events, one JSON
-//! [`AgentEvent`](crate::events::AgentEvent) per `data:` line, optionally
-//! for one runtime. A reader that falls behind gets an `event: lagged`
-//! message saying how many events it missed, then carries on. Streams end
-//! when the server shuts down, so they never hold a shutdown up — after
-//! the events already published (the agent stops the API after its
-//! runtimes, so those are their final `stopped` events).
+//! [`AgentEvent`] per `data:` line, optionally for one runtime; and
+//! [`live`], the stream behind it and behind following a runtime's logs.
+//! A reader that falls behind gets an `event: lagged` message saying how
+//! many messages it missed, then carries on. Streams end when the server
+//! shuts down, so they never hold a shutdown up — after the messages
+//! already published (the agent stops the API after its runtimes, so
+//! those are their final `stopped` events).
 
 use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::Deserialize;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery};
+use crate::events::AgentEvent;
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -32,13 +35,36 @@ pub(super) async fn events(
     {
         return Err(ApiError::no_runtime(id));
     }
+    let runtime = filter.runtime;
     let receiver = state.api.events.subscribe();
-    let shutdown = state.shutdown.clone();
-    let stream = futures_util::stream::unfold(
-        (receiver, shutdown, filter.runtime),
-        |(mut receiver, shutdown, runtime)| async move {
+    Ok(live(
+        Vec::new(),
+        receiver,
+        state.shutdown.clone(),
+        move |event: AgentEvent| {
+            if runtime.as_ref().is_some_and(|id| *id != event.runtime) {
+                return None;
+            }
+            Event::default().json_data(&event).ok()
+        },
+    ))
+}
+
+/// A stream of `first`, then of each message `receiver` gets that
+/// `to_event` makes an event of (`None` skips it), with keep-alive
+/// comments. It ends when the channel closes, or when `shutdown` fires
+/// once the messages queued by then are out.
+pub(super) fn live<T: Clone + Send + 'static>(
+    first: Vec<Event>,
+    receiver: broadcast::Receiver<T>,
+    shutdown: CancellationToken,
+    to_event: impl FnMut(T) -> Option<Event> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rest = futures_util::stream::unfold(
+        (receiver, shutdown, to_event),
+        |(mut receiver, shutdown, mut to_event)| async move {
             loop {
-                // Queued events first: a shutdown ends the stream only
+                // Queued messages first: a shutdown ends the stream only
                 // once they are out.
                 let received = tokio::select! {
                     biased;
@@ -46,23 +72,19 @@ pub(super) async fn events(
                     () = shutdown.cancelled() => return None,
                 };
                 let event = match received {
-                    Ok(event) => {
-                        if runtime.as_ref().is_some_and(|id| *id != event.runtime) {
-                            continue;
-                        }
-                        match Event::default().json_data(&event) {
-                            Ok(sse) => sse,
-                            Err(_) => continue,
-                        }
-                    }
+                    Ok(message) => match to_event(message) {
+                        Some(event) => event,
+                        None => continue,
+                    },
                     Err(RecvError::Lagged(missed)) => Event::default()
                         .event("lagged")
                         .data(format!("{{\"missed\":{missed}}}")),
                     Err(RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown, runtime)));
+                return Some((Ok(event), (receiver, shutdown, to_event)));
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let stream = futures_util::stream::iter(first.into_iter().map(Ok)).chain(rest);
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }
