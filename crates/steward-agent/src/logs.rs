@@ -521,6 +521,27 @@ mod tests {
     }
 
     #[test]
+    fn a_follower_that_falls_behind_never_holds_writers_up_and_is_told_what_it_lost() {
+        let logs = RuntimeLogs::new(10);
+        let (_, mut live) = logs.follow(&all());
+        // Nobody reads `live` while more lines come than it may queue.
+        for i in 0..FOLLOW_BUFFER + 5 {
+            logs.push_output([output("1", OutputStream::Stdout, &i.to_string())]);
+        }
+        assert_eq!(
+            live.try_recv().unwrap_err(),
+            broadcast::error::TryRecvError::Lagged(5)
+        );
+        assert_eq!(live.try_recv().unwrap().text, "5");
+        // The ring still has the newest lines.
+        let last = logs.lines(&LogFilter {
+            version: None,
+            tail: Some(1),
+        });
+        assert_eq!(texts(&last), [(FOLLOW_BUFFER + 4).to_string()]);
+    }
+
+    #[test]
     fn a_line_with_lost_lines_before_it_says_so() {
         let logs = RuntimeLogs::new(10);
         let mut line = output("1", OutputStream::Stderr, "after");

@@ -88,3 +88,34 @@ pub(super) fn live<T: Clone + Send + 'static>(
     let stream = futures_util::stream::iter(first.into_iter().map(Ok)).chain(rest);
     Sse::new(stream).keep_alive(KeepAlive::default())
 }
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_behind_gets_lagged_with_the_count_then_the_rest() {
+        let (sender, receiver) = broadcast::channel(2);
+        let shutdown = CancellationToken::new();
+        let first = vec![Event::default().data("first")];
+        let stream = live(first, receiver, shutdown.clone(), |n: u32| {
+            (n != 4).then(|| Event::default().data(n.to_string()))
+        });
+        for n in 0..5 {
+            sender.send(n).unwrap();
+        }
+        // A shutdown ends the stream once the queued messages are out.
+        shutdown.cancel();
+        let body = axum::body::to_bytes(stream.into_response().into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        // 0..=2 were pushed out of the channel of 2; 4 is filtered out.
+        assert_eq!(
+            body,
+            "data: first\n\nevent: lagged\ndata: {\"missed\":3}\n\ndata: 3\n\n"
+        );
+    }
+}
