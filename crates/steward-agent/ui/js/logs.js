@@ -10,7 +10,7 @@
 
 import { send, AuthRequired } from './api.js';
 import { h, fill, clock } from './dom.js';
-import { SseParser } from './events.js';
+import { readSse } from './events.js';
 
 /** How many lines the panel shows (and asks for on each connection). */
 const SHOWN = 200;
@@ -112,14 +112,8 @@ export class LogPanel {
     }
   }
 
-  async read(body) {
-    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-    const parser = new SseParser();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      for (const message of parser.push(value)) this.dispatch(message);
-    }
+  read(body) {
+    return readSse(body, (message) => this.dispatch(message));
   }
 
   dispatch({ event, data }) {
