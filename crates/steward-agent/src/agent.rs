@@ -291,6 +291,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         hosts: Arc::new(ProcessHosts {
             storage: Arc::new(StoreStorage(store.clone())),
             socket_parent: Some(run_dir),
+            registry: registry.clone(),
         }),
         hooks: Arc::new(hooks),
     };

@@ -37,6 +37,7 @@ pub mod hooks {}
 pub mod ui {}
 mod failpoint;
 mod json;
+mod logs;
 mod metrics;
 mod relations;
 mod rundir;

@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 pub use aggregate::{Aggregate, AggregateConfig, OnUnknownVersion, TransitionMode};
 pub use error::Error;
 pub use event::{Event, ExitReason, ProcessStatus, StartError};
-pub use process::{Liveness, ProcessConfig, ProcessHost};
+pub use process::{Liveness, OutputLine, OutputSink, OutputStream, ProcessConfig, ProcessHost};
 pub use storage::{MemoryStorage, Storage};
 
 /// One hosted runtime, as the rest of the system sees it (Oasis Core's

@@ -9,10 +9,15 @@
 //! | `fail` | `{"code": N, "message": S}` | an error body `echo`/N/S |
 //! | `crash` | — | the process exits with status 101 |
 //! | `big` | `{"bytes": N}` | a byte string of N bytes |
+//! | `print` | `{"text": S, "stream": "stdout"\|"stderr"}` | `null`, once S is printed as a line on that stream (stdout when left out) |
 //!
 //! The version comes from the command line (`--version 2.0.0`), so one
-//! binary serves as every configured version.
+//! binary serves as every configured version. On start it prints
+//! `echo VERSION starting` on stdout, so that its host's logs of it have a
+//! line. Printing never fails a call or the process: a closed pipe only
+//! loses the line.
 
+use std::io::Write;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -43,6 +48,30 @@ struct Fail {
 #[derive(Deserialize)]
 struct Big {
     bytes: usize,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Print {
+    text: String,
+    #[serde(default)]
+    stream: Stream,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Stream {
+    #[default]
+    Stdout,
+    Stderr,
+}
+
+/// Writes `text` and a newline on `stream`, losing it if the pipe is gone.
+fn print_line(stream: Stream, text: &str) {
+    let _ = match stream {
+        Stream::Stdout => writeln!(std::io::stdout().lock(), "{text}"),
+        Stream::Stderr => writeln!(std::io::stderr().lock(), "{text}"),
+    };
 }
 
 /// A CBOR byte string, through serde.
@@ -89,10 +118,15 @@ impl Runtime for Echo {
                 let Big { bytes } = decode_args(MODULE, method, &input)?;
                 encode_result(MODULE, &ByteString(vec![0xab; bytes]))
             }
+            "print" => {
+                let Print { text, stream } = decode_args(MODULE, method, &input)?;
+                print_line(stream, &text);
+                Ok(Value::null())
+            }
             other => Err(ErrorBody::new(
                 MODULE,
                 CODE_NO_METHOD,
-                format!("no method {other:?}; try echo, version, sleep, fail, crash or big"),
+                format!("no method {other:?}; try echo, version, sleep, fail, crash, big or print"),
             )),
         }
     }
@@ -107,5 +141,8 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString>,
 {
-    steward_runtime::main_versioned("steward-runtime-echo", args, |version| Echo { version })
+    steward_runtime::main_versioned("steward-runtime-echo", args, |version| {
+        print_line(Stream::Stdout, &format!("echo {version} starting"));
+        Echo { version }
+    })
 }

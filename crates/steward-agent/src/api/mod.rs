@@ -10,6 +10,7 @@
 
 mod error;
 mod handlers;
+mod logs;
 mod openapi;
 mod relations;
 mod server;
@@ -96,6 +97,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/runtimes/{id}/resolve", post(handlers::resolve))
         .route("/v1/relations", get(relations::list))
         .route("/v1/runtimes/{id}/stats", get(stats::stats))
+        .route("/v1/runtimes/{id}/logs", get(logs::logs))
         .route("/v1/events", get(sse::events))
         .route("/", get(ui::index))
         .route("/ui", get(ui::to_index))

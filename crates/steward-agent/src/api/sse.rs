@@ -1,23 +1,26 @@
 //! `GET /v1/events`: the agent's events as server-sent events, one JSON
-//! [`AgentEvent`](crate::events::AgentEvent) per `data:` line, optionally
-//! for one runtime. A reader that falls behind gets an `event: lagged`
-//! message saying how many events it missed, then carries on. Streams end
-//! when the server shuts down, so they never hold a shutdown up — after
-//! the events already published (the agent stops the API after its
-//! runtimes, so those are their final `stopped` events).
+//! [`AgentEvent`] per `data:` line, optionally for one runtime; and
+//! [`live`], the stream behind it and behind following a runtime's logs.
+//! A reader that falls behind gets an `event: lagged` message saying how
+//! many messages it missed, then carries on. Streams end when the server
+//! shuts down, so they never hold a shutdown up — after the messages
+//! already published (the agent stops the API after its runtimes, so
+//! those are their final `stopped` events).
 
 use std::convert::Infallible;
 
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
-use futures_util::Stream;
+use futures_util::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::{self, error::RecvError};
+use tokio_util::sync::CancellationToken;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery};
 use super::types::ErrorResponse;
+use crate::events::AgentEvent;
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -67,13 +70,36 @@ pub(super) async fn events(
     {
         return Err(ApiError::no_runtime(id));
     }
+    let runtime = filter.runtime;
     let receiver = state.api.events.subscribe();
-    let shutdown = state.shutdown.clone();
-    let stream = futures_util::stream::unfold(
-        (receiver, shutdown, filter.runtime),
-        |(mut receiver, shutdown, runtime)| async move {
+    Ok(live(
+        Vec::new(),
+        receiver,
+        state.shutdown.clone(),
+        move |event: AgentEvent| {
+            if runtime.as_ref().is_some_and(|id| *id != event.runtime) {
+                return None;
+            }
+            Event::default().json_data(&event).ok()
+        },
+    ))
+}
+
+/// A stream of `first`, then of each message `receiver` gets that
+/// `to_event` makes an event of (`None` skips it), with keep-alive
+/// comments. It ends when the channel closes, or when `shutdown` fires
+/// once the messages queued by then are out.
+pub(super) fn live<T: Clone + Send + 'static>(
+    first: Vec<Event>,
+    receiver: broadcast::Receiver<T>,
+    shutdown: CancellationToken,
+    to_event: impl FnMut(T) -> Option<Event> + Send + 'static,
+) -> Sse<impl Stream<Item = Result<Event, Infallible>>> {
+    let rest = futures_util::stream::unfold(
+        (receiver, shutdown, to_event),
+        |(mut receiver, shutdown, mut to_event)| async move {
             loop {
-                // Queued events first: a shutdown ends the stream only
+                // Queued messages first: a shutdown ends the stream only
                 // once they are out.
                 let received = tokio::select! {
                     biased;
@@ -81,15 +107,10 @@ pub(super) async fn events(
                     () = shutdown.cancelled() => return None,
                 };
                 let event = match received {
-                    Ok(event) => {
-                        if runtime.as_ref().is_some_and(|id| *id != event.runtime) {
-                            continue;
-                        }
-                        match Event::default().json_data(&event) {
-                            Ok(sse) => sse,
-                            Err(_) => continue,
-                        }
-                    }
+                    Ok(message) => match to_event(message) {
+                        Some(event) => event,
+                        None => continue,
+                    },
                     Err(RecvError::Lagged(missed)) => {
                         match Event::default()
                             .event("lagged")
@@ -101,9 +122,41 @@ pub(super) async fn events(
                     }
                     Err(RecvError::Closed) => return None,
                 };
-                return Some((Ok(event), (receiver, shutdown, runtime)));
+                return Some((Ok(event), (receiver, shutdown, to_event)));
             }
         },
     );
-    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+    let stream = futures_util::stream::iter(first.into_iter().map(Ok)).chain(rest);
+    Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::response::IntoResponse;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_reader_behind_gets_lagged_with_the_count_then_the_rest() {
+        let (sender, receiver) = broadcast::channel(2);
+        let shutdown = CancellationToken::new();
+        let first = vec![Event::default().data("first")];
+        let stream = live(first, receiver, shutdown.clone(), |n: u32| {
+            (n != 4).then(|| Event::default().data(n.to_string()))
+        });
+        for n in 0..5 {
+            sender.send(n).unwrap();
+        }
+        // A shutdown ends the stream once the queued messages are out.
+        shutdown.cancel();
+        let body = axum::body::to_bytes(stream.into_response().into_body(), 1 << 16)
+            .await
+            .unwrap();
+        let body = String::from_utf8(body.to_vec()).unwrap();
+        // 0..=2 were pushed out of the channel of 2; 4 is filtered out.
+        assert_eq!(
+            body,
+            "data: first\n\nevent: lagged\ndata: {\"missed\":3}\n\ndata: 3\n\n"
+        );
+    }
 }

@@ -12,6 +12,7 @@ pub use steward_hooks::WorkloadState;
 
 pub use crate::config::Transition;
 pub use crate::events::{AgentEvent, EventKind};
+pub use crate::logs::{LogLine, LogList, LogSource, LogStream};
 
 /// `{"error": {...}}`: the body of every error answer.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]

@@ -55,6 +55,7 @@ static ASSETS: &[Asset] = assets! {
     "js/api.js" => JS,
     "js/dom.js" => JS,
     "js/events.js" => JS,
+    "js/logs.js" => JS,
     "js/main.js" => JS,
     "js/overview.js" => JS,
     "js/parts.js" => JS,

@@ -13,8 +13,8 @@ use serde_json::value::RawValue;
 
 use crate::api::types::{
     AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Health,
-    Hooks, HooksState, RelationList, RelationSummary, ResolveRequest, ResolveResponse,
-    RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
+    Hooks, HooksState, LogLine, LogList, RelationList, RelationSummary, ResolveRequest,
+    ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
 };
 use crate::json::ExactJson;
 use crate::token::read_token_file;
@@ -337,30 +337,116 @@ impl Client {
             Some(id) => format!("/v1/events?runtime={}", path_segment(id)),
             None => "/v1/events".to_owned(),
         };
-        let response = self.send(Method::GET, &path, None::<&()>).await?;
+        self.follow(&path, "event", |data| {
+            if json {
+                return data.to_owned();
+            }
+            match serde_json::from_str::<AgentEvent>(data) {
+                Ok(event) => event.to_line(),
+                Err(_) => data.to_owned(),
+            }
+        })
+        .await?;
+        Err(ClientError::Other(
+            "the agent closed the event stream (it is shutting down)".to_owned(),
+        ))
+    }
+
+    pub(super) async fn logs(
+        &self,
+        runtime: &str,
+        query: &LogsQuery<'_>,
+        json: bool,
+    ) -> Result<(), ClientError> {
+        let path = format!("{}{}", runtime_path(runtime, "logs"), query.to_query());
+        let format = |line: &LogLine| -> Result<String, ClientError> {
+            if json {
+                serde_json::to_string(line)
+                    .map_err(|error| ClientError::Other(format!("cannot print a line: {error}")))
+            } else {
+                Ok(line.to_line())
+            }
+        };
+        if !query.follow {
+            let list: LogList = self.request(Method::GET, &path, None::<&()>).await?;
+            for line in &list.lines {
+                output::print_line(&format(line)?)?;
+            }
+            return Ok(());
+        }
+        self.follow(&path, "line", |data| {
+            match serde_json::from_str::<LogLine>(data) {
+                Ok(line) if !json => line.to_line(),
+                _ => data.to_owned(),
+            }
+        })
+        .await?;
+        // The agent ends a log stream when it shuts down, or when the
+        // runtime left its config.
+        Err(ClientError::Other(format!(
+            "the agent closed the log stream of {runtime} (it is shutting down, or {runtime} left its config)"
+        )))
+    }
+
+    /// Prints each message of the server-sent events at `path` as `print`
+    /// makes it, and each `lagged` message as a note on stderr about the
+    /// `what`s missed, until the agent ends the stream.
+    async fn follow(
+        &self,
+        path: &str,
+        what: &str,
+        mut print: impl FnMut(&str) -> String,
+    ) -> Result<(), ClientError> {
+        let response = self.send(Method::GET, path, None::<&()>).await?;
         let mut stream = response.bytes_stream();
         let mut parser = SseParser::default();
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|error| {
-                ClientError::Other(format!("the event stream broke: {}", root_cause(&error)))
+                ClientError::Other(format!("the {what} stream broke: {}", root_cause(&error)))
             })?;
             for message in parser.push(&chunk) {
                 match message.event.as_deref() {
                     Some("lagged") => output::eprint_line(&format!(
-                        "(fell behind; missed events: {})",
+                        "(fell behind; missed {what}s: {})",
                         message.data
                     )),
-                    _ if json => output::print_line(&message.data)?,
-                    _ => match serde_json::from_str::<AgentEvent>(&message.data) {
-                        Ok(event) => output::print_line(&event.to_line())?,
-                        Err(_) => output::print_line(&message.data)?,
-                    },
+                    _ => output::print_line(&print(&message.data))?,
                 }
             }
         }
-        Err(ClientError::Other(
-            "the agent closed the event stream (it is shutting down)".to_owned(),
-        ))
+        Ok(())
+    }
+}
+
+/// Which lines `steward logs` asks for.
+#[derive(Debug, Default)]
+pub(super) struct LogsQuery<'a> {
+    /// Only this version's.
+    pub(super) version: Option<&'a str>,
+    /// Only the last this many.
+    pub(super) tail: Option<usize>,
+    /// Then the new ones, live.
+    pub(super) follow: bool,
+}
+
+impl LogsQuery<'_> {
+    /// `?version=...&tail=...&follow=true` (what is set), or nothing.
+    fn to_query(&self) -> String {
+        let mut parts = Vec::new();
+        if let Some(version) = self.version {
+            parts.push(format!("version={}", path_segment(version)));
+        }
+        if let Some(tail) = self.tail {
+            parts.push(format!("tail={tail}"));
+        }
+        if self.follow {
+            parts.push("follow=true".to_owned());
+        }
+        if parts.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", parts.join("&"))
+        }
     }
 }
 
@@ -618,6 +704,22 @@ mod tests {
     use crate::api::types::{
         RelationEnd, RelationLife, RuntimeState, RuntimeSummary, Transition, WorkloadState,
     };
+
+    #[test]
+    fn logs_query_has_only_what_is_set_and_encodes_the_version() {
+        assert_eq!(LogsQuery::default().to_query(), "");
+        let query = LogsQuery {
+            version: Some("1.0 beta"),
+            tail: Some(5),
+            follow: true,
+        };
+        assert_eq!(query.to_query(), "?version=1.0%20beta&tail=5&follow=true");
+        let query = LogsQuery {
+            tail: Some(0),
+            ..LogsQuery::default()
+        };
+        assert_eq!(query.to_query(), "?tail=0");
+    }
 
     #[test]
     fn sse_parser_handles_split_chunks_comments_and_named_events() {

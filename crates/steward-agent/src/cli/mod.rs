@@ -31,7 +31,7 @@ use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOp
 use crate::config::{self, CommandResolver};
 use crate::demo;
 
-use self::client::Client;
+use self::client::{Client, LogsQuery};
 use self::output::{Closed, EXIT_CLOSED};
 
 /// The default API URL of the clients.
@@ -182,6 +182,26 @@ enum ClientCommand {
         /// Kill and restart its process instead of asking.
         #[arg(long)]
         force: bool,
+    },
+    /// Print a runtime's recent output lines: its versions' stdout and
+    /// stderr, and its hooks' (as `hook:NAME`), each with time, version
+    /// and stream; with -f, keep printing new ones (Ctrl-C to stop).
+    Logs {
+        /// The runtime's id.
+        runtime: String,
+        /// Keep printing new lines as the runtime prints them.
+        #[arg(short, long)]
+        follow: bool,
+        /// Only the last N lines kept [default: all kept, up to the
+        /// runtime's `log-lines` per version].
+        #[arg(short = 'n', long = "tail", value_name = "N")]
+        tail: Option<usize>,
+        /// Only this version's lines (its processes' and its hooks').
+        #[arg(long, value_name = "V")]
+        version: Option<String>,
+        /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
     },
     /// Follow the agent's events live (Ctrl-C to stop).
     Events {
@@ -373,6 +393,20 @@ async fn dispatch(cli: Cli) -> ExitCode {
             }
             ClientCommand::Abort { runtime, force } => client.abort(&runtime, force).await,
             ClientCommand::Resolve { runtime, skip, .. } => client.resolve(&runtime, !skip).await,
+            ClientCommand::Logs {
+                runtime,
+                follow,
+                tail,
+                version,
+                json,
+            } => {
+                let query = LogsQuery {
+                    version: version.as_deref(),
+                    tail,
+                    follow,
+                };
+                client.logs(&runtime, &query, json).await
+            }
             ClientCommand::Events { runtime, json } => {
                 client.events(runtime.as_deref(), json).await
             }

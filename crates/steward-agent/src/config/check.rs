@@ -156,6 +156,7 @@ impl<'a> Checker<'a> {
         if let Some(id) = &id {
             self.peers.insert(id.clone(), peers);
         }
+        let log_lines = self.log_lines(&who, raw.log_lines);
         let (names, versions) = self.versions(&who, raw.version, &table);
         let active = self.active(&who, raw.active, &names, table);
 
@@ -172,6 +173,7 @@ impl<'a> Checker<'a> {
             settings,
             timeouts,
             liveness,
+            log_lines,
             versions,
         })
     }
@@ -234,6 +236,31 @@ impl<'a> Checker<'a> {
             interval: interval.unwrap_or(defaults.interval),
             timeout: timeout.unwrap_or(defaults.timeout),
             failures,
+        }
+    }
+
+    /// `log-lines` of `who`: 0 to [`MAX_LOG_LINES`](super::MAX_LOG_LINES).
+    fn log_lines(
+        &mut self,
+        who: &str,
+        raw: Option<Spanned<super::raw::Integer<super::raw::LineCountNumber>>>,
+    ) -> usize {
+        use super::{DEFAULT_LOG_LINES, MAX_LOG_LINES};
+        let Some(raw) = raw else {
+            return DEFAULT_LOG_LINES;
+        };
+        let n = raw.get_ref().0;
+        match usize::try_from(n) {
+            Ok(n) if n <= MAX_LOG_LINES => n,
+            _ => {
+                self.error(
+                    raw.span(),
+                    format!(
+                        "{who}: log-lines {n} is out of range; keep 0 (none) to {MAX_LOG_LINES} lines per version"
+                    ),
+                );
+                DEFAULT_LOG_LINES
+            }
         }
     }
 

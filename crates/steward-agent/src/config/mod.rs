@@ -42,6 +42,13 @@ pub const MAX_ID_LEN: usize = 64;
 /// The default deadline of one call made through the agent.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How many of each version's latest output lines the agent keeps when
+/// the config does not say (`log-lines`).
+pub const DEFAULT_LOG_LINES: usize = 1000;
+
+/// The most `log-lines` accepted.
+pub const MAX_LOG_LINES: usize = 100_000;
+
 /// A validated agent configuration.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Config {
@@ -147,6 +154,9 @@ pub struct RuntimeConfig {
     pub timeouts: ProcessTimeouts,
     /// How the host finds a serving process hung (`[runtime.liveness]`).
     pub liveness: Liveness,
+    /// How many of the latest output lines the agent keeps per version (and
+    /// of its hooks' output), up to [`MAX_LOG_LINES`]; 0 keeps none.
+    pub log_lines: usize,
     /// The versions, in file order; at least one, with unique names.
     pub versions: Vec<VersionConfig>,
 }

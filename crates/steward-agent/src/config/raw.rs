@@ -48,6 +48,7 @@ expected! {
     EndpointText => r#"an endpoint string such as "web:db" (<runtime>:<endpoint name>)"#;
     EndpointList => r#"an array of two endpoints such as ["web:db", "kv:store"]"#;
     ArgList => r#"an array of strings such as ["--port", "8080"]"#;
+    LineCountNumber => "a whole number of lines such as 1000 (0 keeps none)";
 }
 
 /// A string whose type error says what `E` expects.
@@ -76,6 +77,35 @@ impl<'de, E: Expected> Deserialize<'de> for Text<E> {
         deserializer
             .deserialize_str(TextVisitor::<E>(PhantomData))
             .map(|s| Text(s, PhantomData))
+    }
+}
+
+/// An integer whose type error says what `E` expects.
+pub(super) struct Integer<E>(pub(super) i64, PhantomData<E>);
+
+impl<'de, E: Expected> Deserialize<'de> for Integer<E> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct IntegerVisitor<E>(PhantomData<E>);
+
+        impl<E: Expected> Visitor<'_> for IntegerVisitor<E> {
+            type Value = i64;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(E::WHAT)
+            }
+
+            fn visit_i64<Err: de::Error>(self, v: i64) -> Result<i64, Err> {
+                Ok(v)
+            }
+
+            fn visit_u64<Err: de::Error>(self, v: u64) -> Result<i64, Err> {
+                i64::try_from(v).map_err(|_| Err::invalid_value(de::Unexpected::Unsigned(v), &self))
+            }
+        }
+
+        deserializer
+            .deserialize_i64(IntegerVisitor::<E>(PhantomData))
+            .map(|n| Integer(n, PhantomData))
     }
 }
 
@@ -158,6 +188,7 @@ pub(super) struct RawRuntime {
     pub(super) abort_timeout: Option<Spanned<Text<DurationText>>>,
     pub(super) liveness: Option<Spanned<RawLiveness>>,
     pub(super) settings: Option<Spanned<toml::Table>>,
+    pub(super) log_lines: Option<Spanned<Integer<LineCountNumber>>>,
     #[serde(default)]
     pub(super) peer: List<RawPeer, PeerList>,
     #[serde(default)]

@@ -104,6 +104,7 @@ fn example_parses_to_the_model() {
                 settings: Default::default(),
                 timeouts: ProcessTimeouts::default(),
                 liveness: Liveness::default(),
+                log_lines: DEFAULT_LOG_LINES,
                 versions: vec![VersionConfig {
                     version: "1.0.0".into(),
                     command: f.steward(),
@@ -276,6 +277,36 @@ fn type_error_position_and_message() {
     let (line, column, message) = f.error(&text);
     assert_eq!((line, column), (8, 16));
     assert!(message.contains("quote numbers"), "{message}");
+}
+
+#[test]
+fn log_lines_default_to_a_thousand_and_must_be_in_range() {
+    let f = fixture();
+    let lines = |extra: &str| f.parse(&runtime_with(extra)).unwrap().runtimes[0].log_lines;
+    assert_eq!(lines(""), 1000);
+    assert_eq!(lines("log-lines = 0"), 0);
+    assert_eq!(lines("log-lines = 100000"), 100_000);
+    let (line, column, message) = f.error(&runtime_with("log-lines = -1"));
+    assert_eq!((line, column), (4, 13));
+    assert_eq!(
+        message,
+        r#"runtime "echo": log-lines -1 is out of range; keep 0 (none) to 100000 lines per version"#
+    );
+    let (_, _, message) = f.error(&runtime_with("log-lines = 100001"));
+    assert!(
+        message.contains("log-lines 100001 is out of range"),
+        "{message}"
+    );
+    let (_, _, message) = f.error(&runtime_with("log-lines = \"1000\""));
+    assert_eq!(
+        message,
+        r#"invalid type: string "1000", expected a whole number of lines such as 1000 (0 keeps none)"#
+    );
+    let (_, _, message) = f.error(&runtime_with("log-lines = 1.5"));
+    assert!(
+        message.contains("expected a whole number of lines"),
+        "{message}"
+    );
 }
 
 #[test]

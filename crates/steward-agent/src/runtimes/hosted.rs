@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::types::RuntimeState;
 use crate::config::RuntimeConfig;
+use crate::logs::RuntimeLogs;
 
 /// What the API shows about a runtime besides its config.
 #[derive(Debug, Clone)]
@@ -116,12 +117,15 @@ pub(crate) struct Hosted {
     /// again).
     pub(crate) hook_requests: tokio::sync::Mutex<mpsc::Receiver<HookRequest>>,
     outcomes: watch::Sender<SwitchOutcome>,
+    /// Its versions' and hooks' recent output.
+    logs: Arc<RuntimeLogs>,
 }
 
 impl Hosted {
     pub(crate) fn new(config: RuntimeConfig) -> Self {
         let (requests, receiver) = mpsc::channel(16);
         Self {
+            logs: Arc::new(RuntimeLogs::new(config.log_lines)),
             id: config.id.clone(),
             config: watch::channel(Arc::new(config)).0,
             aggregate: RwLock::new(None),
@@ -151,7 +155,14 @@ impl Hosted {
     }
 
     pub(crate) fn set_config(&self, config: RuntimeConfig) {
+        self.logs
+            .configure(config.log_lines, &config.version_names());
         self.config.send_replace(Arc::new(config));
+    }
+
+    /// Its recent output lines.
+    pub(crate) fn logs(&self) -> &Arc<RuntimeLogs> {
+        &self.logs
     }
 
     /// The aggregate, while the runtime's worker runs.

@@ -1,6 +1,7 @@
 //! What a runtime's versions run on: [`Hosts`] makes the
 //! [`RuntimeHost`] of one version. In the agent that is a [`ProcessHost`]
-//! whose host storage lives in the store ([`ProcessHosts`]); the unit
+//! whose host storage lives in the store and whose output lines go to the
+//! runtime's logs ([`ProcessHosts`]); the unit
 //! tests of reconciliation and the manager use the host crate's fake. This
 //! module must never start a host: it only builds them.
 
@@ -10,6 +11,7 @@ use std::time::Duration;
 use steward_host::{ProcessConfig, ProcessHost, RuntimeHost, Storage};
 use steward_worker::Backoff;
 
+use super::Registry;
 use crate::config::{RuntimeConfig, VersionConfig};
 
 /// How long a runtime process must run for its restart delay to start
@@ -23,10 +25,12 @@ pub(crate) trait Hosts: Send + Sync + std::fmt::Debug + 'static {
 }
 
 /// Versions as child processes, their host storage in `storage`, their
-/// socket directories in `socket_parent` (the agent's run directory).
+/// socket directories in `socket_parent` (the agent's run directory),
+/// their output lines in the logs of their runtime in `registry`.
 pub(crate) struct ProcessHosts {
     pub(crate) storage: Arc<dyn Storage>,
     pub(crate) socket_parent: Option<std::path::PathBuf>,
+    pub(crate) registry: Arc<Registry>,
 }
 
 impl std::fmt::Debug for ProcessHosts {
@@ -56,6 +60,11 @@ impl Hosts for ProcessHosts {
         config.abort_timeout = runtime.timeouts.abort;
         config.liveness = runtime.liveness;
         config.socket_parent.clone_from(&self.socket_parent);
+        // The manager registers a runtime before its versions are built.
+        config.output = self
+            .registry
+            .get(&runtime.id)
+            .map(|hosted| hosted.logs().sink());
         Arc::new(ProcessHost::new(config, self.storage.clone()))
     }
 }

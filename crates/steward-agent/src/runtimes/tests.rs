@@ -87,6 +87,7 @@ fn runtime(id: &str, active: &str, versions: &[&str]) -> RuntimeConfig {
         settings: Default::default(),
         timeouts: Default::default(),
         liveness: Default::default(),
+        log_lines: crate::config::DEFAULT_LOG_LINES,
         versions: versions
             .iter()
             .map(|version| VersionConfig {

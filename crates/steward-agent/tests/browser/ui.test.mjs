@@ -234,6 +234,48 @@ test('a switch under load from the runtime page: plots, events and the overview 
   await context.close();
 });
 
+test('the runtime page shows its log lines, and new ones live', async () => {
+  const context = await desktop();
+  const page = await watchedPage(context, OPEN);
+  await page.goto(`${OPEN}/#/runtimes/echo`);
+  const logs = page.getByRole('list', { name: 'Log lines of echo' });
+  // The tail: at least the line each echo process prints on start.
+  await logs.locator('li.log-line[data-source="runtime"][data-stream="stdout"]', { hasText: 'starting' })
+    .first().waitFor({ timeout: WAIT });
+  await page.evaluate(() => { window.notReloaded = true; });
+
+  // A line the runtime prints now appears without a reload, marked stderr.
+  const text = `printed for the browser ${Date.now()}`;
+  const response = await fetch(`${OPEN}/v1/runtimes/echo/call`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ method: 'print', args: { text, stream: 'stderr' } }),
+  });
+  assert.equal(response.status, 200, await response.text());
+  const line = logs.locator('li.log-line', { hasText: text });
+  await line.waitFor({ timeout: WAIT });
+  assert.equal(await line.getAttribute('data-stream'), 'stderr');
+  assert.match(await line.locator('time').textContent(), /\d\d:\d\d:\d\d/);
+  const version = await line.getAttribute('data-version');
+  assert.equal(await line.locator('.log-source').textContent(), version);
+
+  // The version filter: another version's lines go, this one's stay.
+  const other = version === '1.0.0' ? '2.0.0' : '1.0.0';
+  await page.getByLabel('Show').selectOption(other);
+  await page.waitForFunction(([text, other]) => {
+    const rows = [...document.querySelectorAll('.logs li.log-line')];
+    return !rows.some((row) => row.textContent.includes(text))
+      && rows.every((row) => row.dataset.version === other);
+  }, [text, other], { timeout: WAIT });
+  await page.getByLabel('Show').selectOption('');
+  await line.waitFor({ timeout: WAIT });
+
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
+  await screenshot(page, 'runtime-logs');
+  page.check();
+  await context.close();
+});
+
 test('on a phone-sized screen nothing scrolls sideways', async () => {
   const context = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
   const page = await watchedPage(context, OPEN);

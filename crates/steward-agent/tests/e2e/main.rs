@@ -8,6 +8,7 @@
 //! | [`disk`] | private data, and a full disk that degrades the agent until space returns |
 //! | [`faults`] | crashes, kills of runtimes and of the agent, failed switches |
 //! | [`hooks`] | lifecycle hooks with shell scripts: order, failures, resolve, timeouts, crashes |
+//! | [`logs`] | runtime and hook output in `steward logs` and the logs API, following, bad input |
 //! | [`limits`] | the API server against slow, idle and hostile clients |
 //! | [`manners`] | CLI and API manners: closed pipes, integers beyond 64 bits |
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
@@ -34,6 +35,7 @@ mod disk;
 mod faults;
 mod hooks;
 mod limits;
+mod logs;
 mod manners;
 mod openapi;
 mod relations;

@@ -58,6 +58,18 @@ export class SseParser {
   }
 }
 
+/** Reads the server-sent events of a response `body` to its end, passing
+ * each message to `dispatch` (shared with the log panel's stream). */
+export async function readSse(body, dispatch) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  const parser = new SseParser();
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    for (const message of parser.push(value)) dispatch(message);
+  }
+}
+
 export class EventFeed {
   constructor() {
     this.listeners = new Set();
@@ -148,14 +160,8 @@ export class EventFeed {
     }
   }
 
-  async read(body) {
-    const reader = body.pipeThrough(new TextDecoderStream()).getReader();
-    const parser = new SseParser();
-    for (;;) {
-      const { value, done } = await reader.read();
-      if (done) return;
-      for (const message of parser.push(value)) this.dispatch(message);
-    }
+  read(body) {
+    return readSse(body, (message) => this.dispatch(message));
   }
 
   dispatch({ event, data }) {

@@ -1,12 +1,13 @@
 // A runtime's page: its state, its versions with a switch button (after a
 // confirmation), abort, its hooks (with resolve when one failed), live
 // plots of calls, errors and latency per version, its latest events
-// (live), and the place for its log lines.
+// (live), and its recent log lines (live).
 
 import { api } from './api.js';
 import { h, fill, badge, clock, confirmDialog } from './dom.js';
 import { EventList, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
 import { Plots } from './plots.js';
+import { LogPanel } from './logs.js';
 
 /** The plot windows offered, in seconds (the agent keeps 299). */
 const WINDOWS = [60, 120, 299];
@@ -43,6 +44,7 @@ export function mountRuntime(main, { feed, id }) {
     limit: SHOWN_EVENTS,
     empty: 'No events since this page was opened; they appear here as they happen.',
   });
+  const logs = new LogPanel(id);
 
   fill(main,
     h('p', { class: 'crumbs' }, h('a', { href: '#/', text: '← All runtimes' })),
@@ -64,7 +66,7 @@ export function mountRuntime(main, { feed, id }) {
     h('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
       h('h2', { id: 'events-heading', text: 'Latest events' }),
       events.el),
-    logsPanel(id));
+    logs.el);
 
   const plots = new Plots(plotsBox);
 
@@ -139,6 +141,7 @@ export function mountRuntime(main, { feed, id }) {
     renderFacts();
     renderHooks();
     renderVersions();
+    if (detail) logs.setVersions(detail.versions);
   }
 
   async function load() {
@@ -281,6 +284,7 @@ export function mountRuntime(main, { feed, id }) {
   }, 1000);
 
   load().then(() => pollStats());
+  logs.start();
   return {
     focus: () => heading.focus(),
     dispose() {
@@ -289,23 +293,7 @@ export function mountRuntime(main, { feed, id }) {
       clearInterval(ticker);
       clearTimeout(statsTimer);
       plots.destroy();
+      logs.stop();
     },
   };
-}
-
-/**
- * The runtime's recent log lines.
- *
- * PLACEHOLDER (issue 14, "Runtime logs"): the agent does not serve log
- * lines yet. When `GET /v1/runtimes/{id}/logs[?version=V&follow=true&tail=N]`
- * lands, this panel reads the tail and then follows it (the follow stream
- * is server-sent events, read like the event feed in events.js, with the
- * token in the header). Until then it says where the lines are.
- */
-function logsPanel(id) {
-  return h('section', { class: 'panel', 'aria-labelledby': 'logs-heading', dataset: { placeholder: 'logs' } },
-    h('h2', { id: 'logs-heading', text: 'Log lines' }),
-    h('p', { class: 'hint' },
-      'Not served by this agent yet. Until then, a runtime’s stdout and stderr lines are in the agent’s own log (its stderr, or the journal under systemd), each marked with the runtime’s id and version: ',
-      h('code', { text: `runtime{id=${id} version=…}` }), '.'));
 }

@@ -41,6 +41,7 @@
 //! | `get` | `{"key": S}` | the stored value, or `null` |
 //! | `delete` | `{"key": S}` | `null` |
 //! | `list` | — | the stored keys (without `kv/`), sorted |
+//! | `print` | `{"stream": "stdout"\|"stderr", "text": S, "raw": [bytes], "times": N}` | `null` once it wrote S, then the raw bytes (which need not be UTF-8), then a newline, N times (default 1) to the stream |
 //!
 //! Never use it for anything but tests: it exits on bad arguments with a
 //! panic message, not a friendly error.
@@ -180,6 +181,17 @@ fn field<T: serde::de::DeserializeOwned>(args: &Value, name: &str) -> Result<T, 
         .map_err(|e| error(400, format!("field {name:?}: {e}")))
 }
 
+/// The field `name` of `args` as `T`, if given.
+fn optional<T: serde::de::DeserializeOwned>(args: &Value, name: &str) -> Result<Option<T>, Body> {
+    match args.field(name) {
+        Ok(Some(value)) => value
+            .decode()
+            .map(Some)
+            .map_err(|e| error(400, format!("field {name:?}: {e}"))),
+        _ => Ok(None),
+    }
+}
+
 /// A CBOR byte string, through serde.
 struct ByteString(Vec<u8>);
 
@@ -275,9 +287,34 @@ impl Runtime {
                     other => Err(error(502, format!("list answered {}", other.name()))),
                 }
             }
+            "print" => {
+                let stream: String = field(&args, "stream")?;
+                let text: String = field(&args, "text")?;
+                let raw: Vec<u8> = optional(&args, "raw")?.unwrap_or_default();
+                let times: usize = optional(&args, "times")?.unwrap_or(1);
+                let mut line = text.into_bytes();
+                line.extend_from_slice(&raw);
+                line.push(b'\n');
+                let written = match stream.as_str() {
+                    "stdout" => write_times(&mut std::io::stdout().lock(), &line, times),
+                    "stderr" => write_times(&mut std::io::stderr().lock(), &line, times),
+                    other => return Err(error(400, format!("no stream {other:?}"))),
+                };
+                written
+                    .map(|()| Value::null())
+                    .map_err(|e| error(500, format!("cannot write to {stream}: {e}")))
+            }
             other => Err(error(404, format!("no method {other:?}"))),
         }
     }
+}
+
+/// Writes `line` `times` times, then flushes.
+fn write_times(out: &mut impl std::io::Write, line: &[u8], times: usize) -> std::io::Result<()> {
+    for _ in 0..times {
+        out.write_all(line)?;
+    }
+    out.flush()
 }
 
 async fn storage(host: &Peer, request: Body) -> Result<Body, Body> {

@@ -14,13 +14,13 @@ use steward_protocol::{
     RuntimeInfoRequest, RuntimeInfoResponse, StorageKeys, StorageValue,
 };
 use tempfile::TempDir;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
-use tracing::{Instrument, info, warn};
+use tracing::warn;
 
 use super::ProcessConfig;
 use super::group::ProcessGroup;
+use super::output::{self, OutputStream};
 use crate::{ProcessStatus, StartError, Storage};
 
 /// A process that passed its handshake.
@@ -105,8 +105,8 @@ pub(super) async fn start_process(
             .ok_or(StartError::ExitedBeforeConnecting {
                 status: ProcessStatus::Unknown(Arc::from("it was reaped at once")),
             })?;
-    forward_output(child.stdout.take(), "stdout");
-    forward_output(child.stderr.take(), "stderr");
+    output::forward(child.stdout.take(), OutputStream::Stdout, config);
+    output::forward(child.stderr.take(), OutputStream::Stderr, config);
 
     let accepted = tokio::select! {
         accepted = tokio::time::timeout(config.accept_timeout, listener.accept()) => accepted,
@@ -239,24 +239,6 @@ fn private_dir(parent: Option<&std::path::Path>) -> std::io::Result<TempDir> {
         Some(parent) => builder.tempdir_in(parent),
         None => builder.tempdir(),
     }
-}
-
-/// Copies the runtime's output lines into the log, within the runtime's
-/// span (id and version).
-fn forward_output(stream: Option<impl AsyncRead + Unpin + Send + 'static>, name: &'static str) {
-    let Some(stream) = stream else { return };
-    let span = tracing::Span::current();
-    // `instrument`, not `span.enter()`: an entered guard held across an
-    // await leaks the span into whatever else the thread polls meanwhile.
-    tokio::spawn(
-        async move {
-            let mut lines = BufReader::new(stream).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                info!(stream = name, "{line}");
-            }
-        }
-        .instrument(span),
-    );
 }
 
 /// Serves the runtime's host storage requests, in its namespace.

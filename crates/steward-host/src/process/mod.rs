@@ -10,6 +10,7 @@
 mod attempt;
 mod group;
 mod liveness;
+mod output;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -25,6 +26,7 @@ use tracing::{Instrument, info, info_span, warn};
 
 use self::attempt::{Running, start_process};
 pub use self::liveness::Liveness;
+pub use self::output::{OutputLine, OutputSink, OutputStream};
 use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 
 /// How to run one version of a runtime, and how patient to be with it.
@@ -39,6 +41,8 @@ use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 /// | `term_grace` (after SIGTERM, before SIGKILL) | 5 s |
 /// | `liveness` (pings while serving; see [`Liveness`]) | a ping every 5 s, 5 s to answer, hung after 3 misses |
 /// | `socket_parent` (where each attempt's private socket dir is made) | the system's temp dir |
+/// | `output` (where output lines go besides the log; see [`OutputSink`]) | nowhere else |
+/// | `max_line_bytes` (longer output lines are cut, with a marker) | 16 KiB |
 #[derive(Debug, Clone)]
 pub struct ProcessConfig {
     /// The runtime id (host storage namespace, log field).
@@ -75,6 +79,12 @@ pub struct ProcessConfig {
     /// crash it can tell what was its. Unix socket paths are limited to
     /// about 100 bytes: keep it short.
     pub socket_parent: Option<PathBuf>,
+    /// Where the process's stdout and stderr lines go besides the host's
+    /// log (which always gets them); `None` for nowhere else.
+    pub output: Option<OutputSink>,
+    /// The longest output line kept, in bytes: the rest of a longer line
+    /// is skipped and the line ends with ` [truncated N bytes]`.
+    pub max_line_bytes: usize,
 }
 
 impl ProcessConfig {
@@ -101,6 +111,8 @@ impl ProcessConfig {
             liveness: Liveness::default(),
             limits: Limits::default(),
             socket_parent: None,
+            output: None,
+            max_line_bytes: self::output::DEFAULT_MAX_LINE_BYTES,
         }
     }
 

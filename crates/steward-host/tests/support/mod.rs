@@ -6,8 +6,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use steward_host::{Event, MemoryStorage, ProcessConfig, ProcessHost};
-use tokio::sync::broadcast;
+use serde_json::json;
+use steward_host::{Event, MemoryStorage, OutputLine, ProcessConfig, ProcessHost, RuntimeHost};
+use steward_protocol::{Body, CallRequest, Value};
+use tokio::sync::{broadcast, mpsc};
 
 /// The runtime the host's tests start (this crate's `steward-test-runtime`
 /// binary, which cargo builds for its integration tests).
@@ -41,4 +43,56 @@ pub async fn next_event(events: &mut broadcast::Receiver<Event>) -> Event {
         .await
         .expect("an event within 20 s")
         .expect("event channel open")
+}
+
+/// How long [`call`], [`started`] and [`next_line`] wait.
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A host for `config`, with in-memory storage.
+pub fn host(config: ProcessConfig) -> ProcessHost {
+    ProcessHost::new(config, Arc::new(MemoryStorage::new()))
+}
+
+/// Starts `host` and waits for its `Started` event.
+pub async fn started(host: &ProcessHost) {
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    match next_event(&mut events).await {
+        Event::Started { .. } => {}
+        other => panic!("expected Started, got {other:?}"),
+    }
+}
+
+/// Calls `method` with `args`; it must be answered within 20 s.
+pub async fn call(host: &ProcessHost, method: &str, args: serde_json::Value) -> Body {
+    let body = Body::RuntimeCallRequest(CallRequest {
+        method: method.into(),
+        args: Value::encode(&args).unwrap(),
+    });
+    tokio::time::timeout(WAIT, host.call(body))
+        .await
+        .unwrap_or_else(|_| panic!("{method} not answered within {WAIT:?}"))
+        .unwrap_or_else(|error| panic!("{method} failed: {error}"))
+}
+
+/// Calls the test runtime's `print` (see its docs for `args`), which must
+/// succeed.
+pub async fn print(host: &ProcessHost, args: serde_json::Value) {
+    match call(host, "print", args).await {
+        Body::RuntimeCallResponse(_) => {}
+        other => panic!("print answered {other:?}"),
+    }
+}
+
+/// Prints `text` on `stream` (`stdout` or `stderr`).
+pub async fn print_line(host: &ProcessHost, stream: &str, text: &str) {
+    print(host, json!({"stream": stream, "text": text})).await;
+}
+
+/// The next line of an output sink, within 20 s.
+pub async fn next_line(lines: &mut mpsc::Receiver<OutputLine>) -> OutputLine {
+    tokio::time::timeout(WAIT, lines.recv())
+        .await
+        .expect("a line within 20 s")
+        .expect("the sink is open")
 }

@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use steward_hooks::lifecycle::{Due, PlannedHook, Step, UnitRecord};
-use steward_hooks::runner::{HookOutcome, HookReport, HookSpec, OutputStream, run_hook};
+use steward_hooks::runner::{HookOutcome, HookReport, HookSpec, run_hook};
 use steward_hooks::{Changes, HookContext, HookKind, UnitInfo};
 use steward_store::RecordWrite;
 use steward_worker::{Backoff, BackoffState, Error, Runner, SimpleWorker};
@@ -37,6 +37,7 @@ use super::relations::{RelationHooks, RelationWake, state_write};
 use super::{load_record, load_workload, record_write, save_record};
 use crate::config::{OnHookFailure, Settings};
 use crate::events::{AgentEvent, EventKind};
+use crate::logs::LogStream;
 use crate::relations::records::{self, RelationUnit};
 use crate::runtimes::{Context, HookActivity, HookRequest, Hosted, LastHook};
 use crate::{failpoint, metrics};
@@ -439,12 +440,11 @@ impl Driver {
         // Not cancelled when the agent stops: a hook is let finish within
         // the shutdown grace (then the runner aborts this task, which kills
         // the hook's group, and it counts as failed at the next start).
+        let logs = self.hosted.logs().clone();
         let report = run_hook(&spec, &CancellationToken::new(), |line| {
-            let stream = match line.stream {
-                OutputStream::Stdout => "stdout",
-                OutputStream::Stderr => "stderr",
-            };
-            info!(runtime = %id, hook = %name, stream, "{}", line.line);
+            let stream = LogStream::from(line.stream);
+            info!(runtime = %id, hook = %name, stream = stream.as_str(), "{}", line.line);
+            logs.push_hook(&name, &hook.version, stream, line.line);
         })
         .await;
         let changes = registration.finish().await.finish();
