@@ -35,7 +35,7 @@ const SINK_CAPACITY: usize = 1024;
 const FOLLOW_BUFFER: usize = 1024;
 
 /// Where a line came from (its wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogSource {
     /// A process of one of the runtime's versions (`runtime`).
@@ -45,7 +45,7 @@ pub enum LogSource {
 }
 
 /// Which pipe a line was printed on (its wire name in parentheses).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum LogStream {
     /// Standard output (`stdout`).
@@ -83,7 +83,7 @@ impl From<steward_hooks::runner::OutputStream> for LogStream {
 }
 
 /// One output line of a runtime's process or hook.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Its number in the runtime's log: increasing in the order the agent
     /// got the lines, across versions and hooks (gaps are lines of other
@@ -139,7 +139,7 @@ impl LogLine {
 }
 
 /// `GET /v1/runtimes/{id}/logs` without `follow`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogList {
     /// The lines, oldest first.
     pub lines: Vec<LogLine>,

@@ -13,14 +13,18 @@ use axum::http::StatusCode;
 use axum::response::sse::Event;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ApiPath, ApiQuery};
+use super::openapi::RuntimeId;
 use super::sse::live;
+use super::types::ErrorResponse;
 use crate::logs::{LogFilter, LogLine, LogList};
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub(super) struct LogsQuery {
     /// Only this version's lines (its processes', and its hooks').
     version: Option<String>,
@@ -30,6 +34,33 @@ pub(super) struct LogsQuery {
     follow: Option<bool>,
 }
 
+/// What `GET /v1/runtimes/{id}/logs?follow=true` streams, for the OpenAPI
+/// document (OpenAPI 3.1 has no schema for an event stream's items).
+const FOLLOW: &str = "Without `follow`: the lines, as a `LogList`. With `follow=true`: a stream \
+    of server-sent events (`text/event-stream`) until the agent shuts down, each `data:` line \
+    a `LogLine` (`#/components/schemas/LogLine`), the kept lines first; a follower that falls \
+    behind gets an `event: lagged` message whose data is a `Lagged` object, and the stream \
+    carries on.";
+
+/// A runtime's recent output lines (its versions' stdout and stderr, and
+/// its hooks'), or with `follow=true` those and then each new one.
+#[utoipa::path(
+    get,
+    path = "/v1/runtimes/{id}/logs",
+    tag = "runtimes",
+    operation_id = "runtime_logs",
+    params(RuntimeId, LogsQuery),
+    responses(
+        (status = 200, description = FOLLOW, content(
+            (LogList = "application/json"),
+            (String = "text/event-stream"),
+        )),
+        (status = 400, description = "A `tail` or `follow` that is not a number or boolean, an \
+            unknown query parameter, or an id that is not UTF-8", body = ErrorResponse),
+        (status = 404, description = "No such runtime, or no such version of it", body = ErrorResponse),
+        (status = 409, description = "The runtime keeps no lines (`log-lines = 0`)", body = ErrorResponse),
+    ),
+)]
 pub(super) async fn logs(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,

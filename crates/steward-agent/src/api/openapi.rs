@@ -235,6 +235,7 @@ impl Modify for UiSlash {
         super::handlers::abort,
         super::handlers::resolve,
         super::stats::stats,
+        super::logs::logs,
         super::relations::list,
         super::sse::events,
         super::ui::index,
