@@ -14,14 +14,16 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
-use etcd_client::{Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse};
+use etcd_client::{
+    Compare, CompareOp, GetOptions, KeyValue, PutOptions, Txn, TxnOp, TxnOpResponse,
+};
 use steward_store::DesiredState;
 use steward_worker::{BoxFuture, ChangeSender, QueueWatcher, change_queue};
 
 use crate::follow::Follower;
 use crate::keys::Keys;
 use crate::store::{Shared, lock};
-use crate::{EtcdStore, Error, KeyEvent};
+use crate::{Error, EtcdStore, KeyEvent};
 
 /// The live desired-state watchers, and the runtime ids they describe.
 #[derive(Default)]
@@ -126,16 +128,15 @@ impl EtcdStore {
         let prefix = shared.keys.desired_dir();
         let key = prefix.clone();
         let operation = "reading desired versions".to_owned();
-        let response = shared
-            .request(
-                || operation.clone(),
-                |mut client| async move {
-                    client
-                        .get(key, Some(GetOptions::new().with_prefix()))
-                        .await
-                },
-            )
-            .await?;
+        let response =
+            shared
+                .request(
+                    || operation.clone(),
+                    |mut client| async move {
+                        client.get(key, Some(GetOptions::new().with_prefix())).await
+                    },
+                )
+                .await?;
         let mut versions = BTreeMap::new();
         for kv in response.kvs() {
             if let Some(runtime) = Keys::strip(kv.key(), &prefix) {

@@ -82,9 +82,10 @@ pub enum Error {
     },
 }
 
-/// The desired-state trait speaks the store crate's error: an unreachable
-/// etcd is [`steward_store::Error::Unavailable`], anything else a failed
-/// read or write ([`steward_store::Error::Database`]).
+/// The shared-state traits speak the store crate's error: an unreachable
+/// (or closed) etcd is [`steward_store::Error::Unavailable`], a bad name
+/// [`steward_store::Error::InvalidName`], anything else a failed read or
+/// write ([`steward_store::Error::Database`]).
 impl From<Error> for steward_store::Error {
     fn from(error: Error) -> Self {
         match error {
@@ -95,6 +96,12 @@ impl From<Error> for steward_store::Error {
                 operation,
                 reason: "the fleet store was closed".to_owned(),
             },
+            Error::InvalidName { what, name, reason } => {
+                steward_store::Error::InvalidName { what, name, reason }
+            }
+            Error::Rejected { operation, reason } => {
+                steward_store::Error::Database { operation, reason }
+            }
             other => steward_store::Error::Database {
                 operation: "fleet store".to_owned(),
                 reason: other.to_string(),

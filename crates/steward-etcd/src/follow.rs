@@ -75,17 +75,15 @@ impl Follower {
     pub(crate) async fn list(&mut self) -> Result<(i64, Vec<KeyEvent>), Error> {
         let key = self.prefix.clone();
         let prefix = &self.prefix;
-        let mut response = self
-            .shared
-            .request(
-                || format!("listing {prefix}"),
-                |mut client| async move {
-                    client
-                        .get(key, Some(GetOptions::new().with_prefix()))
-                        .await
-                },
-            )
-            .await?;
+        let mut response =
+            self.shared
+                .request(
+                    || format!("listing {prefix}"),
+                    |mut client| async move {
+                        client.get(key, Some(GetOptions::new().with_prefix())).await
+                    },
+                )
+                .await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let mut events = Vec::new();
         let mut listed = HashMap::new();

@@ -11,31 +11,10 @@
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
+use steward_store::FleetHealth;
 use steward_worker::{QueueWatcher, WatchedValue};
 use tokio::sync::watch;
 use tracing::{info, warn};
-
-/// Whether the fleet store can reach etcd.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum FleetHealth {
-    /// etcd answered the last request or check.
-    Connected,
-    /// etcd has not answered since `since`. The store retries with
-    /// backoff; the agent keeps serving its last known desired state.
-    Disconnected {
-        /// When the outage was noticed.
-        since: SystemTime,
-        /// The first failure of the outage.
-        reason: String,
-    },
-}
-
-impl FleetHealth {
-    /// True for [`Connected`](FleetHealth::Connected).
-    pub fn is_connected(&self) -> bool {
-        matches!(self, FleetHealth::Connected)
-    }
-}
 
 pub(crate) struct Health {
     state: Mutex<FleetHealth>,

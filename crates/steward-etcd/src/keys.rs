@@ -152,7 +152,10 @@ mod tests {
         assert!(keys.relation_unit("db", "kv/a2").is_ok());
         assert!(matches!(
             keys.relation_dir("a/b"),
-            Err(Error::InvalidName { what: "relation", .. })
+            Err(Error::InvalidName {
+                what: "relation",
+                ..
+            })
         ));
     }
 

@@ -1,6 +1,5 @@
 #![doc = include_str!("../docs/guide.md")]
 
-mod changes;
 mod desired;
 mod error;
 mod follow;
@@ -8,13 +7,14 @@ mod health;
 mod keys;
 mod options;
 mod presence;
+mod shared;
 mod store;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use changes::{KeyChanges, KeyEvent, PendingKeyChanges};
 pub use error::Error;
-pub use health::FleetHealth;
 pub use options::EtcdOptions;
-pub use presence::Unit;
+/// The shared-state types this crate's API speaks, defined next to the
+/// traits in `steward-store` (re-exported so that users need one import).
+pub use steward_store::{FleetHealth, KeyChanges, KeyEvent, UnitRecord};
 pub use store::EtcdStore;

@@ -23,7 +23,9 @@ use tracing::{debug, warn};
 
 use crate::keys::{UNITS_DIR, split_unit};
 use crate::store::{Shared, is_lease_not_found};
-use crate::{EtcdStore, Error, KeyChanges};
+use steward_store::UnitRecord;
+
+use crate::{Error, EtcdStore, KeyChanges};
 
 /// The most operations etcd takes in one transaction by default
 /// (`--max-txn-ops` is 128); re-publishing is chunked below it.
@@ -57,26 +59,6 @@ impl Presence {
         self.deletes.clear();
         lease
     }
-}
-
-/// One unit of the fleet, as its agent last published it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unit {
-    /// `<runtime>/<agent>`.
-    pub unit: String,
-    /// The runtime half of the name.
-    pub runtime: String,
-    /// The agent half of the name.
-    pub agent: String,
-    /// The status bytes the agent published.
-    pub status: Vec<u8>,
-    /// The agent's lease the unit lives under.
-    pub lease: i64,
-    /// The revision of the last publish.
-    pub mod_revision: i64,
-    /// When the agent last kept its lease alive (to the second, derived
-    /// from the lease's remaining TTL); `None` if etcd could not say.
-    pub last_seen: Option<SystemTime>,
 }
 
 impl Shared {
@@ -199,9 +181,10 @@ impl Shared {
         };
         for key in presence.deletes.clone() {
             let target = key.clone();
-            self.request_raw("deleting a key the agent gave up", |mut client| async move {
-                client.delete(target, None).await
-            })
+            self.request_raw(
+                "deleting a key the agent gave up",
+                |mut client| async move { client.delete(target, None).await },
+            )
             .await
             .map_err(|(error, _)| error.to_string())?;
             presence.deletes.remove(&key);
@@ -392,10 +375,7 @@ async fn probe(shared: &Shared) -> Result<(), String> {
             || "checking that etcd answers".to_owned(),
             |mut client| async move {
                 client
-                    .get(
-                        key,
-                        Some(GetOptions::new().with_prefix().with_count_only()),
-                    )
+                    .get(key, Some(GetOptions::new().with_prefix().with_count_only()))
                     .await
             },
         )
@@ -429,27 +409,30 @@ impl EtcdStore {
 
     /// Every unit of the fleet with its status, sorted by name, and when
     /// its agent was last seen.
-    pub async fn units(&self) -> Result<Vec<Unit>, Error> {
+    pub async fn units(&self) -> Result<Vec<UnitRecord>, Error> {
         let (_, entries) = self.list_prefix(UNITS_DIR).await?;
         let mut units = Vec::new();
+        // The lease of each unit, by index: etcd tells when the agent last
+        // kept it alive.
+        let mut leases = Vec::new();
         for (name, kv) in entries {
             let Some((runtime, agent)) = split_unit(&name) else {
                 debug!(key = %name, "skipping a key under units/ that is not <runtime>/<agent>");
                 continue;
             };
-            units.push(Unit {
+            leases.push(kv.lease());
+            units.push(UnitRecord {
                 runtime: runtime.to_owned(),
                 agent: agent.to_owned(),
                 unit: name.clone(),
                 status: kv.value().to_vec(),
-                lease: kv.lease(),
-                mod_revision: kv.mod_revision(),
+                revision: kv.mod_revision(),
                 last_seen: None,
             });
         }
-        let leases: BTreeSet<i64> = units.iter().map(|u| u.lease).filter(|l| *l != 0).collect();
+        let distinct: BTreeSet<i64> = leases.iter().copied().filter(|l| *l != 0).collect();
         let shared = self.shared();
-        let seen = join_all(leases.iter().map(|&lease| async move {
+        let seen = join_all(distinct.iter().map(|&lease| async move {
             let response = shared
                 .request(
                     || format!("reading lease {lease:x}"),
@@ -463,8 +446,8 @@ impl EtcdStore {
         }))
         .await;
         let seen: BTreeMap<i64, SystemTime> = seen.into_iter().flatten().collect();
-        for unit in &mut units {
-            unit.last_seen = seen.get(&unit.lease).copied();
+        for (unit, lease) in units.iter_mut().zip(leases) {
+            unit.last_seen = seen.get(&lease).copied();
         }
         Ok(units)
     }

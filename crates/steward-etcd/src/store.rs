@@ -25,7 +25,7 @@ use crate::follow::Follower;
 use crate::health::Health;
 use crate::keys::Keys;
 use crate::presence::Presence;
-use crate::{EtcdOptions, Error, FleetHealth, KeyChanges};
+use crate::{Error, EtcdOptions, FleetHealth, KeyChanges};
 
 pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
@@ -99,7 +99,10 @@ impl Shared {
     /// outage, so that no request waits behind a connection that died
     /// silently.
     pub(crate) async fn reconnect_client(&self) -> Result<(), String> {
-        let connect = Client::connect(&self.options.endpoints, Some(connect_options(&self.options)));
+        let connect = Client::connect(
+            &self.options.endpoints,
+            Some(connect_options(&self.options)),
+        );
         match tokio::time::timeout(self.options.request_timeout, connect).await {
             Ok(Ok(client)) => {
                 *self.client.write().unwrap_or_else(PoisonError::into_inner) = client;
@@ -261,7 +264,10 @@ impl EtcdStore {
             other => other.to_string(),
         };
 
-        let lease = shared.grant_lease().await.map_err(|e| connect_error(reason(e)))?;
+        let lease = shared
+            .grant_lease()
+            .await
+            .map_err(|e| connect_error(reason(e)))?;
         shared.presence.lock().await.set_lease(&shared, Some(lease));
         let mut desired = Follower::new(shared.clone(), shared.keys.desired_dir());
         let (_, initial) = desired.list().await.map_err(|e| connect_error(reason(e)))?;
@@ -348,16 +354,15 @@ impl EtcdStore {
         let shared = self.shared();
         let prefix = shared.keys.absolute(relative);
         let key = prefix.clone();
-        let response = shared
-            .request(
-                || format!("listing {prefix}"),
-                |mut client| async move {
-                    client
-                        .get(key, Some(GetOptions::new().with_prefix()))
-                        .await
-                },
-            )
-            .await?;
+        let response =
+            shared
+                .request(
+                    || format!("listing {prefix}"),
+                    |mut client| async move {
+                        client.get(key, Some(GetOptions::new().with_prefix())).await
+                    },
+                )
+                .await?;
         let revision = response.header().map_or(0, |h| h.revision());
         let mut entries = BTreeMap::new();
         for kv in response.kvs() {
@@ -365,7 +370,9 @@ impl EtcdStore {
                 Some(rest) => {
                     entries.insert(rest.to_owned(), kv.clone());
                 }
-                None => debug!(key = ?String::from_utf8_lossy(kv.key()), "skipping a key that is not UTF-8"),
+                None => {
+                    debug!(key = ?String::from_utf8_lossy(kv.key()), "skipping a key that is not UTF-8")
+                }
             }
         }
         Ok((revision, entries))

@@ -1,7 +1,8 @@
-//! [`KeyChanges`]: what a prefix watch delivers, and how its changes
-//! coalesce while nobody takes them (the latest event per key wins, so a
-//! slow consumer holds one event per key, never a backlog). This module
-//! must never interpret the values.
+//! [`KeyChanges`]: what a watch of a set of shared keys (a fleet's units, a
+//! relation's members) delivers, and how its changes coalesce while nobody
+//! takes them (the latest event per key wins, so a slow consumer holds one
+//! event per key, never a backlog). This module must never interpret the
+//! values.
 
 use std::collections::BTreeMap;
 
@@ -10,12 +11,17 @@ use steward_worker::Change;
 /// One key's latest change.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KeyEvent {
-    /// The key, relative to the watched prefix (for a relation: the unit).
+    /// The key, relative to what is watched: for [`Presence::watch_units`]
+    /// and [`RelationSettings::watch_relation`], a unit name
+    /// `<runtime>/<agent>`.
+    ///
+    /// [`Presence::watch_units`]: crate::Presence::watch_units
+    /// [`RelationSettings::watch_relation`]: crate::RelationSettings::watch_relation
     pub key: String,
     /// The value now; `None`: the key was deleted (or its lease expired).
     pub value: Option<Vec<u8>>,
-    /// The revision that created the key's current incarnation (0 when
-    /// deleted). It changes when a key is deleted and created again — a
+    /// The backend's revision that created the key's current incarnation
+    /// (0 when deleted; etcd's `create_revision`). It changes when a key is deleted and created again — a
     /// unit that departed and joined anew — even if the two coalesced.
     pub create_revision: i64,
     /// The revision of this change (the delete's, for a delete): grows
@@ -23,24 +29,24 @@ pub struct KeyEvent {
     pub mod_revision: i64,
 }
 
-/// A batch of changes of a prefix watch: at most one event per key, the
-/// latest, sorted by key.
+/// A batch of changes of a watch of shared keys: at most one event per key,
+/// the latest, sorted by key.
 ///
-/// The first batch of a watch holds every key under the prefix (an empty
-/// batch if none): the whole membership. After a reconnect the watch
-/// resumes from the last revision it delivered; if etcd compacted that
-/// revision away, the watch lists the prefix again and delivers the
+/// The first batch of a watch holds every key (an empty batch if none): the
+/// whole membership. After a reconnect the watch resumes from the last
+/// revision it delivered; if the backend no longer has that revision's
+/// history (etcd compacted it), the watch lists again and delivers the
 /// difference (puts of what changed, deletes of what went), so nothing is
 /// missed either way.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct KeyChanges {
-    /// The etcd revision up to which this batch is complete.
+    /// The backend's revision up to which this batch is complete.
     pub revision: i64,
     /// The changed keys.
     pub events: Vec<KeyEvent>,
 }
 
-/// The pending changes of a prefix watch.
+/// The pending (not yet taken) changes of a [`KeyChanges`] watch.
 #[derive(Debug, Default)]
 pub struct PendingKeyChanges {
     changed: bool,
