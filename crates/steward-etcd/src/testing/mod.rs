@@ -18,4 +18,4 @@ mod proxy;
 mod server;
 
 pub use proxy::Proxy;
-pub use server::EtcdServer;
+pub use server::{EtcdServer, unique_prefix};

@@ -5,6 +5,8 @@ use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
@@ -216,6 +218,36 @@ fn healthy(address: &str) -> bool {
     let mut response = String::new();
     let _ = stream.read_to_string(&mut response);
     response.contains("\"health\":\"true\"")
+}
+
+/// The server [`EtcdServer::shared`] hands out while someone holds it.
+static SHARED: Mutex<Weak<EtcdServer>> = Mutex::new(Weak::new());
+
+/// Numbers [`unique_prefix`]es within a process.
+static PREFIXES: AtomicU64 = AtomicU64::new(0);
+
+impl EtcdServer {
+    /// One server for the tests of a process that only read and write keys
+    /// (never stop or freeze it), each under its own [`unique_prefix`]:
+    /// started on first use, stopped when the last handle is dropped, and
+    /// started anew by the next call. Saves a start per test; a test that
+    /// pauses, kills or restarts etcd starts its own.
+    pub fn shared() -> io::Result<Arc<EtcdServer>> {
+        let mut shared = SHARED.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(server) = shared.upgrade() {
+            return Ok(server);
+        }
+        let server = Arc::new(EtcdServer::start()?);
+        *shared = Arc::downgrade(&server);
+        Ok(server)
+    }
+}
+
+/// A key prefix no other test of this run (in any process) uses:
+/// `/test-<pid>-<n>-<name>/`.
+pub fn unique_prefix(name: &str) -> String {
+    let n = PREFIXES.fetch_add(1, Ordering::Relaxed);
+    format!("/test-{}-{n}-{name}/", std::process::id())
 }
 
 impl Drop for EtcdServer {
