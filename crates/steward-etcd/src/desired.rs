@@ -8,8 +8,16 @@
 //! conformance suite's fences rely on it). The registry also keeps the set
 //! of runtime ids as of the last revision delivered, so a new strings
 //! watcher's first change (every runtime, sorted) comes at once and
-//! consistent with what follows. This module must never wait on etcd while
-//! holding the registry lock.
+//! consistent with what follows.
+//!
+//! Read-your-writes: the follower's watch may lag behind this store's own
+//! writes, which the caller already saw succeed. So the registry keeps the
+//! revision of the last write of this store; a watcher made before the
+//! follower got there ignores the events up to it (its first change, or a
+//! read after it, already covers them), and a strings watcher's first
+//! change waits until the follower got there (it lists the ids the follower
+//! knows). This module must never wait on etcd while holding the registry
+//! lock.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -25,46 +33,123 @@ use crate::keys::Keys;
 use crate::store::{Shared, lock};
 use crate::{Error, EtcdStore, KeyEvent};
 
+/// A watcher's sender, and the revision up to which its first change
+/// already covers the state (events up to it are not given to it).
+struct Registered<C: steward_worker::Change> {
+    covered: i64,
+    sender: ChangeSender<C>,
+}
+
+impl<C: steward_worker::Change> Registered<C> {
+    /// Gives it the change of `revision`, unless its first change covered
+    /// it; false once its watcher is gone.
+    fn send(&self, revision: i64, change: C) -> bool {
+        self.covered >= revision || self.sender.send(change)
+    }
+}
+
 /// The live desired-state watchers, and the runtime ids they describe.
 #[derive(Default)]
 pub(crate) struct DesiredRegistry {
-    /// Runtimes with a desired version, as of the last delivered revision.
+    /// Runtimes with a desired version, as of `revision`.
     ids: BTreeSet<String>,
-    runtimes: HashMap<String, Vec<ChangeSender<()>>>,
-    all: Vec<ChangeSender<Vec<String>>>,
+    /// The revision the follower delivered last.
+    revision: i64,
+    /// The revision of this store's last write (or later).
+    written: i64,
+    runtimes: HashMap<String, Vec<Registered<()>>>,
+    all: Vec<Registered<Vec<String>>>,
+    /// Strings watchers whose first change waits for the follower to reach
+    /// `covered` (this store's writes before they were made).
+    waiting: Vec<Registered<Vec<String>>>,
     closed: bool,
 }
 
 impl DesiredRegistry {
-    /// Applies a batch of changes and notifies, event by event.
-    pub(crate) fn apply(&mut self, events: &[KeyEvent]) {
+    /// Applies a batch of changes, complete up to `revision`, and
+    /// notifies, event by event.
+    pub(crate) fn apply(&mut self, revision: i64, events: &[KeyEvent]) {
         for event in events {
             if event.value.is_some() {
                 self.ids.insert(event.key.clone());
             } else {
                 self.ids.remove(&event.key);
             }
-            self.notify(&event.key);
+            self.notify(&event.key, event.mod_revision);
+        }
+        self.revision = self.revision.max(revision);
+        let (ready, waiting) = std::mem::take(&mut self.waiting)
+            .into_iter()
+            .partition(|waiting| waiting.covered <= self.revision);
+        self.waiting = waiting;
+        for ready in ready {
+            if ready.sender.send(self.ids.iter().cloned().collect()) {
+                self.all.push(ready);
+            }
         }
     }
 
-    fn notify(&mut self, runtime: &str) {
+    /// This store wrote at `revision` (its caller saw it succeed).
+    fn wrote(&mut self, revision: i64) {
+        self.written = self.written.max(revision);
+    }
+
+    fn notify(&mut self, runtime: &str, revision: i64) {
         if let Some(senders) = self.runtimes.get_mut(runtime) {
-            senders.retain(|sender| sender.send(()));
+            senders.retain(|registered| registered.send(revision, ()));
             if senders.is_empty() {
                 self.runtimes.remove(runtime);
             }
         }
         self.all
-            .retain(|sender| sender.send(vec![runtime.to_owned()]));
+            .retain(|registered| registered.send(revision, vec![runtime.to_owned()]));
     }
 
     fn prune(&mut self) {
         self.runtimes.retain(|_, senders| {
-            senders.retain(|sender| !sender.is_closed());
+            senders.retain(|registered| !registered.sender.is_closed());
             !senders.is_empty()
         });
-        self.all.retain(|sender| !sender.is_closed());
+        self.all.retain(|registered| !registered.sender.is_closed());
+        self.waiting
+            .retain(|registered| !registered.sender.is_closed());
+    }
+
+    /// A notify watcher of `runtime`.
+    fn watch_one(&mut self, runtime: &str) -> QueueWatcher<()> {
+        if self.closed {
+            return closed_watcher(&format!("watching desired version of {runtime}"));
+        }
+        let (sender, watcher) = change_queue();
+        // A read after this first change sees this store's writes so far.
+        sender.send(());
+        self.prune();
+        let covered = self.written;
+        self.runtimes
+            .entry(runtime.to_owned())
+            .or_default()
+            .push(Registered { covered, sender });
+        watcher
+    }
+
+    /// A strings watcher of every runtime.
+    fn watch_all(&mut self) -> QueueWatcher<Vec<String>> {
+        if self.closed {
+            return closed_watcher("watching desired versions");
+        }
+        let (sender, watcher) = change_queue();
+        self.prune();
+        let covered = self.written;
+        if covered > self.revision {
+            // The snapshot would miss this store's own latest writes.
+            self.waiting.push(Registered { covered, sender });
+            return watcher;
+        }
+        // Under the lock the follower notifies under: every change after
+        // this snapshot's revision reaches this watcher.
+        sender.send(self.ids.iter().cloned().collect());
+        self.all.push(Registered { covered, sender });
+        watcher
     }
 
     /// Ends every watcher (cleanly) and refuses new ones.
@@ -72,6 +157,7 @@ impl DesiredRegistry {
         self.closed = true;
         self.runtimes.clear();
         self.all.clear();
+        self.waiting.clear();
     }
 }
 
@@ -79,8 +165,8 @@ impl DesiredRegistry {
 pub(crate) async fn follow(shared: Arc<Shared>, follower: Follower) {
     let registry = shared.clone();
     follower
-        .follow(move |_, events| {
-            lock(&registry.desired).apply(&events);
+        .follow(move |revision, events| {
+            lock(&registry.desired).apply(revision, &events);
             true
         })
         .await;
@@ -146,13 +232,20 @@ impl EtcdStore {
         Ok(versions)
     }
 
+    /// Runs a write transaction, and records its revision (read-your-writes
+    /// for this store's watchers).
     async fn txn(&self, operation: &str, txn: Txn) -> Result<etcd_client::TxnResponse, Error> {
-        self.shared()
+        let response = self
+            .shared()
             .request(
                 || operation.to_owned(),
                 |mut client| async move { client.txn(txn).await },
             )
-            .await
+            .await?;
+        if let Some(header) = response.header() {
+            lock(&self.shared().desired).wrote(header.revision());
+        }
+        Ok(response)
     }
 
     async fn set_desired(&self, runtime: &str, new: &str) -> Result<Option<String>, Error> {
@@ -232,12 +325,15 @@ impl EtcdStore {
     async fn clear_desired(&self, runtime: &str) -> Result<(), Error> {
         let shared = self.shared();
         let key = shared.keys.desired(runtime);
-        shared
+        let response = shared
             .request(
                 || format!("clearing desired version of {runtime}"),
                 |mut client| async move { client.delete(key, None).await },
             )
             .await?;
+        if let Some(header) = response.header() {
+            lock(&shared.desired).wrote(header.revision());
+        }
         Ok(())
     }
 }
@@ -297,32 +393,60 @@ impl DesiredState for EtcdStore {
     }
 
     fn watch_desired_version(&self, runtime: &str) -> QueueWatcher<()> {
-        let mut registry = lock(&self.shared().desired);
-        if registry.closed {
-            return closed_watcher(&format!("watching desired version of {runtime}"));
-        }
-        let (sender, watcher) = change_queue();
-        sender.send(());
-        registry.prune();
-        registry
-            .runtimes
-            .entry(runtime.to_owned())
-            .or_default()
-            .push(sender);
-        watcher
+        lock(&self.shared().desired).watch_one(runtime)
     }
 
     fn watch_desired_versions(&self) -> QueueWatcher<Vec<String>> {
-        let mut registry = lock(&self.shared().desired);
-        if registry.closed {
-            return closed_watcher("watching desired versions");
+        lock(&self.shared().desired).watch_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use steward_worker::Watcher;
+
+    use super::*;
+
+    fn put(runtime: &str, revision: i64) -> KeyEvent {
+        KeyEvent {
+            key: runtime.to_owned(),
+            value: Some(b"1.0.0".to_vec()),
+            create_revision: revision,
+            mod_revision: revision,
         }
-        let (sender, watcher) = change_queue();
-        // Under the lock the follower notifies under: every change after
-        // this snapshot's revision reaches this watcher.
-        sender.send(registry.ids.iter().cloned().collect());
-        registry.prune();
-        registry.all.push(sender);
-        watcher
+    }
+
+    fn pending<W: Watcher>(watcher: &mut W) -> Option<W::Change> {
+        let mut change = std::pin::pin!(watcher.next_change());
+        match change
+            .as_mut()
+            .poll(&mut std::task::Context::from_waker(std::task::Waker::noop()))
+        {
+            std::task::Poll::Ready(change) => Some(change.unwrap()),
+            std::task::Poll::Pending => None,
+        }
+    }
+
+    /// The conformance case `unchanged_values_notify_nobody` failed now and
+    /// then on etcd: a watcher made right after this store's own write,
+    /// before the follower had delivered it, listed no runtime first and
+    /// then woke for the write it had already covered.
+    #[test]
+    fn watchers_made_before_the_follower_sees_an_own_write_cover_it() {
+        let mut registry = DesiredRegistry::default();
+        registry.apply(4, &[]);
+        registry.wrote(5); // set echo, seen to succeed; not delivered yet
+        let mut one = registry.watch_one("echo");
+        let mut all = registry.watch_all();
+        assert_eq!(pending(&mut one), Some(()));
+        assert_eq!(pending(&mut all), None, "a first change without echo");
+
+        registry.apply(5, &[put("echo", 5)]);
+        assert_eq!(pending(&mut all), Some(vec!["echo".to_owned()]));
+        assert_eq!(pending(&mut one), None, "woken for a covered write");
+
+        registry.apply(6, &[put("echo", 6)]);
+        assert_eq!(pending(&mut one), Some(()));
+        assert_eq!(pending(&mut all), Some(vec!["echo".to_owned()]));
     }
 }

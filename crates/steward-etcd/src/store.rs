@@ -270,8 +270,8 @@ impl EtcdStore {
             .map_err(|e| connect_error(reason(e)))?;
         shared.presence.lock().await.set_lease(&shared, Some(lease));
         let mut desired = Follower::new(shared.clone(), shared.keys.desired_dir());
-        let (_, initial) = desired.list().await.map_err(|e| connect_error(reason(e)))?;
-        lock(&shared.desired).apply(&initial);
+        let (revision, initial) = desired.list().await.map_err(|e| connect_error(reason(e)))?;
+        lock(&shared.desired).apply(revision, &initial);
 
         tokio::spawn(crate::desired::follow(shared.clone(), desired));
         tokio::spawn(crate::presence::maintain(shared.clone()));
