@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use etcd_client::{EventType, GetOptions, WatchOptions};
+use etcd_client::{EventType, WatchOptions};
 use steward_worker::ChangeSender;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -73,38 +73,23 @@ impl Follower {
     /// is new or changed, a delete for every key that went. The first
     /// list returns every key.
     pub(crate) async fn list(&mut self) -> Result<(i64, Vec<KeyEvent>), Error> {
-        let key = self.prefix.clone();
-        let prefix = &self.prefix;
-        let mut response =
-            self.shared
-                .request(
-                    || format!("listing {prefix}"),
-                    |mut client| async move {
-                        client.get(key, Some(GetOptions::new().with_prefix())).await
-                    },
-                )
-                .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
+        let (revision, entries) = self.shared.list(&self.prefix).await?;
         let mut events = Vec::new();
         let mut listed = HashMap::new();
-        for kv in response.take_kvs() {
-            let Some(key) = Keys::strip(kv.key(), &self.prefix) else {
-                debug!(key = ?String::from_utf8_lossy(kv.key()), "skipping a key that is not UTF-8");
-                continue;
-            };
+        for (key, kv) in entries {
             let now = Known {
                 create_revision: kv.create_revision(),
                 mod_revision: kv.mod_revision(),
             };
-            if self.known.get(key) != Some(&now) {
+            if self.known.get(&key) != Some(&now) {
                 events.push(KeyEvent {
-                    key: key.to_owned(),
+                    key: key.clone(),
                     value: Some(kv.value().to_vec()),
                     create_revision: now.create_revision,
                     mod_revision: now.mod_revision,
                 });
             }
-            listed.insert(key.to_owned(), now);
+            listed.insert(key, now);
         }
         let mut gone: Vec<_> = self
             .known

@@ -177,6 +177,39 @@ impl Shared {
         }
     }
 
+    /// Every key under `prefix` (absolute), relative to it, with its value,
+    /// at one revision (a linearizable read); keys that are not UTF-8 are
+    /// skipped.
+    pub(crate) async fn list(
+        &self,
+        prefix: &str,
+    ) -> Result<(i64, BTreeMap<String, etcd_client::KeyValue>), Error> {
+        let key = prefix.to_owned();
+        let mut response = self
+            .request(
+                || format!("listing {prefix}"),
+                |mut client| async move {
+                    client
+                        .get(key, Some(GetOptions::new().with_prefix()))
+                        .await
+                },
+            )
+            .await?;
+        let revision = response.header().map_or(0, |h| h.revision());
+        let mut entries = BTreeMap::new();
+        for kv in response.take_kvs() {
+            match Keys::strip(kv.key(), prefix) {
+                Some(rest) => {
+                    entries.insert(rest.to_owned(), kv);
+                }
+                None => {
+                    debug!(key = ?String::from_utf8_lossy(kv.key()), "skipping a key that is not UTF-8");
+                }
+            }
+        }
+        Ok((revision, entries))
+    }
+
     /// Ends every task and watcher of the store.
     pub(crate) fn shutdown(&self) {
         self.stop.cancel();
@@ -352,30 +385,7 @@ impl EtcdStore {
         relative: &str,
     ) -> Result<(i64, BTreeMap<String, etcd_client::KeyValue>), Error> {
         let shared = self.shared();
-        let prefix = shared.keys.absolute(relative);
-        let key = prefix.clone();
-        let response =
-            shared
-                .request(
-                    || format!("listing {prefix}"),
-                    |mut client| async move {
-                        client.get(key, Some(GetOptions::new().with_prefix())).await
-                    },
-                )
-                .await?;
-        let revision = response.header().map_or(0, |h| h.revision());
-        let mut entries = BTreeMap::new();
-        for kv in response.kvs() {
-            match Keys::strip(kv.key(), &prefix) {
-                Some(rest) => {
-                    entries.insert(rest.to_owned(), kv.clone());
-                }
-                None => {
-                    debug!(key = ?String::from_utf8_lossy(kv.key()), "skipping a key that is not UTF-8")
-                }
-            }
-        }
-        Ok((revision, entries))
+        shared.list(&shared.keys.absolute(relative)).await
     }
 
     /// Stops the background work, ends every watcher, and revokes the

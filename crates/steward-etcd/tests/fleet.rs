@@ -370,11 +370,22 @@ async fn a_dead_agents_units_leave_when_its_lease_expires() {
     assert!(unit_names(&b).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_watch_resumes_after_a_disconnect_without_losing_or_repeating_changes() {
+/// Agent a1 reaches etcd through a proxy, b1 directly; a1 watches relation
+/// `db`, whose members b1 set (`kv/b1` = v1, `web/b1` = w1). Returned once
+/// a1 has seen them and then noticed that the proxy froze.
+struct CutOff {
+    server: Arc<EtcdServer>,
+    proxy: Proxy,
+    a: EtcdStore,
+    b: EtcdStore,
+    watch: QueueWatcher<KeyChanges>,
+    seen: Mirror,
+}
+
+async fn cut_off(name: &str) -> CutOff {
     let server = shared_server();
     let proxy = Proxy::start(&server.address()).await.unwrap();
-    let prefix = unique_prefix("resume");
+    let prefix = unique_prefix(name);
     let a = connect(options(&proxy.endpoint(), "a1", &prefix)).await;
     let b = connect(options(&server.endpoint(), "b1", &prefix)).await;
     b.set_relation_settings("db", "kv/b1", b"v1".to_vec())
@@ -392,6 +403,26 @@ async fn a_watch_resumes_after_a_disconnect_without_losing_or_repeating_changes(
 
     proxy.freeze();
     health_becomes(&a, false, NOTICED_WITHIN).await;
+    CutOff {
+        server,
+        proxy,
+        a,
+        b,
+        watch,
+        seen,
+    }
+}
+
+#[tokio::test]
+async fn a_watch_resumes_after_a_disconnect_without_losing_or_repeating_changes() {
+    let CutOff {
+        server: _server,
+        proxy,
+        a,
+        b,
+        mut watch,
+        mut seen,
+    } = cut_off("resume").await;
     b.set_relation_settings("db", "kv/b1", b"v2".to_vec())
         .await
         .unwrap();
@@ -430,26 +461,14 @@ async fn a_watch_resumes_after_a_disconnect_without_losing_or_repeating_changes(
 
 #[tokio::test]
 async fn a_compacted_revision_is_listed_again_and_nothing_is_lost() {
-    let server = shared_server();
-    let proxy = Proxy::start(&server.address()).await.unwrap();
-    let prefix = unique_prefix("compaction");
-    let a = connect(options(&proxy.endpoint(), "a1", &prefix)).await;
-    let b = connect(options(&server.endpoint(), "b1", &prefix)).await;
-    b.set_relation_settings("db", "kv/b1", b"v1".to_vec())
-        .await
-        .unwrap();
-    b.set_relation_settings("db", "web/b1", b"w1".to_vec())
-        .await
-        .unwrap();
-    let mut watch = a.watch_relation("db").unwrap();
-    let mut seen = Mirror::default();
-    follow_until(&mut watch, &mut seen, "the first members", |m| {
-        m.has(&[("kv/b1", "v1"), ("web/b1", "w1")])
-    })
-    .await;
-
-    proxy.freeze();
-    health_becomes(&a, false, NOTICED_WITHIN).await;
+    let CutOff {
+        server,
+        proxy,
+        a,
+        b,
+        mut watch,
+        mut seen,
+    } = cut_off("compaction").await;
     b.remove_relation_settings("db", "web/b1").await.unwrap();
     b.set_relation_settings("db", "kv/b1", b"v2".to_vec())
         .await
@@ -496,6 +515,7 @@ async fn a_compacted_revision_is_listed_again_and_nothing_is_lost() {
         m.has(&[("kv/b1", "v3")])
     })
     .await;
+    health_becomes(&a, true, DEADLINE).await;
 }
 
 #[tokio::test]
