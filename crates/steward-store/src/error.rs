@@ -92,6 +92,20 @@ pub enum Error {
         reason: String,
     },
 
+    /// A name the store cannot use (empty, or with a character its keys
+    /// reserve, like a `/` in a runtime, agent or relation name of the
+    /// shared store), or a unit this agent may not write (another agent's).
+    /// Nothing was done.
+    #[error("store: {what} {name:?} is not valid: {reason}")]
+    InvalidName {
+        /// What the name names: `unit`, `relation`, `agent`, …
+        what: &'static str,
+        /// The name given.
+        name: String,
+        /// What a valid one looks like.
+        reason: String,
+    },
+
     /// A commit failed part way (an I/O error, a full disk) and redb now
     /// refuses writes until the file is reopened. The failed write may or
     /// may not be durable.

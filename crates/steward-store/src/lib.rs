@@ -17,7 +17,12 @@
 //! It also defines the **shared-state traits** the agent uses, so that a
 //! fleet backend (etcd, in `steward-etcd`) can stand in for the embedded
 //! store: [`DesiredState`] (the desired versions, with their watchers),
-//! implemented here by [`Store`] as a thin delegation to its own methods.
+//! implemented here by [`Store`] as a thin delegation to its own methods;
+//! [`Presence`] (this agent's units and their status, every unit of the
+//! fleet, and whether the shared backend answers, [`FleetHealth`]) and
+//! [`RelationSettings`] (relation members and their settings across
+//! agents), which only a fleet backend implements. [`FleetState`] is all
+//! three in one object.
 //! One conformance suite checks every backend against the same semantics
 //! (module `conformance`, behind the `conformance` feature).
 //!
@@ -65,6 +70,7 @@
 //! # Ok(()) }
 //! ```
 
+mod changes;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 mod error;
@@ -72,7 +78,8 @@ mod records;
 mod shared;
 mod store;
 
+pub use changes::{KeyChanges, KeyEvent, PendingKeyChanges};
 pub use error::Error;
 pub use records::RecordWrite;
-pub use shared::DesiredState;
+pub use shared::{DesiredState, FleetHealth, FleetState, Presence, RelationSettings, UnitRecord};
 pub use store::{Store, StoreHealth};

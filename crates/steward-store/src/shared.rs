@@ -1,6 +1,16 @@
-//! The shared-state traits: what the agent needs of desired state, whoever
-//! keeps it — the embedded [`Store`] on one machine, or a fleet backend
-//! (etcd, in the `steward-etcd` crate) that many agents share.
+//! The shared-state traits: what the agent needs of the state it shares,
+//! whoever keeps it — the embedded [`Store`] on one machine, or a fleet
+//! backend (etcd, in the `steward-etcd` crate) that many agents share.
+//!
+//! - [`DesiredState`]: each runtime's desired version, with watchers. The
+//!   embedded store and a fleet backend implement it.
+//! - [`Presence`]: this agent's units and their status, published so that
+//!   they leave when the agent dies; every unit of the fleet; whether the
+//!   backend answers ([`FleetHealth`]). Only a fleet backend implements it.
+//! - [`RelationSettings`]: each unit's settings in a relation, seen by the
+//!   relation's members on every agent. Only a fleet backend implements it.
+//! - [`FleetState`]: all three, one object (`Arc<dyn FleetState>` coerces
+//!   to each of the others).
 //!
 //! The traits are object safe (futures are [`BoxFuture`]s), so the agent
 //! holds an `Arc<dyn DesiredState>` and never knows which backend it has.
@@ -11,10 +21,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::time::SystemTime;
 
 use steward_worker::{BoxFuture, QueueWatcher};
 
-use crate::{Error, Store};
+use crate::{Error, KeyChanges, Store};
 
 /// Desired state: for each runtime id, the version it should run.
 ///
@@ -157,3 +168,148 @@ impl DesiredState for Store {
         Store::watch_desired_versions(self)
     }
 }
+
+/// Whether a shared backend (etcd, in fleet mode) answers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FleetHealth {
+    /// It answered the last request or check.
+    Connected,
+    /// It has not answered since `since`. The backend retries with backoff
+    /// by itself; the agent keeps serving its last known desired state.
+    Disconnected {
+        /// When the outage was noticed.
+        since: SystemTime,
+        /// The first failure of the outage, e.g. `no answer within 2s`.
+        reason: String,
+    },
+}
+
+impl FleetHealth {
+    /// True for [`Connected`](FleetHealth::Connected).
+    pub fn is_connected(&self) -> bool {
+        matches!(self, FleetHealth::Connected)
+    }
+}
+
+/// One unit of the fleet, as its agent last published it
+/// ([`Presence::units`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnitRecord {
+    /// `<runtime>/<agent>`.
+    pub unit: String,
+    /// The runtime half of the name.
+    pub runtime: String,
+    /// The agent half of the name.
+    pub agent: String,
+    /// The status bytes the agent published (their meaning is the agent's).
+    pub status: Vec<u8>,
+    /// The backend's revision of the last publish: grows with every publish
+    /// of the unit.
+    pub revision: i64,
+    /// When the unit's agent was last heard from (to the second); `None`
+    /// if the backend could not say.
+    pub last_seen: Option<SystemTime>,
+}
+
+/// Presence: this agent publishes its units' status, tied to its own
+/// liveness, and sees every unit of the fleet.
+///
+/// Semantics every implementation keeps:
+///
+/// - A unit is named `<runtime>/<agent>` ([`unit_name`](Self::unit_name));
+///   an agent publishes and removes only its own units (another agent's
+///   name fails with [`Error::InvalidName`], as does a name with a `/` in
+///   either half).
+/// - Published units are tied to the agent's liveness: when the agent dies
+///   they leave the fleet by themselves (within the backend's lease TTL);
+///   when it stops gracefully they leave at once.
+/// - A publish or remove the backend did not confirm
+///   ([`Error::Unavailable`]) is remembered and done again once it answers,
+///   as is everything the agent published, should the backend have lost it
+///   during an outage. The agent publishes on change, never in a loop.
+/// - [`watch_units`](Self::watch_units)'s first change lists every unit;
+///   after that, the latest event per unit. It does not end because the
+///   backend is away; it catches up when it returns.
+pub trait Presence: Send + Sync + fmt::Debug {
+    /// This agent's name: the second half of its units' names.
+    fn agent(&self) -> &str;
+
+    /// The name of `runtime`'s unit on this agent: `<runtime>/<agent>`.
+    fn unit_name(&self, runtime: &str) -> String {
+        format!("{runtime}/{}", self.agent())
+    }
+
+    /// Publishes `unit`'s status (replacing the last one).
+    fn publish_unit<'a>(
+        &'a self,
+        unit: &'a str,
+        status: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Removes `unit` from the fleet (a runtime this agent no longer runs).
+    fn remove_unit<'a>(&'a self, unit: &'a str) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Every unit of the fleet, sorted by name.
+    fn units(&self) -> BoxFuture<'_, Result<Vec<UnitRecord>, Error>>;
+
+    /// A watch of every unit of the fleet: keys are unit names, values
+    /// their status, a deleted key a unit that left.
+    fn watch_units(&self) -> QueueWatcher<KeyChanges>;
+
+    /// Whether the backend answers now.
+    fn health(&self) -> FleetHealth;
+
+    /// A notify watcher of [`health`](Self::health): one change at once,
+    /// then one per transition (read `health` then).
+    fn watch_health(&self) -> QueueWatcher<()>;
+}
+
+/// Relation settings across agents: each member unit's settings in a
+/// relation, tied to its agent's liveness like its [`Presence`].
+///
+/// Semantics every implementation keeps:
+///
+/// - A relation's members are the units with settings in it; an agent sets
+///   and removes only its own units' settings ([`Error::InvalidName`]
+///   otherwise, and for a relation name with a `/`).
+/// - Settings leave with their agent (dead: within the lease TTL; stopped
+///   gracefully: at once), and are re-published after an outage like the
+///   units' status.
+/// - [`watch_relation`](Self::watch_relation)'s first change is the whole
+///   membership; then the latest event per unit (a unit that left and
+///   joined again has a new [`create_revision`](crate::KeyEvent)).
+pub trait RelationSettings: Send + Sync + fmt::Debug {
+    /// Sets `unit`'s settings in `relation` (it joins, or its settings
+    /// change).
+    fn set_relation_settings<'a>(
+        &'a self,
+        relation: &'a str,
+        unit: &'a str,
+        settings: Vec<u8>,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Removes `unit`'s settings from `relation` (it leaves).
+    fn remove_relation_settings<'a>(
+        &'a self,
+        relation: &'a str,
+        unit: &'a str,
+    ) -> BoxFuture<'a, Result<(), Error>>;
+
+    /// Every member of `relation`, by unit name, with its settings.
+    fn relation_members<'a>(
+        &'a self,
+        relation: &'a str,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Vec<u8>>, Error>>;
+
+    /// A watch of `relation`'s members: keys are unit names, values their
+    /// settings. Fails at once only for an invalid relation name.
+    fn watch_relation(&self, relation: &str) -> Result<QueueWatcher<KeyChanges>, Error>;
+}
+
+/// Everything a fleet backend shares, in one object: the agent holds an
+/// `Arc<dyn FleetState>` and hands out `Arc<dyn DesiredState>`,
+/// `Arc<dyn Presence>` or `Arc<dyn RelationSettings>` (trait upcasting).
+/// Implemented for every type that implements the three.
+pub trait FleetState: DesiredState + Presence + RelationSettings {}
+
+impl<T: DesiredState + Presence + RelationSettings + ?Sized> FleetState for T {}
