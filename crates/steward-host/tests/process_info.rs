@@ -92,9 +92,14 @@ async fn each_version_reports_the_process_serving_it() {
         args: Value::null(),
     });
     let _ = tokio::time::timeout(WAIT, aggregate.call(crash)).await;
+    // The first start's own `Started` may still reach a receiver made just
+    // after `set_version` returned (the host publishes its phase before the
+    // event), so the restart's is the first `Started` after a `Stopped`.
+    let mut stopped = false;
     loop {
         match support::next_event(&mut events).await {
-            Event::Started { .. } => break,
+            Event::Stopped { .. } => stopped = true,
+            Event::Started { .. } if stopped => break,
             _ => continue,
         }
     }
