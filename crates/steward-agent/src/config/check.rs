@@ -15,12 +15,13 @@ use toml::Spanned;
 use super::error::{ConfigError, LineIndex};
 use super::raw::{
     DurationText, EndpointText, Env, Expected, IdText, List, OnFailureText, PathText, PeerList,
-    RawBackoff, RawLiveness, RawPeer, RawRelation, RawRuntime, RawVersion, Text, VersionText,
+    RawBackoff, RawFleet, RawLiveness, RawPeer, RawRelation, RawRuntime, RawVersion, Text,
+    VersionText,
 };
 use super::{
     BackoffConfig, CommandResolver, Config, DEFAULT_CALL_TIMEOUT, DEFAULT_HOOK_TIMEOUT, Endpoint,
-    HooksConfig, Liveness, MAX_ID_LEN, MAX_LIVENESS_FAILURES, OnHookFailure, ProcessTimeouts,
-    RelationConfig, RuntimeConfig, Settings, Transition, VersionConfig,
+    FleetConfig, HooksConfig, Liveness, MAX_ID_LEN, MAX_LIVENESS_FAILURES, OnHookFailure,
+    ProcessTimeouts, RelationConfig, RuntimeConfig, Settings, Transition, VersionConfig,
 };
 
 /// The hook keys of a runtime table, as written.
@@ -67,7 +68,9 @@ impl<'a> Checker<'a> {
         mut self,
         runtimes: Vec<Spanned<RawRuntime>>,
         relations: Vec<Spanned<RawRelation>>,
+        fleet: Option<Spanned<RawFleet>>,
     ) -> Result<Config, Vec<ConfigError>> {
+        let fleet = fleet.and_then(|fleet| self.fleet(fleet));
         let runtimes: Vec<_> = runtimes
             .into_iter()
             .enumerate()
@@ -91,6 +94,7 @@ impl<'a> Checker<'a> {
             return Ok(Config {
                 runtimes,
                 relations,
+                fleet,
             });
         }
         // Checks run per field, not per byte; a stable sort by position
@@ -347,6 +351,67 @@ impl<'a> Checker<'a> {
                 None
             }
         }
+    }
+
+    /// Checks `[fleet]`; `None` when it has a problem (already recorded).
+    fn fleet(&mut self, raw: Spanned<RawFleet>) -> Option<FleetConfig> {
+        let table = raw.span();
+        let raw = raw.into_inner();
+        let errors_before = self.errors.len();
+        let Some(list) = raw.endpoints else {
+            self.error(
+                table,
+                r#"[fleet] has no endpoints; add endpoints = ["http://127.0.0.1:2379"] (etcd's client URLs)"#
+                    .to_owned(),
+            );
+            return None;
+        };
+        let list_span = list.span();
+        let items = list.into_inner().items;
+        if items.is_empty() {
+            self.error(
+                list_span,
+                r#"[fleet] endpoints is empty; name at least one etcd client URL, e.g. "http://127.0.0.1:2379""#
+                    .to_owned(),
+            );
+        }
+        let mut endpoints = Vec::with_capacity(items.len());
+        for item in items {
+            let span = item.span();
+            let url = item.into_inner().0;
+            match check_etcd_url(&url) {
+                Ok(()) => endpoints.push(url),
+                Err(reason) => self.error(span, format!("[fleet] endpoint {url:?} {reason}")),
+            }
+        }
+        let prefix = raw.prefix.and_then(|prefix| {
+            let span = prefix.span();
+            let text = prefix.into_inner().0;
+            match check_fleet_prefix(&text) {
+                Ok(()) => Some(text),
+                Err(reason) => {
+                    self.error(span, format!("[fleet] prefix {text:?} {reason}"));
+                    None
+                }
+            }
+        });
+        let lease_ttl = self.duration("[fleet]", "lease-ttl", raw.lease_ttl.as_ref());
+        if let (Some(ttl), Some(raw)) = (lease_ttl, &raw.lease_ttl)
+            && ttl < Duration::from_secs(2)
+        {
+            self.error(
+                raw.span(),
+                format!(
+                    "[fleet] lease-ttl {:?} is shorter than etcd's minimum of 2s",
+                    raw.get_ref().0
+                ),
+            );
+        }
+        (self.errors.len() == errors_before).then_some(FleetConfig {
+            endpoints,
+            prefix,
+            lease_ttl,
+        })
     }
 
     /// Checks the `number`th relation (1-based); `seen` holds the
@@ -960,4 +1025,35 @@ fn json_of(value: &toml::Value) -> Result<serde_json::Value, String> {
                 .collect::<Result<_, String>>()?,
         ),
     })
+}
+
+/// Why `url` is not an etcd client URL (`http://host:port`, or
+/// `https://`), if it is not.
+pub(crate) fn check_etcd_url(url: &str) -> Result<(), String> {
+    let Some(rest) = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"))
+    else {
+        return Err(
+            "is not an etcd client URL; write it like \"http://127.0.0.1:2379\"".to_owned(),
+        );
+    };
+    let authority = rest.trim_end_matches('/');
+    if authority.is_empty() || authority.contains('/') || authority.contains(char::is_whitespace) {
+        return Err(
+            "has no host:port after the scheme; write it like \"http://127.0.0.1:2379\"".to_owned(),
+        );
+    }
+    Ok(())
+}
+
+/// Why `prefix` cannot prefix the fleet's keys, if it cannot.
+pub(crate) fn check_fleet_prefix(prefix: &str) -> Result<(), String> {
+    if !prefix.starts_with('/') {
+        return Err("must start with \"/\", e.g. \"/steward/\"".to_owned());
+    }
+    if prefix.contains(char::is_whitespace) || prefix.contains("//") {
+        return Err("must not contain spaces or \"//\"".to_owned());
+    }
+    Ok(())
 }

@@ -15,6 +15,7 @@
 #![doc = include_str!("../../docs/config.md")]
 
 mod check;
+pub(crate) use check::{check_etcd_url, check_fleet_prefix};
 mod command;
 mod error;
 mod raw;
@@ -61,6 +62,20 @@ pub struct Config {
     /// each runtime's peer relations (`[[runtime.peer]]`, both ends the
     /// same endpoint).
     pub relations: Vec<RelationConfig>,
+    /// `[fleet]`: the etcd this agent shares desired state, presence and
+    /// relations through; read at start only (`--fleet` wins over it).
+    pub fleet: Option<FleetConfig>,
+}
+
+/// `[fleet]`: where a fleet's shared state is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetConfig {
+    /// etcd's client URLs, e.g. `http://127.0.0.1:2379`; at least one.
+    pub endpoints: Vec<String>,
+    /// The prefix of every key the fleet uses; `None` is `/steward/`.
+    pub prefix: Option<String>,
+    /// How long a dead agent's units stay listed; `None` is 10 s.
+    pub lease_ttl: Option<Duration>,
 }
 
 impl Config {
@@ -386,6 +401,6 @@ pub fn parse(
         _ => Path::new("."),
     };
     Checker::new(origin, lines, resolver, base_dir)
-        .config(raw.runtime.items, raw.relation.items)
+        .config(raw.runtime.items, raw.relation.items, raw.fleet)
         .map_err(ConfigErrors)
 }

@@ -49,6 +49,9 @@ expected! {
     EndpointList => r#"an array of two endpoints such as ["web:db", "kv:store"]"#;
     ArgList => r#"an array of strings such as ["--port", "8080"]"#;
     LineCountNumber => "a whole number of lines such as 1000 (0 keeps none)";
+    EtcdUrlText => r#"an etcd URL string such as "http://127.0.0.1:2379""#;
+    EtcdUrlList => r#"an array of etcd URLs such as ["http://127.0.0.1:2379"]"#;
+    PrefixText => r#"a key prefix string such as "/steward/""#;
 }
 
 /// A string whose type error says what `E` expects.
@@ -161,6 +164,17 @@ pub(super) struct RawFile {
     pub(super) runtime: List<RawRuntime, RuntimeList>,
     #[serde(default)]
     pub(super) relation: List<RawRelation, RelationList>,
+    pub(super) fleet: Option<Spanned<RawFleet>>,
+}
+
+/// `[fleet]`: the etcd a fleet of agents shares.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+#[serde(expecting = "a [fleet] table with endpoints, and optionally prefix and lease-ttl")]
+pub(super) struct RawFleet {
+    pub(super) endpoints: Option<Spanned<List<Text<EtcdUrlText>, EtcdUrlList>>>,
+    pub(super) prefix: Option<Spanned<Text<PrefixText>>>,
+    pub(super) lease_ttl: Option<Spanned<Text<DurationText>>>,
 }
 
 #[derive(Deserialize)]

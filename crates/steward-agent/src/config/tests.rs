@@ -118,6 +118,7 @@ fn example_parses_to_the_model() {
                 }],
             }],
             relations: Vec::new(),
+            fleet: None,
         }
     );
     let echo = config.runtime("echo").unwrap();
@@ -1200,4 +1201,70 @@ fn peer_relation_rules() {
         "[[relation]]\nendpoints = [\"web:db\", \"web:store\"]\n",
     ));
     assert!(message.contains("[[runtime.peer]]"), "{message}");
+}
+
+#[test]
+fn a_fleet_table_names_etcd_a_prefix_and_a_lease_ttl() {
+    let f = fixture();
+    let config = f
+        .parse(
+            r#"
+[fleet]
+endpoints = ["http://127.0.0.1:2379", "https://etcd-2:2379"]
+prefix = "/prod/steward/"
+lease-ttl = "15s"
+"#,
+        )
+        .unwrap();
+    assert_eq!(
+        config.fleet,
+        Some(FleetConfig {
+            endpoints: vec![
+                "http://127.0.0.1:2379".to_owned(),
+                "https://etcd-2:2379".to_owned()
+            ],
+            prefix: Some("/prod/steward/".to_owned()),
+            lease_ttl: Some(Duration::from_secs(15)),
+        })
+    );
+    assert_eq!(f.parse("").unwrap().fleet, None, "no [fleet]: no fleet");
+}
+
+#[test]
+fn a_bad_fleet_table_gets_an_error_per_problem() {
+    let f = fixture();
+    assert_eq!(
+        f.errors("[fleet]\nprefix = \"/x/\"\n"),
+        vec![(
+            1,
+            1,
+            r#"[fleet] has no endpoints; add endpoints = ["http://127.0.0.1:2379"] (etcd's client URLs)"#
+                .to_owned()
+        )]
+    );
+    let errors = f.errors(
+        r#"[fleet]
+endpoints = ["127.0.0.1:2379", "http://"]
+prefix = "steward"
+lease-ttl = "1s"
+"#,
+    );
+    let messages: Vec<&str> = errors.iter().map(|(_, _, m)| m.as_str()).collect();
+    assert_eq!(
+        messages,
+        [
+            r#"[fleet] endpoint "127.0.0.1:2379" is not an etcd client URL; write it like "http://127.0.0.1:2379""#,
+            r#"[fleet] endpoint "http://" has no host:port after the scheme; write it like "http://127.0.0.1:2379""#,
+            r#"[fleet] prefix "steward" must start with "/", e.g. "/steward/""#,
+            r#"[fleet] lease-ttl "1s" is shorter than etcd's minimum of 2s"#,
+        ]
+    );
+    assert_eq!(errors[0].0, 2, "at the endpoint's line");
+    let errors = f.errors("[fleet]\nendpoints = []\nttl = \"5s\"\n");
+    assert!(
+        errors
+            .iter()
+            .any(|(_, _, m)| m.contains("unknown field `ttl`")),
+        "{errors:?}"
+    );
 }

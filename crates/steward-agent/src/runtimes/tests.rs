@@ -104,6 +104,7 @@ fn config(runtimes: Vec<RuntimeConfig>) -> Config {
     Config {
         runtimes,
         relations: Vec::new(),
+        fleet: None,
     }
 }
 
