@@ -61,6 +61,7 @@ async fn bench() {
         max_request_bytes: agent::DEFAULT_MAX_REQUEST_BYTES,
         name: Some("bench".to_owned()),
         http_timeout: agent::DEFAULT_HTTP_TIMEOUT,
+        fleet: None,
     })
     .await
     .expect("agent starts");

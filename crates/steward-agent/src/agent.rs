@@ -27,7 +27,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::PrometheusHandle;
-use steward_store::Store;
+use steward_etcd::EtcdStore;
+use steward_store::{DesiredState, Presence, Store};
 use steward_worker::{
     ConfigObserver, Error as WorkerError, FileWatcher, Runner, SimpleWorker, Worker,
 };
@@ -41,6 +42,7 @@ use crate::api::types::RuntimeState;
 use crate::api::{self, ApiState, ServerLimits};
 use crate::config::{self, CommandResolver, Config};
 use crate::events::EventBus;
+use crate::fleet::{self, FleetOptions};
 use crate::metrics;
 use crate::relations::Relations;
 use crate::runtimes::{Context, DesiredScope, HookServices, Manager, ProcessHosts, Registry};
@@ -83,6 +85,9 @@ pub struct RunOptions {
     /// How long an API client may take to send a request's head or body,
     /// and a connection may sit idle.
     pub http_timeout: Duration,
+    /// Join a fleet: share desired state, presence and relations through
+    /// this etcd (`--fleet`); `None` uses the config's `[fleet]`, if any.
+    pub fleet: Option<FleetOptions>,
 }
 
 /// The default of [`RunOptions::http_timeout`].
@@ -103,6 +108,9 @@ pub struct Agent {
     configs: watch::Sender<Arc<Config>>,
     registry: Arc<Registry>,
     store: Store,
+    /// The fleet's etcd, in fleet mode: closed last, which revokes the
+    /// lease so that this agent's units leave the fleet at once.
+    fleet: Option<EtcdStore>,
     /// Where the API listens.
     pub addr: SocketAddr,
     /// The data dir in use.
@@ -133,6 +141,13 @@ impl Agent {
                 "runtimes did not stop within {}; stopping the rest of the agent",
                 humantime::format_duration(SHUTDOWN_GRACE)
             );
+        }
+        if let Some(fleet) = &self.fleet {
+            // After the runtimes and the presence worker have stopped, so
+            // nothing publishes again under a new lease.
+            if let Err(error) = fleet.close().await {
+                warn!(%error, "cannot revoke the fleet lease; this agent's units leave when it expires");
+            }
         }
         self.runner.kill();
         self.wait().await
@@ -252,6 +267,33 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         None => host_name()?,
     };
     check_name(&name)?;
+    // `--fleet` names the endpoints; what it leaves out comes from the
+    // config's `[fleet]`.
+    let configured = initial.fleet.as_ref();
+    let fleet_options = match options.fleet.clone() {
+        Some(given) => Some(FleetOptions {
+            prefix: given
+                .prefix
+                .or_else(|| configured.and_then(|fleet| fleet.prefix.clone())),
+            lease_ttl: given
+                .lease_ttl
+                .or_else(|| configured.and_then(|fleet| fleet.lease_ttl)),
+            endpoints: given.endpoints,
+        }),
+        None => configured.map(|fleet| FleetOptions {
+            endpoints: fleet.endpoints.clone(),
+            prefix: fleet.prefix.clone(),
+            lease_ttl: fleet.lease_ttl,
+        }),
+    };
+    let fleet_store = match &fleet_options {
+        Some(fleet_options) => {
+            let etcd = fleet::connect(fleet_options, &name).await?;
+            info!(endpoints = %fleet_options.endpoints.join(","), prefix = %etcd.options().key_prefix(), "fleet: joined");
+            Some(etcd)
+        }
+        None => None,
+    };
     let executable = std::env::current_exe()
         .map_err(|error| Error::Startup(format!("cannot find the steward binary: {error}")))?;
     let run_data_dir = data_dir.clone();
@@ -281,9 +323,18 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .await
         .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
     let registry = Arc::new(Registry::default());
+    let (desired, scope, presence): (Arc<dyn DesiredState>, _, Option<Arc<dyn Presence>>) =
+        match &fleet_store {
+            Some(etcd) => (
+                Arc::new(etcd.clone()),
+                DesiredScope::Fleet,
+                Some(Arc::new(etcd.clone())),
+            ),
+            None => (Arc::new(store.clone()), DesiredScope::Local, None),
+        };
     let context = Context {
-        desired: Arc::new(store.clone()),
-        scope: DesiredScope::Local,
+        desired,
+        scope,
         store: store.clone(),
         registry: registry.clone(),
         events,
@@ -299,6 +350,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         registry: context.registry.clone(),
         relations: context.relations.clone(),
         desired: context.desired.clone(),
+        presence: presence.clone(),
         store: store.clone(),
         events: context.events.clone(),
         prometheus: prometheus.clone(),
@@ -327,6 +379,17 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
     if let Some(path) = &options.config {
         start_config_observer(&runner, path.clone(), resolver, configs.clone())?;
     }
+    if let Some(presence) = presence {
+        fleet::start_presence(
+            &runner,
+            fleet::Publisher {
+                registry: context.registry.clone(),
+                desired: context.desired.clone(),
+                presence,
+                events: context.events.clone(),
+            },
+        )?;
+    }
     start_manager(&runner, context, current)?;
     info!(%addr, data_dir = %data_dir.display(), "agent started");
     Ok(Agent {
@@ -334,6 +397,7 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         configs,
         registry,
         store,
+        fleet: fleet_store,
         addr,
         data_dir,
         runtimes,

@@ -10,6 +10,9 @@ use crate::config::ConfigErrors;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
+    /// Fleet mode could not start: etcd is unreachable or refused us.
+    #[error("{0}")]
+    Fleet(steward_etcd::Error),
     /// The config file is invalid (every problem, with file:line:column).
     #[error("{0}")]
     Config(#[from] ConfigErrors),

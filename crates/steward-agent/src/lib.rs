@@ -29,6 +29,7 @@ pub mod config;
 pub mod demo;
 mod error;
 pub mod events;
+pub mod fleet;
 #[doc = include_str!("../docs/hooks.md")]
 #[doc = ""]
 #[doc = include_str!("../docs/relations.md")]

@@ -17,11 +17,11 @@ use tracing::debug;
 use super::AppState;
 use super::error::{ApiError, ApiPath, JsonBody};
 use super::openapi::RuntimeId;
-use steward_store::StoreHealth;
+use steward_store::{FleetHealth, StoreHealth};
 
 use super::types::{
-    AbortRequest, AbortResponse, CallRequest, CallResponse, ErrorResponse, Health, HealthStatus,
-    Hooks, HooksState, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo,
+    AbortRequest, AbortResponse, CallRequest, CallResponse, ErrorResponse, FleetConnection, Health,
+    HealthStatus, Hooks, LastHook, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeInfo,
     RuntimeList, RuntimeState, RuntimeSummary, StoreProblem, VersionProcess, VersionRequest,
     VersionResponse, Workload,
 };
@@ -49,10 +49,13 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(10);
     responses((status = 200, description = "The agent runs", body = Health)),
 )]
 pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
-    Json(match state.api.store.health() {
+    let mut health = match state.api.store.health() {
         StoreHealth::Ok => Health {
             status: HealthStatus::Ok,
             store: None,
+            fleet: None,
+            fleet_since: None,
+            fleet_reason: None,
         },
         StoreHealth::Unusable { since, reason } => Health {
             status: HealthStatus::Degraded,
@@ -60,8 +63,24 @@ pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
                 since: humantime::format_rfc3339_millis(since).to_string(),
                 reason,
             }),
+            fleet: None,
+            fleet_since: None,
+            fleet_reason: None,
         },
-    })
+    };
+    // An agent cut off from etcd is healthy: it serves its last known
+    // desired state and catches up by itself.
+    if let Some(presence) = &state.api.presence {
+        match presence.health() {
+            FleetHealth::Connected => health.fleet = Some(FleetConnection::Connected),
+            FleetHealth::Disconnected { since, reason } => {
+                health.fleet = Some(FleetConnection::Disconnected);
+                health.fleet_since = Some(humantime::format_rfc3339_millis(since).to_string());
+                health.fleet_reason = Some(reason);
+            }
+        }
+    }
+    Json(health)
 }
 
 /// The agent's metrics in Prometheus' text format.
@@ -262,12 +281,11 @@ fn hooks_status(hosted: &Hosted) -> (Option<Workload>, Option<Hooks>) {
     if hosted.config().hooks.is_none() {
         return (workload, None);
     }
-    let (state, hook, message) = match &status.activity {
-        HookActivity::Idle => (HooksState::Idle, None, None),
-        HookActivity::Running(hook) => (HooksState::Running, Some(hook.clone()), None),
-        HookActivity::Error { hook, message } => {
-            (HooksState::Error, Some(hook.clone()), Some(message.clone()))
-        }
+    let state = status.activity.state();
+    let (hook, message) = match &status.activity {
+        HookActivity::Idle => (None, None),
+        HookActivity::Running(hook) => (Some(hook.clone()), None),
+        HookActivity::Error { hook, message } => (Some(hook.clone()), Some(message.clone())),
     };
     let last = status.last.as_ref().map(|last| LastHook {
         hook: last.hook.clone(),
@@ -488,6 +506,8 @@ fn not_running(hosted: &Hosted) -> ApiError {
     request_body = VersionRequest,
     responses(
         (status = 200, description = "The switch completed", body = VersionResponse),
+        (status = 202, description = "With `wait: false`: desired state says the version; the \
+            switch goes on (on every agent, in a fleet)", body = VersionResponse),
         (status = 400, description = "A malformed body, or an id that is not UTF-8",
             body = ErrorResponse),
         (status = 404, description = "No such runtime, or no such version of it",
@@ -513,9 +533,27 @@ pub(super) async fn set_version(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     JsonBody(request): JsonBody<VersionRequest>,
-) -> Result<Json<VersionResponse>, ApiError> {
+) -> Result<(StatusCode, Json<VersionResponse>), ApiError> {
     let hosted = lookup(&state, &id)?;
     let version = request.version;
+    let fleet = state.api.presence.is_some();
+    let answer = |version: String, previous: Option<String>, done: bool| {
+        let status = if done {
+            StatusCode::OK
+        } else {
+            StatusCode::ACCEPTED
+        };
+        Ok((
+            status,
+            Json(VersionResponse {
+                id: id.clone(),
+                version,
+                previous,
+                done,
+                fleet,
+            }),
+        ))
+    };
     let config = hosted.config();
     if config.version(&version).is_none() {
         return Err(ApiError::new(
@@ -526,7 +564,7 @@ pub(super) async fn set_version(
             ),
         ));
     }
-    if hosted.aggregate().is_none() {
+    if request.wait && hosted.aggregate().is_none() {
         return Err(not_running(&hosted));
     }
     let previous = hosted.active_version();
@@ -542,11 +580,10 @@ pub(super) async fn set_version(
         .map_err(store_error)?;
     if previous.as_deref() == Some(version.as_str()) {
         // Already there (the write only made desired state say so too).
-        return Ok(Json(VersionResponse {
-            id,
-            version,
-            previous,
-        }));
+        return answer(version, previous, true);
+    }
+    if !request.wait {
+        return answer(version, previous, false);
     }
     let waited = tokio::time::timeout(SWITCH_WAIT, async {
         loop {
@@ -580,11 +617,7 @@ pub(super) async fn set_version(
     .await;
     match waited {
         Ok(Ok(outcome)) => match outcome.error {
-            None => Ok(Json(VersionResponse {
-                id,
-                version,
-                previous,
-            })),
+            None => answer(version, previous, true),
             Some(error) => Err(ApiError::new(
                 StatusCode::BAD_GATEWAY,
                 format!(

@@ -9,6 +9,7 @@
 #![doc = include_str!("../../docs/api.md")]
 
 mod error;
+mod fleet;
 mod handlers;
 mod logs;
 mod openapi;
@@ -50,6 +51,8 @@ pub(crate) struct ApiState {
     pub(crate) store: Store,
     /// Desired versions: the store, or the fleet's.
     pub(crate) desired: Arc<dyn steward_store::DesiredState>,
+    /// The fleet's units, in fleet mode.
+    pub(crate) presence: Option<Arc<dyn steward_store::Presence>>,
     pub(crate) events: EventBus,
     pub(crate) prometheus: Option<PrometheusHandle>,
     pub(crate) token: Option<Arc<str>>,
@@ -96,6 +99,7 @@ fn router(state: AppState) -> Router {
         .route("/v1/runtimes/{id}/abort", post(handlers::abort))
         .route("/v1/runtimes/{id}/resolve", post(handlers::resolve))
         .route("/v1/relations", get(relations::list))
+        .route("/v1/fleet", get(fleet::status))
         .route("/v1/runtimes/{id}/stats", get(stats::stats))
         .route("/v1/runtimes/{id}/logs", get(logs::logs))
         .route("/v1/events", get(sse::events))

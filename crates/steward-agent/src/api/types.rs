@@ -339,6 +339,20 @@ pub struct VersionRequest {
     /// The version to switch to.
     #[schema(example = "1.0.0")]
     pub version: String,
+    /// Whether to answer only once this agent's switch is done (the
+    /// default). With `false` the answer comes as soon as desired state
+    /// says `version` (202), and the switch goes on.
+    #[serde(default = "waits", skip_serializing_if = "is_true")]
+    #[schema(default = true)]
+    pub wait: bool,
+}
+
+fn waits() -> bool {
+    true
+}
+
+fn is_true(value: &bool) -> bool {
+    *value
 }
 
 /// A completed switch.
@@ -350,6 +364,14 @@ pub struct VersionResponse {
     pub version: String,
     /// The version active before, if any.
     pub previous: Option<String>,
+    /// False when the request did not wait (`wait: false`): desired state
+    /// says `version`, and the switch goes on.
+    #[serde(default = "waits")]
+    pub done: bool,
+    /// Whether desired state is the fleet's: every agent's unit of the
+    /// runtime switches, and `GET /v1/fleet` shows how far they are.
+    #[serde(default)]
+    pub fleet: bool,
 }
 
 /// `POST /v1/runtimes/{id}/abort`.
@@ -378,6 +400,80 @@ pub struct Health {
     /// The store, when it refuses writes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreProblem>,
+    /// In a fleet: whether etcd answers. A disconnected agent is still
+    /// healthy: it serves every runtime at its last known desired version
+    /// and catches up when etcd is back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetConnection>,
+    /// In a fleet, while disconnected: since when (RFC 3339).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_since: Option<String>,
+    /// In a fleet, while disconnected: the first failure of the outage.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_reason: Option<String>,
+}
+
+/// Whether a fleet agent reaches etcd (the wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FleetConnection {
+    /// etcd answers (`connected`).
+    Connected,
+    /// etcd does not answer; the agent retries with backoff
+    /// (`disconnected`).
+    Disconnected,
+}
+
+/// A unit's status as its agent publishes it to the fleet: the value of
+/// the key `<prefix>units/<runtime>/<agent>` in etcd, as JSON.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct UnitStatus {
+    /// The version serving calls on that agent, if any.
+    pub active_version: Option<String>,
+    /// The desired version as that agent last read it.
+    pub desired_version: Option<String>,
+    /// Where the runtime is on that agent.
+    pub state: RuntimeState,
+    /// Unexpected exits of its processes since that agent started.
+    pub restarts: u64,
+    /// What its hooks are doing, if it has hooks.
+    #[serde(default)]
+    pub hooks: Option<HooksState>,
+    /// The last failure on that agent (a desired version its config lacks,
+    /// a failed switch), if any.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+/// `GET /v1/fleet` (and `steward fleet status --json`).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct FleetStatus {
+    /// Every live unit of the fleet, sorted by name.
+    pub units: Vec<FleetUnit>,
+}
+
+/// One unit of the fleet: a runtime on one agent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct FleetUnit {
+    /// `<runtime>/<agent>`.
+    pub unit: String,
+    /// The agent that runs it.
+    pub agent: String,
+    /// The runtime.
+    pub runtime: String,
+    /// The version serving calls there, if any.
+    pub active_version: Option<String>,
+    /// The desired version as that agent last read it.
+    pub desired_version: Option<String>,
+    /// Where the runtime is there; `null` when its status could not be
+    /// read (an agent of another Steward version).
+    pub state: Option<RuntimeState>,
+    /// What its hooks are doing, if it has hooks.
+    pub hooks: Option<HooksState>,
+    /// The last failure there, if any.
+    pub error: Option<String>,
+    /// When its agent was last heard from (RFC 3339), if etcd could say.
+    pub last_seen: Option<String>,
 }
 
 /// Whether the agent works fully (the wire name in parentheses).

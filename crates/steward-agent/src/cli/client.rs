@@ -3,7 +3,9 @@
 //! print a multi-line error: failures are one [`ClientError`] line.
 
 use std::fmt;
+use std::io::IsTerminal;
 use std::path::Path;
+use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
@@ -12,9 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::api::types::{
-    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse, Health,
-    Hooks, HooksState, LogLine, LogList, RelationList, RelationSummary, ResolveRequest,
-    ResolveResponse, RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
+    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse,
+    FleetConnection, FleetStatus, FleetUnit, Health, Hooks, HooksState, LogLine, LogList,
+    RelationList, RelationSummary, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList,
+    VersionRequest, VersionResponse, Workload,
 };
 use crate::json::ExactJson;
 use crate::token::read_token_file;
@@ -191,6 +194,7 @@ impl Client {
                 store.since, store.reason
             ));
         }
+        warn_if_disconnected(&health);
         let mut details = Vec::with_capacity(list.runtimes.len());
         for runtime in &list.runtimes {
             let detail: RuntimeDetail = self
@@ -267,20 +271,53 @@ impl Client {
         print_json(&ExactJson(&answer.result))
     }
 
+    /// `steward set-version`: on one agent, the switch; in a fleet (the
+    /// agent's `/healthz` says so), the fleet-wide desired version and
+    /// then every live unit's progress towards it.
     pub(super) async fn set_version(
         &self,
         runtime: &str,
         version: &str,
+        timeout: Duration,
+        wait: bool,
     ) -> Result<(), ClientError> {
-        let answer: VersionResponse = self
-            .request(
-                Method::PUT,
-                &runtime_path(runtime, "version"),
-                Some(&VersionRequest {
-                    version: version.to_owned(),
-                }),
-            )
-            .await?;
+        let health: Health = self.request(Method::GET, "/healthz", None::<&()>).await?;
+        let in_fleet = health.fleet.is_some();
+        let deadline = tokio::time::Instant::now() + timeout;
+        let request = VersionRequest {
+            version: version.to_owned(),
+            // In a fleet the CLI waits for every unit, this agent's too.
+            wait: wait && !in_fleet,
+        };
+        let path = runtime_path(runtime, "version");
+        let put = self.request::<VersionResponse>(Method::PUT, &path, Some(&request));
+        let answer = match tokio::time::timeout_at(deadline, put).await {
+            Ok(answer) => answer?,
+            Err(_) => {
+                return Err(ClientError::Other(format!(
+                    "gave up waiting after {}: the switch of {runtime} to {version} goes on (see `steward status`)",
+                    humantime::format_duration(timeout)
+                )));
+            }
+        };
+        if !wait {
+            let line = match answer.fleet {
+                true => format!(
+                    "{}: desired version {} across the fleet; `steward fleet status` shows the units",
+                    answer.id, answer.version
+                ),
+                false if answer.done => format!("{}: at {}", answer.id, answer.version),
+                false => format!(
+                    "{}: desired version {}; the switch goes on (see `steward status`)",
+                    answer.id, answer.version
+                ),
+            };
+            output::print_line(&line)?;
+            return Ok(());
+        }
+        if answer.fleet {
+            return self.converge(runtime, version, timeout, deadline).await;
+        }
         let line = match answer.previous {
             Some(previous) if previous != answer.version => {
                 format!("{}: now at {} (was {previous})", answer.id, answer.version)
@@ -288,6 +325,74 @@ impl Client {
             _ => format!("{}: at {}", answer.id, answer.version),
         };
         output::print_line(&line)?;
+        Ok(())
+    }
+
+    /// Waits until every live unit of `runtime` in the fleet serves
+    /// `version`, showing how many do: redrawn on a terminal, a line per
+    /// change otherwise.
+    async fn converge(
+        &self,
+        runtime: &str,
+        version: &str,
+        timeout: Duration,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), ClientError> {
+        let terminal = std::io::stdout().is_terminal();
+        let path = format!("/v1/fleet?runtime={}", path_segment(runtime));
+        let mut shown = None;
+        loop {
+            let fleet: FleetStatus = self.request(Method::GET, &path, None::<&()>).await?;
+            let progress = Progress::of(&fleet.units, version);
+            let line = progress.line(runtime, version);
+            if shown.as_ref() != Some(&line) {
+                match terminal {
+                    true => output::print(&format!("\r\x1b[K{line}"))?,
+                    false => output::print_line(&line)?,
+                }
+                shown = Some(line);
+            }
+            if progress.done() {
+                if terminal {
+                    output::print("\n")?;
+                }
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                if terminal {
+                    output::print("\n")?;
+                }
+                return Err(ClientError::Other(format!(
+                    "gave up after {}: {}",
+                    humantime::format_duration(timeout),
+                    progress.behind_line(runtime, version)
+                )));
+            }
+            tokio::time::sleep(CONVERGE_POLL).await;
+        }
+    }
+
+    /// `steward fleet status`.
+    pub(super) async fn fleet_status(
+        &self,
+        runtime: Option<&str>,
+        json: bool,
+    ) -> Result<(), ClientError> {
+        let path = match runtime {
+            Some(runtime) => format!("/v1/fleet?runtime={}", path_segment(runtime)),
+            None => "/v1/fleet".to_owned(),
+        };
+        let fleet: FleetStatus = self.request(Method::GET, &path, None::<&()>).await?;
+        let health: Health = self.request(Method::GET, "/healthz", None::<&()>).await?;
+        warn_if_disconnected(&health);
+        if json {
+            return print_json(&fleet);
+        }
+        if fleet.units.is_empty() {
+            output::print_line("no units in the fleet")?;
+            return Ok(());
+        }
+        output::print(&fleet_table(&fleet.units))?;
         Ok(())
     }
 
@@ -483,6 +588,105 @@ fn print_json(value: &impl Serialize) -> Result<(), ClientError> {
 }
 
 /// The `steward status` table.
+/// How often `set-version` reads the fleet's units while it waits.
+const CONVERGE_POLL: Duration = Duration::from_millis(200);
+
+/// Says so on stderr when the agent is cut off from the fleet's etcd.
+fn warn_if_disconnected(health: &Health) {
+    if health.fleet == Some(FleetConnection::Disconnected) {
+        output::eprint_line(&format!(
+            "warning: fleet: disconnected since {} ({}); this agent serves its last known desired versions and catches up when etcd is back",
+            health.fleet_since.as_deref().unwrap_or("?"),
+            health.fleet_reason.as_deref().unwrap_or("no answer")
+        ));
+    }
+}
+
+/// How far a fleet-wide switch is: the live units of the runtime, and
+/// those not (yet) serving the version.
+#[derive(Debug, PartialEq)]
+struct Progress {
+    total: usize,
+    behind: Vec<String>,
+}
+
+impl Progress {
+    fn of(units: &[FleetUnit], version: &str) -> Self {
+        let behind = units
+            .iter()
+            .filter(|unit| unit.active_version.as_deref() != Some(version))
+            .map(|unit| {
+                let at = unit.active_version.as_deref().unwrap_or("no version");
+                match &unit.error {
+                    Some(error) => format!("{} (at {at}: {error})", unit.unit),
+                    None => format!("{} (at {at})", unit.unit),
+                }
+            })
+            .collect();
+        Self {
+            total: units.len(),
+            behind,
+        }
+    }
+
+    /// Every live unit is there (and there is one: a runtime nobody runs
+    /// has not converged).
+    fn done(&self) -> bool {
+        self.total > 0 && self.behind.is_empty()
+    }
+
+    fn line(&self, runtime: &str, version: &str) -> String {
+        format!(
+            "{runtime}: {}/{} units at {version}",
+            self.total - self.behind.len(),
+            self.total
+        )
+    }
+
+    fn behind_line(&self, runtime: &str, version: &str) -> String {
+        if self.total == 0 {
+            return format!("no live unit of {runtime} in the fleet");
+        }
+        format!(
+            "{}; not there: {}",
+            self.line(runtime, version),
+            self.behind.join(", ")
+        )
+    }
+}
+
+fn fleet_table(units: &[FleetUnit]) -> String {
+    let or_dash = |value: Option<String>| value.unwrap_or_else(|| "-".to_owned());
+    let rows: Vec<Vec<String>> = units
+        .iter()
+        .map(|unit| {
+            vec![
+                unit.unit.clone(),
+                unit.agent.clone(),
+                or_dash(unit.active_version.clone()),
+                or_dash(unit.desired_version.clone()),
+                or_dash(unit.state.map(|state| state.to_string())),
+                or_dash(unit.hooks.map(|hooks| format!("{hooks:?}").to_lowercase())),
+                or_dash(unit.last_seen.clone()),
+                or_dash(unit.error.clone()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "UNIT",
+            "AGENT",
+            "ACTIVE",
+            "DESIRED",
+            "STATE",
+            "HOOKS",
+            "LAST SEEN",
+            "ERROR",
+        ],
+        &rows,
+    )
+}
+
 fn status_table(details: &[RuntimeDetail]) -> String {
     // The hook columns only when some runtime has hooks: a config without
     // any prints what it always did.
@@ -704,6 +908,67 @@ mod tests {
     use crate::api::types::{
         RelationEnd, RelationLife, RuntimeState, RuntimeSummary, Transition, WorkloadState,
     };
+
+    fn unit(name: &str, active: Option<&str>, error: Option<&str>) -> FleetUnit {
+        FleetUnit {
+            unit: name.to_owned(),
+            agent: name.split('/').nth(1).unwrap().to_owned(),
+            runtime: name.split('/').next().unwrap().to_owned(),
+            active_version: active.map(str::to_owned),
+            desired_version: Some("2.0.0".to_owned()),
+            state: Some(RuntimeState::Running),
+            hooks: None,
+            error: error.map(str::to_owned),
+            last_seen: None,
+        }
+    }
+
+    #[test]
+    fn progress_counts_the_units_at_the_version_and_names_the_others() {
+        let units = [
+            unit("echo/a1", Some("2.0.0"), None),
+            unit(
+                "echo/a2",
+                Some("1.0.0"),
+                Some("runtime echo has no version \"2.0.0\""),
+            ),
+            unit("echo/a3", None, None),
+        ];
+        let progress = Progress::of(&units, "2.0.0");
+        assert!(!progress.done());
+        assert_eq!(progress.line("echo", "2.0.0"), "echo: 1/3 units at 2.0.0");
+        assert_eq!(
+            progress.behind_line("echo", "2.0.0"),
+            "echo: 1/3 units at 2.0.0; not there: echo/a2 (at 1.0.0: runtime echo has no version \"2.0.0\"), echo/a3 (at no version)"
+        );
+        let there = Progress::of(&units[..1], "2.0.0");
+        assert!(there.done());
+        assert_eq!(there.line("echo", "2.0.0"), "echo: 1/1 units at 2.0.0");
+    }
+
+    #[test]
+    fn a_runtime_without_live_units_has_not_converged() {
+        let progress = Progress::of(&[], "2.0.0");
+        assert!(!progress.done());
+        assert_eq!(
+            progress.behind_line("echo", "2.0.0"),
+            "no live unit of echo in the fleet"
+        );
+    }
+
+    #[test]
+    fn fleet_table_has_a_row_per_unit() {
+        let table = fleet_table(&[unit("echo/a1", Some("2.0.0"), None)]);
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 2, "{table}");
+        assert!(lines[0].starts_with("UNIT"), "{table}");
+        assert!(
+            lines[1]
+                .split_whitespace()
+                .eq(["echo/a1", "a1", "2.0.0", "2.0.0", "running", "-", "-", "-"]),
+            "{table}"
+        );
+    }
 
     #[test]
     fn logs_query_has_only_what_is_set_and_encodes_the_version() {

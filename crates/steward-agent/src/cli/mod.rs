@@ -30,6 +30,7 @@ use tracing_subscriber::EnvFilter;
 use crate::agent::{self, Agent, DEFAULT_LISTEN, DEFAULT_MAX_REQUEST_BYTES, RunOptions};
 use crate::config::{self, CommandResolver};
 use crate::demo;
+use crate::fleet::FleetOptions;
 
 use self::client::{Client, LogsQuery};
 use self::output::{Closed, EXIT_CLOSED};
@@ -83,6 +84,16 @@ enum Command {
         /// body, and a connection may sit idle, e.g. `15s`.
         #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
         http_timeout: std::time::Duration,
+        /// Join a fleet: share desired versions, presence and relations
+        /// with the other agents of this etcd (client URLs, comma-separated,
+        /// e.g. http://127.0.0.1:2379) [default: the config's `[fleet]`,
+        /// else no fleet].
+        #[arg(long, value_name = "URL[,URL...]", value_delimiter = ',', value_parser = parse_etcd_url)]
+        fleet: Vec<String>,
+        /// The prefix of every key the fleet uses in etcd [default: the
+        /// config's, else /steward/].
+        #[arg(long, value_name = "PREFIX", requires = "fleet", value_parser = parse_fleet_prefix)]
+        fleet_prefix: Option<String>,
     },
     #[command(flatten)]
     Client(ClientCommand),
@@ -155,12 +166,21 @@ enum ClientCommand {
         #[arg(value_name = "ARGS_JSON")]
         args: Option<String>,
     },
-    /// Switch a runtime to another version; returns once it serves.
+    /// Switch a runtime to another version; returns once it serves (in a
+    /// fleet: once every live unit of it serves the version, showing
+    /// progress).
     SetVersion {
         /// The runtime's id.
         runtime: String,
         /// The version to switch to.
         version: String,
+        /// Give up waiting after this long (exit status 1, naming what did
+        /// not get there), e.g. `30s`; the switch goes on.
+        #[arg(long, value_name = "DURATION", default_value = "5m", value_parser = parse_duration)]
+        timeout: std::time::Duration,
+        /// Return as soon as desired state says the version.
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Resolve a runtime's failed hook: run it again now (the default), or
     /// mark it done without running it.
@@ -203,12 +223,28 @@ enum ClientCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The fleet this agent is in (`steward run --fleet`).
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Follow the agent's events live (Ctrl-C to stop).
     Events {
         /// Only this runtime's events.
         #[arg(long, value_name = "ID")]
         runtime: Option<String>,
         /// Print one JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Every unit of the fleet (agent, runtime, active and desired
+    /// version, state, hooks, error, last seen), from etcd.
+    Status {
+        /// Only this runtime's units.
+        runtime: Option<String>,
+        /// Print the API's JSON instead of a table.
         #[arg(long)]
         json: bool,
     },
@@ -232,6 +268,16 @@ fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!("{error}; write it like \"15s\" or \"500ms\"")),
     }
+}
+
+/// An etcd client URL for `--fleet`.
+fn parse_etcd_url(text: &str) -> Result<String, String> {
+    config::check_etcd_url(text).map(|()| text.to_owned())
+}
+
+/// A key prefix for `--fleet-prefix`.
+fn parse_fleet_prefix(text: &str) -> Result<String, String> {
+    config::check_fleet_prefix(text).map(|()| text.to_owned())
 }
 
 /// The error status of bad configs and arguments.
@@ -343,7 +389,14 @@ async fn dispatch(cli: Cli) -> ExitCode {
             max_request_bytes,
             name,
             http_timeout,
+            fleet,
+            fleet_prefix,
         } => {
+            let fleet = (!fleet.is_empty()).then_some(FleetOptions {
+                endpoints: fleet,
+                prefix: fleet_prefix,
+                lease_ttl: None,
+            });
             return run(RunOptions {
                 config,
                 data_dir,
@@ -352,6 +405,7 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 max_request_bytes,
                 name,
                 http_timeout,
+                fleet,
             })
             .await;
         }
@@ -388,8 +442,18 @@ async fn dispatch(cli: Cli) -> ExitCode {
                 method,
                 args,
             } => client.call(&runtime, &method, args.as_deref()).await,
-            ClientCommand::SetVersion { runtime, version } => {
-                client.set_version(&runtime, &version).await
+            ClientCommand::SetVersion {
+                runtime,
+                version,
+                timeout,
+                no_wait,
+            } => {
+                client
+                    .set_version(&runtime, &version, timeout, !no_wait)
+                    .await
+            }
+            ClientCommand::Fleet(FleetCommand::Status { runtime, json }) => {
+                client.fleet_status(runtime.as_deref(), json).await
             }
             ClientCommand::Abort { runtime, force } => client.abort(&runtime, force).await,
             ClientCommand::Resolve { runtime, skip, .. } => client.resolve(&runtime, !skip).await,

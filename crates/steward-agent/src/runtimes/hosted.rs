@@ -74,6 +74,18 @@ pub(crate) enum HookActivity {
     },
 }
 
+impl HookActivity {
+    /// What the API calls it.
+    pub(crate) fn state(&self) -> crate::api::types::HooksState {
+        use crate::api::types::HooksState;
+        match self {
+            HookActivity::Idle => HooksState::Idle,
+            HookActivity::Running(_) => HooksState::Running,
+            HookActivity::Error { .. } => HooksState::Error,
+        }
+    }
+}
+
 /// How the last hook run ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct LastHook {

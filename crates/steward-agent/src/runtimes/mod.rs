@@ -41,10 +41,6 @@ pub(crate) enum DesiredScope {
     /// A fleet's, shared by many agents: an agent never corrects it (the
     /// others may have the version, or have switched to it); it keeps what
     /// runs and reports the problem in its status.
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "constructed once the fleet backend is wired in")
-    )]
     Fleet,
 }
 
