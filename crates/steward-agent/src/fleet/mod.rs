@@ -2,13 +2,16 @@
 //! (`steward run --fleet URL`). Desired versions are the fleet's (the
 //! runtime workers read them through the same
 //! [`DesiredState`](steward_store::DesiredState) trait as the embedded
-//! store's, in [`DesiredScope::Fleet`](crate::runtimes::DesiredScope)), and
+//! store's, in the scope `DesiredScope::Fleet`, where no agent corrects
+//! them), and
 //! this module publishes the agent's units — `<runtime>/<agent>` — with
 //! their status, under the agent's lease, for `steward fleet status` and
 //! for `set-version` to see a fleet-wide switch converge.
 //!
 //! What it must never do: switch, stop or start a runtime (an etcd outage
 //! only delays what it publishes), or write desired state.
+//!
+#![doc = include_str!("../../docs/fleet.md")]
 
 mod presence;
 mod status;
