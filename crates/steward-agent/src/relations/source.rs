@@ -3,8 +3,10 @@
 //! [`RelationUnitsChange`]s, whose first event is the whole current
 //! membership, and each unit's committed settings — and its implementation
 //! for one agent, [`LocalSource`], over the store's relation unit records.
-//! Fleet mode puts another source behind the same interface; the hook
-//! drivers, their queues and their crash safety do not change.
+//! Fleet mode puts another source behind the same interface
+//! ([`FleetSource`](super::fleet::FleetSource)); the hook drivers, their
+//! queues and their crash safety do not change. The watch loop both share
+//! is [`run_watch`].
 //!
 //! A unit's own settings are always committed to the local store first, in
 //! the transaction of the hook that changed them; a source is then told
