@@ -22,7 +22,7 @@
 //! another agent's units (the shared store refuses that anyway).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::{Arc, PoisonError, RwLock, Weak};
+use std::sync::{Arc, RwLockReadGuard, RwLockWriteGuard, Weak};
 
 use steward_store::{KeyChanges, RelationSettings};
 use steward_worker::{BoxFuture, QueueWatcher, Watcher, Worker};
@@ -32,7 +32,7 @@ use tracing::{debug, error, warn};
 
 use super::records::{self, RelationUnit};
 use super::source::{
-    LocalSource, Member, RelationSource, Scope, Seen, UnitsEvent, UnitsWatch, run_watch,
+    ByRelation, LocalSource, Member, RelationSource, Scope, Seen, UnitsEvent, UnitsWatch, run_watch,
 };
 use super::{Relation, RelationMap};
 
@@ -70,7 +70,7 @@ pub(crate) struct FleetSource {
 /// The mirrored relations, by local id.
 #[derive(Debug, Default)]
 struct Mirrors {
-    relations: RwLock<BTreeMap<u64, Mirror>>,
+    relations: ByRelation<Mirror>,
 }
 
 /// One relation's members across the fleet, as its watch last said.
@@ -115,16 +115,12 @@ enum Publish {
 }
 
 impl Mirrors {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Mirror>> {
-        self.relations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u64, Mirror>> {
+        self.relations.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Mirror>> {
-        self.relations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, Mirror>> {
+        self.relations.write()
     }
 
     /// Folds a batch of the watch of `relation` (named `name`) in, and

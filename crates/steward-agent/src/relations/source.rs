@@ -15,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steward_hooks::relation::RelationUnitsChange;
 use steward_store::Store;
@@ -105,7 +105,7 @@ pub(crate) struct LocalSource {
 
 #[derive(Debug, Default)]
 struct Inner {
-    relations: RwLock<BTreeMap<u64, Entry>>,
+    relations: ByRelation<Entry>,
 }
 
 /// One relation's units, and the counter its watches follow.
@@ -124,17 +124,34 @@ impl Default for Entry {
     }
 }
 
-impl Inner {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
-        self.relations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+/// Something per relation, behind a lock that a panic elsewhere does not
+/// poison for good (no holder leaves the map half-changed).
+#[derive(Debug)]
+pub(super) struct ByRelation<T>(RwLock<BTreeMap<u64, T>>);
+
+impl<T> Default for ByRelation<T> {
+    fn default() -> Self {
+        Self(RwLock::new(BTreeMap::new()))
+    }
+}
+
+impl<T> ByRelation<T> {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u64, T>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
-        self.relations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, T>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations.read()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations.write()
     }
 
     /// Changes `relation`'s units and wakes its watches.
@@ -202,7 +219,7 @@ impl LocalSource {
         Ok(Self {
             store,
             inner: Arc::new(Inner {
-                relations: RwLock::new(relations),
+                relations: ByRelation(RwLock::new(relations)),
             }),
         })
     }
