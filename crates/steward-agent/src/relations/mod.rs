@@ -1,7 +1,8 @@
 //! The agent's relations: which exist, with their stable ids, and whether
 //! each is alive or dying ([`Relations`], kept in the store and published
 //! on a `watch` channel); where their units and settings come from
-//! ([`source`]); and how they are kept in the store ([`records`]).
+//! ([`source`]; in a fleet, [`fleet`]); and how they are kept in the
+//! store ([`records`]).
 //!
 //! A relation is created when the config gains it, and dies when the
 //! config loses it: every side whose runtime has hooks then runs
@@ -15,13 +16,14 @@
 //! hook, and never deletes what a hook may still read: a dying relation's
 //! settings stay readable until every side has finished with it.
 
+pub(crate) mod fleet;
 pub(crate) mod records;
 pub(crate) mod source;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use steward_store::Store;
+use steward_store::{RelationSettings, Store};
 use tokio::sync::watch;
 use tracing::{info, warn};
 
@@ -109,19 +111,8 @@ impl Relations {
         source: Arc<dyn RelationSource>,
         events: EventBus,
     ) -> Result<Self, String> {
-        let known: BTreeMap<u64, Relation> = records::relations(&store)
-            .await?
-            .into_iter()
-            .map(|relation| (relation.id, relation))
-            .collect();
-        Ok(Self {
-            store,
-            agent,
-            source,
-            events,
-            known: watch::channel(Arc::new(known)).0,
-            ending: Mutex::new(Ending::default()),
-        })
+        let known = watch::channel(Arc::new(Self::read(&store).await?)).0;
+        Ok(Self::assemble(store, agent, source, events, known))
     }
 
     /// The relations in `store`, for one agent: every unit is local, so
@@ -133,6 +124,62 @@ impl Relations {
     ) -> Result<Self, String> {
         let source = source::LocalSource::load(store.clone()).await?;
         Self::load(store, agent, Arc::new(source), events).await
+    }
+
+    /// The relations in `store`, for agent `agent` of a fleet: their units
+    /// on every agent, and their settings, come from the fleet's shared
+    /// `settings` (the same agent's); this agent's own units are still
+    /// committed to `store` first ([`fleet::FleetSource`]).
+    #[cfg_attr(
+        not(test),
+        expect(
+            dead_code,
+            reason = "fleet mode's agent wiring (agent.rs) calls it; until then only tests do"
+        )
+    )]
+    pub(crate) async fn fleet(
+        store: Store,
+        agent: String,
+        settings: Arc<dyn RelationSettings>,
+        events: EventBus,
+    ) -> Result<Self, String> {
+        let known = watch::channel(Arc::new(Self::read(&store).await?)).0;
+        let local = source::LocalSource::load(store.clone()).await?;
+        // The source names relations after their endpoints, so it follows
+        // the same map the drivers see.
+        let source = fleet::FleetSource::new(local, agent.clone(), settings, known.subscribe());
+        Ok(Self::assemble(
+            store,
+            agent,
+            Arc::new(source),
+            events,
+            known,
+        ))
+    }
+
+    async fn read(store: &Store) -> Result<BTreeMap<u64, Relation>, String> {
+        Ok(records::relations(store)
+            .await?
+            .into_iter()
+            .map(|relation| (relation.id, relation))
+            .collect())
+    }
+
+    fn assemble(
+        store: Store,
+        agent: String,
+        source: Arc<dyn RelationSource>,
+        events: EventBus,
+        known: watch::Sender<RelationMap>,
+    ) -> Self {
+        Self {
+            store,
+            agent,
+            source,
+            events,
+            known,
+            ending: Mutex::new(Ending::default()),
+        }
     }
 
     /// Where the relations' units and settings come from.

@@ -72,7 +72,7 @@ fn state_key(runtime: &str, id: u64) -> String {
     clippy::expect_used,
     reason = "structs of strings, numbers and string-keyed maps always encode as JSON"
 )]
-fn encode<T: Serialize>(value: &T) -> Vec<u8> {
+pub(super) fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     serde_json::to_vec(value).expect("relation records encode as JSON")
 }
 

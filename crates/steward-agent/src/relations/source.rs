@@ -3,8 +3,10 @@
 //! [`RelationUnitsChange`]s, whose first event is the whole current
 //! membership, and each unit's committed settings — and its implementation
 //! for one agent, [`LocalSource`], over the store's relation unit records.
-//! Fleet mode puts another source behind the same interface; the hook
-//! drivers, their queues and their crash safety do not change.
+//! Fleet mode puts another source behind the same interface
+//! ([`FleetSource`](super::fleet::FleetSource)); the hook drivers, their
+//! queues and their crash safety do not change. The watch loop both share
+//! is [`run_watch`].
 //!
 //! A unit's own settings are always committed to the local store first, in
 //! the transaction of the hook that changed them; a source is then told
@@ -13,7 +15,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use steward_hooks::relation::RelationUnitsChange;
 use steward_store::Store;
@@ -103,7 +105,7 @@ pub(crate) struct LocalSource {
 
 #[derive(Debug, Default)]
 struct Inner {
-    relations: RwLock<BTreeMap<u64, Entry>>,
+    relations: ByRelation<Entry>,
 }
 
 /// One relation's units, and the counter its watches follow.
@@ -122,17 +124,34 @@ impl Default for Entry {
     }
 }
 
-impl Inner {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
-        self.relations
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
+/// Something per relation, behind a lock that a panic elsewhere does not
+/// poison for good (no holder leaves the map half-changed).
+#[derive(Debug)]
+pub(super) struct ByRelation<T>(RwLock<BTreeMap<u64, T>>);
+
+impl<T> Default for ByRelation<T> {
+    fn default() -> Self {
+        Self(RwLock::new(BTreeMap::new()))
+    }
+}
+
+impl<T> ByRelation<T> {
+    pub(super) fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u64, T>> {
+        self.0.read().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
-        self.relations
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
+    pub(super) fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, T>> {
+        self.0.write().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Inner {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations.read()
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<u64, Entry>> {
+        self.relations.write()
     }
 
     /// Changes `relation`'s units and wakes its watches.
@@ -166,16 +185,21 @@ impl Inner {
         }
     }
 
-    /// The versions of `relation`'s units in scope on `remote`'s side,
-    /// without `viewer`.
-    fn versions(&self, relation: u64, remote: &str, viewer: &str) -> BTreeMap<String, u64> {
+    /// `relation`'s units in scope on `remote`'s side, without `viewer`.
+    fn scope(&self, relation: u64, remote: &str, viewer: &str) -> Scope {
         self.units(relation, |units| {
             units
                 .iter()
                 .filter(|(unit, record)| {
                     record.in_scope && record.runtime == remote && *unit != viewer
                 })
-                .map(|(unit, record)| (unit.clone(), record.version))
+                .map(|(unit, record)| {
+                    let seen = Seen {
+                        version: record.version,
+                        incarnation: 0,
+                    };
+                    (unit.clone(), seen)
+                })
                 .collect()
         })
     }
@@ -195,29 +219,110 @@ impl LocalSource {
         Ok(Self {
             store,
             inner: Arc::new(Inner {
-                relations: RwLock::new(relations),
+                relations: ByRelation(RwLock::new(relations)),
             }),
         })
     }
 }
 
-/// What changed from `sent` (the versions a watch sent last; `None`
-/// before its first event) to `now`.
-fn diff(sent: Option<&BTreeMap<String, u64>>, now: &BTreeMap<String, u64>) -> RelationUnitsChange {
-    let Some(sent) = sent else {
-        return RelationUnitsChange::changed(now.iter().map(|(unit, &v)| (unit.clone(), v)));
+/// A unit as a watch sees it: its settings' change version, and its
+/// incarnation (which changes when the unit left and joined again, even if
+/// a watch saw neither in between; always 0 in one agent's store).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Seen {
+    pub(super) version: u64,
+    pub(super) incarnation: i64,
+}
+
+/// The units a watch sees, by name.
+pub(super) type Scope = BTreeMap<String, Seen>;
+
+/// What changed from `sent` (what a watch sent last; `None` before its
+/// first event) to `now`, as the events to send: a unit with a new
+/// incarnation departs in a first event and joins in the next.
+fn diff(sent: Option<&Scope>, now: &Scope) -> Vec<RelationUnitsChange> {
+    let versions = |scope: &Scope| -> BTreeMap<String, u64> {
+        scope
+            .iter()
+            .map(|(unit, seen)| (unit.clone(), seen.version))
+            .collect()
     };
-    RelationUnitsChange {
+    let Some(sent) = sent else {
+        return vec![RelationUnitsChange {
+            changed: versions(now),
+            departed: Vec::new(),
+        }];
+    };
+    let rejoined: Vec<String> = now
+        .iter()
+        .filter(|(unit, seen)| {
+            sent.get(*unit)
+                .is_some_and(|before| before.incarnation != seen.incarnation)
+        })
+        .map(|(unit, _)| unit.clone())
+        .collect();
+    let change = RelationUnitsChange {
         changed: now
             .iter()
-            .filter(|(unit, version)| sent.get(*unit) != Some(version))
-            .map(|(unit, &version)| (unit.clone(), version))
+            .filter(|(unit, seen)| sent.get(*unit) != Some(*seen))
+            .map(|(unit, seen)| (unit.clone(), seen.version))
             .collect(),
         departed: sent
             .keys()
             .filter(|unit| !now.contains_key(*unit))
             .cloned()
             .collect(),
+    };
+    let mut events = Vec::new();
+    if !rejoined.is_empty() {
+        events.push(RelationUnitsChange::departed(rejoined));
+    }
+    if change != RelationUnitsChange::default() {
+        events.push(change);
+    }
+    events
+}
+
+/// Runs a watch of `relation`'s units until the returned [`UnitsWatch`] is
+/// dropped: whenever `generation` moves, `now` says which units are in the
+/// watch's scope (`None`: not known yet, so nothing is sent until they
+/// are), and what changed since the last event goes to `sink`. Its first
+/// event is the whole scope, even an empty one.
+pub(super) fn run_watch(
+    relation: u64,
+    tag: u64,
+    sink: mpsc::Sender<UnitsEvent>,
+    mut generation: watch::Receiver<u64>,
+    now: impl Fn() -> Option<Scope> + Send + 'static,
+) -> UnitsWatch {
+    let stop = CancellationToken::new();
+    let stopped = stop.clone();
+    tokio::spawn(async move {
+        let mut sent = None;
+        loop {
+            generation.borrow_and_update();
+            if let Some(now) = now() {
+                for change in diff(sent.as_ref(), &now) {
+                    let event = UnitsEvent {
+                        relation,
+                        tag,
+                        change,
+                    };
+                    tokio::select! {
+                        () = stopped.cancelled() => return,
+                        sent = sink.send(event) => if sent.is_err() { return },
+                    }
+                }
+                sent = Some(now);
+            }
+            tokio::select! {
+                () = stopped.cancelled() => return,
+                changed = generation.changed() => if changed.is_err() { return },
+            }
+        }
+    });
+    UnitsWatch {
+        _stop: stop.drop_guard(),
     }
 }
 
@@ -230,37 +335,11 @@ impl RelationSource for LocalSource {
         tag: u64,
         sink: mpsc::Sender<UnitsEvent>,
     ) -> UnitsWatch {
-        let stop = CancellationToken::new();
         let (inner, remote, viewer) = (self.inner.clone(), remote.to_owned(), viewer.to_owned());
-        let mut generation = inner.subscribe(relation);
-        let stopped = stop.clone();
-        tokio::spawn(async move {
-            let mut sent = None;
-            loop {
-                generation.borrow_and_update();
-                let now = inner.versions(relation, &remote, &viewer);
-                let change = diff(sent.as_ref(), &now);
-                if sent.is_none() || change != RelationUnitsChange::default() {
-                    let event = UnitsEvent {
-                        relation,
-                        tag,
-                        change,
-                    };
-                    tokio::select! {
-                        () = stopped.cancelled() => return,
-                        sent = sink.send(event) => if sent.is_err() { return },
-                    }
-                }
-                sent = Some(now);
-                tokio::select! {
-                    () = stopped.cancelled() => return,
-                    changed = generation.changed() => if changed.is_err() { return },
-                }
-            }
-        });
-        UnitsWatch {
-            _stop: stop.drop_guard(),
-        }
+        let generation = inner.subscribe(relation);
+        run_watch(relation, tag, sink, generation, move || {
+            Some(inner.scope(relation, &remote, &viewer))
+        })
     }
 
     fn settings<'a>(
@@ -427,17 +506,57 @@ mod tests {
         );
     }
 
+    fn scope(units: &[(&str, u64, i64)]) -> Scope {
+        units
+            .iter()
+            .map(|&(unit, version, incarnation)| {
+                let seen = Seen {
+                    version,
+                    incarnation,
+                };
+                (unit.to_owned(), seen)
+            })
+            .collect()
+    }
+
     #[test]
     fn a_diff_names_new_versions_and_departures() {
-        let sent = BTreeMap::from([("a".to_owned(), 1), ("b".to_owned(), 1)]);
-        let now = BTreeMap::from([("a".to_owned(), 1), ("c".to_owned(), 0)]);
+        let sent = scope(&[("a", 1, 0), ("b", 1, 0)]);
+        let now = scope(&[("a", 1, 0), ("c", 0, 0)]);
         assert_eq!(
             diff(Some(&sent), &now),
-            RelationUnitsChange {
+            vec![RelationUnitsChange {
                 changed: BTreeMap::from([("c".to_owned(), 0)]),
                 departed: vec!["b".to_owned()],
-            }
+            }]
         );
-        assert_eq!(diff(Some(&now), &now), RelationUnitsChange::default());
+        assert_eq!(diff(Some(&now), &now), vec![]);
+        assert_eq!(
+            diff(None, &scope(&[])),
+            vec![RelationUnitsChange::default()]
+        );
+    }
+
+    #[test]
+    fn a_unit_that_left_and_joined_again_departs_before_it_joins() {
+        let sent = scope(&[("a", 4, 2), ("b", 4, 3)]);
+        // b left and came back (a new incarnation) at version 9; a changed.
+        let now = scope(&[("a", 5, 2), ("b", 9, 8)]);
+        assert_eq!(
+            diff(Some(&sent), &now),
+            vec![
+                RelationUnitsChange::departed(["b"]),
+                RelationUnitsChange::changed([("a", 5), ("b", 9)]),
+            ]
+        );
+        // Even at the version it had before.
+        let same = scope(&[("a", 4, 2), ("b", 4, 8)]);
+        assert_eq!(
+            diff(Some(&sent), &same),
+            vec![
+                RelationUnitsChange::departed(["b"]),
+                RelationUnitsChange::changed([("b", 4)]),
+            ]
+        );
     }
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use steward_host::test_util::{FakeLog, FakeRuntime, FakeState};
 use steward_host::{Event, ExitReason, ProcessStatus, RuntimeHost};
-use steward_store::Store;
+use steward_store::{RelationSettings, Store};
 use steward_worker::{Backoff, Runner, Worker};
 use tokio::sync::{broadcast, watch};
 use tokio::time::timeout;
@@ -21,7 +21,10 @@ use super::manager::changes_in_place;
 use super::worker::worker_id;
 use super::{Context, DesiredScope, HookServices, Hosts, Manager, Registry, track};
 use crate::api::types::RuntimeState;
-use crate::config::{BackoffConfig, Config, RuntimeConfig, Transition, VersionConfig};
+use crate::config::{
+    BackoffConfig, Config, Endpoint, HooksConfig, OnHookFailure, RelationConfig, RuntimeConfig,
+    Transition, VersionConfig,
+};
 use crate::events::{AgentEvent, EventBus, EventKind};
 use crate::relations::Relations;
 
@@ -126,17 +129,33 @@ impl Fixture {
     /// A fixture whose desired state is `scope`'s (the store stands in
     /// for a fleet's).
     async fn with_scope(scope: DesiredScope) -> Self {
+        Self::build(scope, "test", None).await
+    }
+
+    /// Agent `agent` of a fleet whose relation settings are `fleet`'s.
+    async fn in_fleet(agent: &str, fleet: Arc<dyn RelationSettings>) -> Self {
+        Self::build(DesiredScope::Local, agent, Some(fleet)).await
+    }
+
+    async fn build(
+        scope: DesiredScope,
+        agent: &str,
+        fleet: Option<Arc<dyn RelationSettings>>,
+    ) -> Self {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::open(dir.path().join("steward.redb")).await.unwrap();
         let hosts = Arc::new(FakeHosts::default());
         let exe = std::env::current_exe().unwrap();
-        let hooks = HookServices::start("test".to_owned(), dir.path(), None, &exe, false)
+        let hooks = HookServices::start(agent.to_owned(), dir.path(), None, &exe, false)
             .await
             .unwrap();
         let events = EventBus::new();
-        let relations = Relations::local(store.clone(), "test".to_owned(), events.clone())
-            .await
-            .unwrap();
+        let (agent, bus) = (agent.to_owned(), events.clone());
+        let relations = match fleet {
+            Some(fleet) => Relations::fleet(store.clone(), agent, fleet, bus).await,
+            None => Relations::local(store.clone(), agent, bus).await,
+        }
+        .unwrap();
         let context = Context {
             desired: Arc::new(store.clone()),
             scope,
@@ -558,4 +577,141 @@ fn process_settings_need_a_restart() {
     let mut liveness = old.clone();
     liveness.liveness.failures = 0;
     assert!(!changes_in_place(&old, &liveness));
+}
+
+// ------------------------------------------------------- relations in a fleet
+
+/// Hooks in `dir` for endpoint `endpoint` whose relation hooks append
+/// `<hook> <remote unit>` to `dir/log` (the others are missing: skipped).
+fn logging_hooks(dir: &std::path::Path, endpoint: &str) -> HooksConfig {
+    use std::os::unix::fs::PermissionsExt;
+    let log = dir.join("log");
+    for kind in ["joined", "changed", "departed", "broken"] {
+        let path = dir.join(format!("{endpoint}-relation-{kind}"));
+        let script = format!(
+            "#!/bin/sh\necho \"$STEWARD_HOOK $STEWARD_REMOTE_UNIT\" >> {:?}\n",
+            log.display().to_string()
+        );
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    HooksConfig {
+        dir: dir.to_owned(),
+        timeout: Duration::from_secs(30),
+        on_failure: OnHookFailure::Retry,
+        retry: BackoffConfig::HOOK_RETRY,
+    }
+}
+
+/// Waits until the hooks in `dir` have logged `lines`, in order.
+async fn logged(dir: &std::path::Path, lines: &[&str]) {
+    let path = dir.join("log");
+    let found = timeout(WAIT, async {
+        loop {
+            let log = std::fs::read_to_string(&path).unwrap_or_default();
+            if log.lines().collect::<Vec<_>>() == lines {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| {
+        let log = std::fs::read_to_string(&path).unwrap_or_default();
+        panic!("the hooks never logged {lines:?}; they logged:\n{log}")
+    });
+}
+
+/// Two agents on one etcd: `web` (with hooks) on a1, `kv` (without, so in
+/// its relations at once) on a2. a1's hook driver runs joined and changed
+/// for a2's unit, changed again when its settings change, and departed
+/// when a2 dies and its lease expires.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_remote_unit_runs_joined_changed_and_departed_through_etcd() {
+    use steward_etcd::testing::{EtcdServer, unique_prefix};
+    use steward_etcd::{EtcdOptions, EtcdStore};
+
+    use crate::relations::records;
+
+    let server = EtcdServer::shared().expect("an etcd server (scripts/etcd-deps)");
+    let prefix = unique_prefix("driver-fleet");
+    let connect = |agent: &str| {
+        let options = EtcdOptions::new([server.endpoint()], agent)
+            .prefix(&prefix)
+            .lease_ttl(Duration::from_secs(2));
+        EtcdStore::connect(options)
+    };
+    let web = Fixture::in_fleet("a1", Arc::new(connect("a1").await.unwrap())).await;
+    let kv = Fixture::in_fleet("a2", Arc::new(connect("a2").await.unwrap())).await;
+    let relation = RelationConfig {
+        endpoints: [Endpoint::new("web", "db"), Endpoint::new("kv", "store")],
+    };
+    let charm = tempfile::tempdir().unwrap();
+    let mut with_hooks = runtime("web", "1", &["1"]);
+    with_hooks.hooks = Some(logging_hooks(charm.path(), "db"));
+    kv.apply(&Config {
+        runtimes: vec![runtime("kv", "1", &["1"])],
+        relations: vec![relation.clone()],
+    })
+    .await;
+    web.apply(&Config {
+        runtimes: vec![with_hooks],
+        relations: vec![relation],
+    })
+    .await;
+    logged(
+        charm.path(),
+        &["db-relation-joined kv/a2", "db-relation-changed kv/a2"],
+    )
+    .await;
+
+    // What a kv hook's relation-set commits, then publishes.
+    let id = *kv.context.relations.all().keys().next().unwrap();
+    let mut record = records::unit(&kv.context.store, id, "kv/a2")
+        .await
+        .unwrap()
+        .unwrap();
+    record.settings.insert("host".into(), "10.0.0.2".into());
+    record.version += 1;
+    kv.context
+        .store
+        .commit_records(vec![records::set_unit(id, "kv/a2", &record)])
+        .await
+        .unwrap();
+    kv.context
+        .relations
+        .source()
+        .published(id, "kv/a2", &record);
+    logged(
+        charm.path(),
+        &[
+            "db-relation-joined kv/a2",
+            "db-relation-changed kv/a2",
+            "db-relation-changed kv/a2",
+        ],
+    )
+    .await;
+    let web_id = *web.context.relations.all().keys().next().unwrap();
+    let seen = web
+        .context
+        .relations
+        .source()
+        .settings(web_id, "kv/a2")
+        .await
+        .unwrap();
+    assert_eq!(seen.unwrap()["host"], "10.0.0.2");
+
+    // a2 dies: nothing is revoked; its lease runs out.
+    kv.shutdown().await;
+    logged(
+        charm.path(),
+        &[
+            "db-relation-joined kv/a2",
+            "db-relation-changed kv/a2",
+            "db-relation-changed kv/a2",
+            "db-relation-departed kv/a2",
+        ],
+    )
+    .await;
+    web.shutdown().await;
 }
