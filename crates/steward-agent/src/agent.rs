@@ -319,9 +319,20 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
         .shutdown_timeout(SHUTDOWN_GRACE)
         .build();
     let events = EventBus::new();
-    let relations = Relations::local(store.clone(), hooks.agent.clone(), events.clone())
-        .await
-        .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
+    // In a fleet, the other agents' units of a relation come from etcd.
+    let relations = match &fleet_store {
+        Some(etcd) => {
+            Relations::fleet(
+                store.clone(),
+                hooks.agent.clone(),
+                Arc::new(etcd.clone()),
+                events.clone(),
+            )
+            .await
+        }
+        None => Relations::local(store.clone(), hooks.agent.clone(), events.clone()).await,
+    }
+    .map_err(|reason| Error::Startup(format!("cannot read the relations: {reason}")))?;
     let registry = Arc::new(Registry::default());
     let (desired, scope, presence): (Arc<dyn DesiredState>, _, Option<Arc<dyn Presence>>) =
         match &fleet_store {

@@ -130,13 +130,6 @@ impl Relations {
     /// on every agent, and their settings, come from the fleet's shared
     /// `settings` (the same agent's); this agent's own units are still
     /// committed to `store` first ([`fleet::FleetSource`]).
-    #[cfg_attr(
-        not(test),
-        expect(
-            dead_code,
-            reason = "fleet mode's agent wiring (agent.rs) calls it; until then only tests do"
-        )
-    )]
     pub(crate) async fn fleet(
         store: Store,
         agent: String,
