@@ -56,6 +56,10 @@ impl Manager {
                     }
                     let config = configs.borrow_and_update().clone();
                     info!(runtimes = config.runtimes.len(), "config changed: applying it");
+                    if config.fleet != first.fleet {
+                        // The store behind desired state is chosen once.
+                        warn!("the config's [fleet] table changed; it takes effect when the agent restarts");
+                    }
                     self.apply(&config).await?;
                 }
             }
