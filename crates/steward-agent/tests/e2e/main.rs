@@ -12,6 +12,7 @@
 //! | [`limits`] | the API server against slow, idle and hostile clients |
 //! | [`manners`] | CLI and API manners: closed pipes, integers beyond 64 bits |
 //! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
+//! | [`fleet_relations`] | a peer relation across three agents on a real etcd, and a SIGKILLed agent's unit departing (needs `scripts/etcd-deps`) |
 //! | [`openapi`] | `GET /openapi.json` is `docs/openapi.json`; schemathesis finds no fault (needs `scripts/schemathesis-deps`) |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |
 //! | [`config_reload`] | config edits applied live; invalid edits ignored |
@@ -33,6 +34,7 @@ mod config_reload;
 mod demo;
 mod disk;
 mod faults;
+mod fleet_relations;
 mod hooks;
 mod limits;
 mod logs;
