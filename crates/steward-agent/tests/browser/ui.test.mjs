@@ -5,6 +5,12 @@
 //   STEWARD_URL         an agent without a token
 //   STEWARD_TOKEN_URL   an agent with a token file, and STEWARD_TOKEN its token
 //   STEWARD_HOOKS_URL   an agent whose runtime echo has hooks, config-changed failing
+//   STEWARD_RELATIONS_URL  an agent (named ui) of echo and kv related as echo:client –
+//                       kv:store, kv with a peer relation cluster; its config file is
+//                       STEWARD_RELATIONS_CONFIG, and STEWARD_RELATIONS_UNRELATED the same
+//                       without the relation (moved over it to remove the relation)
+//   STEWARD_FLEET_URL   one of two demo agents (ui-a, ui-b) in a fleet on etcd, whose
+//                       process is STEWARD_ETCD_PID (frozen to cut the fleet off)
 //   STEWARD_CHROMIUM    the Chromium executable
 //   STEWARD_ARTIFACTS   where screenshots go
 //
@@ -12,8 +18,8 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdirSync } from 'node:fs';
-import { join } from 'node:path';
+import { copyFileSync, mkdirSync, renameSync } from 'node:fs';
+import { dirname, join } from 'node:path';
 import { chromium } from 'playwright-core';
 
 const env = (name) => {
@@ -26,6 +32,11 @@ const OPEN = env('STEWARD_URL');
 const PROTECTED = env('STEWARD_TOKEN_URL');
 const TOKEN = env('STEWARD_TOKEN');
 const HOOKED = env('STEWARD_HOOKS_URL');
+const RELATED = env('STEWARD_RELATIONS_URL');
+const RELATIONS_CONFIG = env('STEWARD_RELATIONS_CONFIG');
+const RELATIONS_UNRELATED = env('STEWARD_RELATIONS_UNRELATED');
+const FLEET = env('STEWARD_FLEET_URL');
+const ETCD_PID = Number(env('STEWARD_ETCD_PID'));
 const ARTIFACTS = env('STEWARD_ARTIFACTS');
 const CHROMIUM = env('STEWARD_CHROMIUM');
 
@@ -376,4 +387,156 @@ test('hook and workload status show live, and a failed hook can be skipped from 
   await row.locator('td[data-label="Workload"]', { hasText: 'active: ready' }).waitFor({ timeout: WAIT });
   page.check();
   await context.close();
+});
+
+/** How far the page scrolls sideways (0 or less: not at all). */
+const sideways = (page) => page.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
+
+test('the overview and a runtime page show the relations, and a relation removed by a config edit leaves both live', async () => {
+  const context = await desktop();
+  const overview = await watchedPage(context, RELATED);
+  await overview.goto(RELATED);
+  const relation = overview.locator('#relations tr[data-peer="false"]');
+  await relation.locator('.relation-end[data-runtime="echo"][data-endpoint="client"]', { hasText: 'echo/ui' }).waitFor({ timeout: WAIT });
+  await relation.locator('.relation-end[data-runtime="kv"][data-endpoint="store"]', { hasText: 'kv/ui' }).waitFor({ timeout: WAIT });
+  assert.equal(await relation.getAttribute('data-state'), 'alive');
+  assert.equal(await relation.locator('td[data-label="State"]').textContent(), 'alive');
+  const id = await relation.getAttribute('data-relation');
+  assert.match(await relation.locator('td[data-label="Relation"]').textContent(), new RegExp(`^#${id}`));
+  const peer = overview.locator('#relations tr[data-peer="true"]');
+  await peer.locator('.relation-end[data-runtime="kv"][data-endpoint="cluster"]').waitFor({ timeout: WAIT });
+  assert.match(await peer.locator('td[data-label="Relation"]').textContent(), /peer/);
+  assert.equal(await overview.locator('#relations tbody tr').count(), 2);
+  await screenshot(overview, 'relations-overview');
+
+  // echo's page, from the relation's link: the other end and its units.
+  await relation.locator('.relation-end[data-runtime="echo"] a').click();
+  await overview.waitForFunction(() => location.hash === '#/runtimes/echo', null, { timeout: WAIT });
+  const own = overview.locator(`#relations tr[data-relation="${id}"]`);
+  await own.locator('.remote-units', { hasText: 'kv/ui' }).waitFor({ timeout: WAIT });
+  assert.equal(await own.locator('td[data-label="Relation"]').textContent(), `client:${id}`);
+  assert.equal(await own.locator('td[data-label="Other end"]').textContent(), 'kv:store');
+  assert.equal(await own.locator('.own-settings').textContent(), 'none');
+  await screenshot(overview, 'relations-runtime');
+  await overview.goBack();
+  await relation.waitFor({ timeout: WAIT });
+
+  // Another tab on echo's page; then the relation leaves the config.
+  const runtime = await watchedPage(context, RELATED);
+  await runtime.goto(`${RELATED}/#/runtimes/echo`);
+  await runtime.locator(`#relations tr[data-relation="${id}"]`).waitFor({ timeout: WAIT });
+  for (const page of [overview, runtime]) {
+    await page.locator('#feed-status[data-state="live"]').waitFor({ timeout: WAIT });
+    await page.evaluate(() => { window.notReloaded = true; });
+  }
+  const next = join(dirname(RELATIONS_CONFIG), 'next.toml');
+  copyFileSync(RELATIONS_UNRELATED, next);
+  renameSync(next, RELATIONS_CONFIG);
+
+  await overview.locator('.events li[data-kind="relation_removed"]').first().waitFor({ timeout: WAIT });
+  await overview.locator(`#relations tr[data-relation="${id}"]`).waitFor({ state: 'detached', timeout: WAIT });
+  await peer.waitFor({ timeout: WAIT });
+  assert.equal(await overview.locator('#relations tbody tr').count(), 1, 'only the peer relation stays');
+  // echo has no relation left: its page's relations panel goes.
+  await runtime.locator('#relations').waitFor({ state: 'hidden', timeout: WAIT });
+  await runtime.locator('.events li[data-kind="relation_removed"]').first().waitFor({ timeout: WAIT });
+  for (const page of [overview, runtime]) {
+    assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
+  }
+  // kv keeps its peer relation, shown on its page.
+  await runtime.goto(`${RELATED}/#/runtimes/kv`);
+  await runtime.locator('#relations tr[data-peer="true"] td[data-label="Relation"]', { hasText: 'cluster:' }).waitFor({ timeout: WAIT });
+  overview.check();
+  runtime.check();
+  await context.close();
+
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const small = await watchedPage(phone, RELATED);
+  await small.goto(RELATED);
+  await small.locator('#relations tr[data-peer="true"]').waitFor({ timeout: WAIT });
+  assert.ok(await sideways(small) <= 0, `the overview with relations is ${await sideways(small)} px too wide`);
+  small.check();
+  await phone.close();
+});
+
+test('an agent not in a fleet shows nothing of the fleet, and never asks for it', async () => {
+  const context = await desktop();
+  const page = await watchedPage(context, OPEN);
+  const asked = [];
+  page.on('request', (request) => asked.push(new URL(request.url()).pathname));
+  const health = page.waitForResponse((response) => new URL(response.url()).pathname === '/healthz', { timeout: WAIT });
+  await page.goto(OPEN);
+  assert.equal((await (await health).json()).fleet, undefined);
+  // (Another test switched echo here: any version will do.)
+  await page.locator('tr[data-runtime="echo"]').waitFor({ timeout: WAIT });
+  await page.locator('#feed-status[data-state="live"]').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('#nav-fleet').isVisible(), false, 'a Fleet link on an agent not in a fleet');
+  assert.equal(await page.locator('#fleet-banner').isVisible(), false);
+  // The demo has no relations: no relations panel either.
+  assert.equal(await page.locator('#relations').isVisible(), false);
+
+  // Even at #/fleet it only says so.
+  await page.goto(`${OPEN}/#/fleet`);
+  await page.getByText('This agent is not in a fleet').waitFor({ timeout: WAIT });
+  assert.equal(await page.locator('table.fleet').isVisible(), false);
+  assert.ok(!asked.includes('/v1/fleet'), `the page asked for /v1/fleet: ${asked.join(' ')}`);
+  page.check();
+  await context.close();
+});
+
+test('the fleet page lists every unit, and says when the fleet is cut off', async () => {
+  const context = await desktop();
+  // While etcd is frozen, /v1/fleet answers 503 (logged as a console error).
+  const page = await watchedPage(context, FLEET, { allowed: [/status of 503/] });
+  await page.goto(FLEET);
+  await rowWithVersion(page, 'echo', '1.0.0');
+  const link = page.getByRole('link', { name: 'Fleet' });
+  await link.waitFor({ timeout: WAIT });
+  await link.focus();
+  await page.keyboard.press('Enter');
+  await page.waitForFunction(() => location.hash === '#/fleet', null, { timeout: WAIT });
+  assert.equal(await link.getAttribute('aria-current'), 'page');
+  for (const unit of ['echo/ui-a', 'echo/ui-b', 'kv/ui-a', 'kv/ui-b']) {
+    const row = page.locator(`table.fleet tr[data-unit="${unit}"][data-state="running"][data-active="1.0.0"]`);
+    await row.waitFor({ timeout: WAIT });
+    assert.equal(await row.locator('td[data-label="Agent"]').textContent(), unit.split('/')[1]);
+    assert.equal(await row.locator('td[data-label="Desired"]').textContent(), '1.0.0');
+    assert.match(await row.locator('td[data-label="Last seen"]').textContent(), /ago$/);
+  }
+  assert.match(await page.locator('.panel-head .status-line').textContent(), /4 units on 2 agents/);
+  assert.equal(await page.locator('#fleet-banner').isVisible(), false);
+  await screenshot(page, 'fleet');
+  await page.evaluate(() => { window.notReloaded = true; });
+
+  // etcd frozen: the banner says since when; the units read last stay.
+  process.kill(ETCD_PID, 'SIGSTOP');
+  try {
+    const banner = page.locator('#fleet-banner');
+    await banner.filter({ hasText: /fleet: disconnected since \d\d:\d\d:\d\d/ }).waitFor({ timeout: WAIT });
+    await page.locator('[role="alert"]', { hasText: 'Cannot read the fleet now' }).waitFor({ timeout: WAIT });
+    assert.equal(await page.locator('table.fleet tr[data-unit]').count(), 4);
+    await screenshot(page, 'fleet-disconnected');
+    // On the overview too: the banner is the page's, not the fleet page's.
+    await page.getByRole('link', { name: 'Runtimes' }).click();
+    await rowWithVersion(page, 'kv', '1.0.0');
+    assert.ok(await banner.isVisible(), 'no banner on the overview while disconnected');
+  } finally {
+    process.kill(ETCD_PID, 'SIGCONT');
+  }
+  await page.locator('#fleet-banner').waitFor({ state: 'hidden', timeout: WAIT });
+  await page.getByRole('link', { name: 'Fleet' }).click();
+  await page.locator('table.fleet tr[data-unit="kv/ui-b"]').waitFor({ timeout: WAIT });
+  await page.waitForFunction(() => !document.querySelector('[role="alert"]')?.textContent, null, { timeout: WAIT });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was reloaded');
+  page.check();
+  await context.close();
+
+  const phone = await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true });
+  const small = await watchedPage(phone, FLEET);
+  await small.goto(`${FLEET}/#/fleet`);
+  await small.locator('table.fleet tr[data-unit="kv/ui-b"]').waitFor({ timeout: WAIT });
+  assert.ok(await sideways(small) <= 0, `the fleet page is ${await sideways(small)} px too wide`);
+  await screenshot(small, 'phone-fleet');
+  small.check();
+  await phone.close();
 });

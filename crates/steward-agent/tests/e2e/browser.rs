@@ -1,18 +1,22 @@
 //! The web UI in a real headless Chromium: starts two demo agents (one
-//! with a token) and one whose runtime has a failing hook, and runs `tests/browser/ui.test.mjs`, a Node script that
-//! drives Chromium with playwright-core (and `sse.test.mjs`, the unit tests
-//! of the page's event-stream parser). Screenshots land in
+//! with a token), one whose runtime has a failing hook, one whose runtimes
+//! are related (with a config the script edits), and two demo agents in a
+//! fleet on a real etcd, and runs `tests/browser/ui.test.mjs`, a Node
+//! script that drives Chromium with playwright-core (and `sse.test.mjs`,
+//! the unit tests of the page's event-stream parser). Screenshots land in
 //! `<target>/browser-artifacts/`.
 //!
 //! What it needs beyond cargo (Chromium, Node.js, playwright-core) is
-//! installed by `scripts/browser-deps`; without it this test fails and
-//! says so, it never passes without having run.
+//! installed by `scripts/browser-deps`, and etcd by `scripts/etcd-deps`;
+//! without them this test fails and says so, it never passes without
+//! having run.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use steward_etcd::testing::EtcdServer;
 use tempfile::TempDir;
 
 use crate::support::{Agent, Options};
@@ -113,6 +117,30 @@ fn hooks_config(dir: &Path) -> PathBuf {
     config
 }
 
+/// A config of the demo's `echo` and `kv` (no hooks: each is in its
+/// relations from the start), `kv` with a peer relation `cluster`, and,
+/// when `related`, the relation `echo:client` – `kv:store`.
+fn relations_config(related: bool) -> String {
+    let command = serde_json::to_string(crate::support::BIN).unwrap();
+    let mut text = String::new();
+    for (id, versions) in [("echo", ["1.0.0", "2.0.0"]), ("kv", ["1.0.0", "1.1.0"])] {
+        text.push_str(&format!("[[runtime]]\nid = \"{id}\"\nactive = \"1.0.0\"\n"));
+        if id == "kv" {
+            text.push_str("[[runtime.peer]]\nname = \"cluster\"\n");
+        }
+        for version in versions {
+            text.push_str(&format!(
+                "[[runtime.version]]\nversion = \"{version}\"\ncommand = {command}\nargs = [\"example-runtime\", \"{id}\", \"--version\", \"{version}\"]\n"
+            ));
+        }
+        text.push('\n');
+    }
+    if related {
+        text.push_str("[[relation]]\nendpoints = [\"echo:client\", \"kv:store\"]\n");
+    }
+    text
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_in_headless_chromium() {
     let chromium = chromium();
@@ -135,9 +163,45 @@ async fn the_web_ui_in_headless_chromium() {
         ..Options::with_config(&dir.path().join("hooked"), &hooks_config(&charm))
     })
     .await;
+    let relations_dir = dir.path().join("relations");
+    std::fs::create_dir_all(&relations_dir).unwrap();
+    let relations_file = relations_dir.join("steward.toml");
+    std::fs::write(&relations_file, relations_config(true)).unwrap();
+    // The script moves this over the config (atomically) to remove the
+    // relation while the page is open.
+    let unrelated_file = relations_dir.join("unrelated.toml");
+    std::fs::write(&unrelated_file, relations_config(false)).unwrap();
+    let related = Agent::start(Options {
+        name: Some("ui".to_owned()),
+        ..Options::with_config(&dir.path().join("related"), &relations_file)
+    })
+    .await;
+
+    // Two demo agents in one fleet, on an etcd of their own (the script
+    // freezes it to see the page's disconnection banner).
+    let etcd = tokio::task::spawn_blocking(EtcdServer::start)
+        .await
+        .unwrap()
+        .unwrap_or_else(|error| panic!("cannot start etcd for the fleet page's test: {error}"));
+    let mut fleet = Vec::new();
+    for name in ["ui-a", "ui-b"] {
+        fleet.push(
+            Agent::start(Options {
+                name: Some(name.to_owned()),
+                fleet: Some(etcd.endpoint()),
+                ..Options::demo(&dir.path().join(name))
+            })
+            .await,
+        );
+    }
     open.wait_running(&["echo", "kv"]).await;
     protected.wait_running(&["echo", "kv"]).await;
     hooked.wait_running(&["echo"]).await;
+    related.wait_running(&["echo", "kv"]).await;
+    for agent in &fleet {
+        agent.wait_running(&["echo", "kv"]).await;
+    }
+    let etcd_pid = etcd.pid().expect("etcd runs").to_string();
 
     let artifacts = artifacts_dir();
     std::fs::create_dir_all(&artifacts).unwrap();
@@ -155,6 +219,11 @@ async fn the_web_ui_in_headless_chromium() {
         .env("STEWARD_TOKEN_URL", &protected.url)
         .env("STEWARD_TOKEN", token)
         .env("STEWARD_HOOKS_URL", &hooked.url)
+        .env("STEWARD_RELATIONS_URL", &related.url)
+        .env("STEWARD_RELATIONS_CONFIG", &relations_file)
+        .env("STEWARD_RELATIONS_UNRELATED", &unrelated_file)
+        .env("STEWARD_FLEET_URL", &fleet[0].url)
+        .env("STEWARD_ETCD_PID", &etcd_pid)
         .env("STEWARD_CHROMIUM", &chromium)
         .env("STEWARD_ARTIFACTS", &artifacts)
         .env("NO_COLOR", "1")
@@ -180,6 +249,8 @@ async fn the_web_ui_in_headless_chromium() {
     })
     .await
     .unwrap();
+    // The script resumes etcd after freezing it, but not if it died between.
+    etcd.resume();
     let output = std::fs::read_to_string(&log_path).unwrap_or_default();
     println!(
         "{output}\nbrowser tests took {:.1} s; screenshots in {}",

@@ -90,6 +90,8 @@ pub struct Options {
     pub http_timeout: Option<String>,
     /// The agent's limit of open files (soft and hard, as `ulimit -n`).
     pub open_files: Option<u64>,
+    /// `--fleet`: etcd's client URL.
+    pub fleet: Option<String>,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             env: Vec::new(),
             http_timeout: None,
             open_files: None,
+            fleet: None,
         }
     }
 
@@ -146,6 +149,9 @@ impl Options {
         }
         if let Some(timeout) = &self.http_timeout {
             command.arg("--http-timeout").arg(timeout);
+        }
+        if let Some(fleet) = &self.fleet {
+            command.arg("--fleet").arg(fleet);
         }
         for name in SCRUBBED_ENV {
             command.env_remove(name);

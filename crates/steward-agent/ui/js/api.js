@@ -123,4 +123,7 @@ export const api = {
   switchVersion: (id, version) => request('PUT', `/v1/runtimes/${enc(id)}/version`, { version }),
   abort: (id, force) => request('POST', `/v1/runtimes/${enc(id)}/abort`, { force }),
   resolve: (id, retry) => request('POST', `/v1/runtimes/${enc(id)}/resolve`, { retry }),
+  relations: (options) => get('/v1/relations', options),
+  fleet: (options) => get('/v1/fleet', options),
+  health: (options) => get('/healthz', options),
 };

@@ -1,16 +1,26 @@
 // The page's entry: routes (`#/` the overview, `#/runtimes/ID` a
-// runtime), the shared event feed, and the token form that a
-// token-protected agent needs once per tab.
+// runtime, `#/fleet` the fleet), the shared event feed and fleet watch,
+// and the token form that a token-protected agent needs once per tab.
 
 import { onAuthRequired, setToken } from './api.js';
 import { h, fill } from './dom.js';
 import { EventFeed } from './events.js';
+import { FleetWatch, mountFleet, mountFleetChrome } from './fleet.js';
 import { mountOverview } from './overview.js';
 import { mountRuntime } from './runtime.js';
 
 const main = document.getElementById('main');
 const feedStatus = document.getElementById('feed-status');
 const feed = new EventFeed();
+const fleet = new FleetWatch();
+mountFleetChrome(fleet, {
+  link: document.getElementById('nav-fleet'),
+  banner: document.getElementById('fleet-banner'),
+});
+// A (re)connection may be to an agent restarted with or without --fleet.
+feed.subscribe((message) => {
+  if (message.type === 'resync') fleet.recheck();
+});
 
 let view = null; // the mounted view: {focus, dispose}
 let askingToken = false;
@@ -37,6 +47,7 @@ function route() {
   }
   const runtime = /^\/runtimes\/(.+)$/.exec(hash);
   if (runtime) return { name: 'runtime', id: runtime[1] };
+  if (hash === '/fleet') return { name: 'fleet' };
   return { name: 'overview' };
 }
 
@@ -44,13 +55,15 @@ function render({ focus = false } = {}) {
   if (askingToken) return;
   view?.dispose();
   const current = route();
-  document.title = current.name === 'runtime' ? `${current.id} · Steward` : 'Runtimes · Steward';
-  const nav = document.getElementById('nav-runtimes');
-  if (current.name === 'overview') nav.setAttribute('aria-current', 'page');
-  else nav.removeAttribute('aria-current');
-  view = current.name === 'runtime'
-    ? mountRuntime(main, { feed, id: current.id })
-    : mountOverview(main, { feed });
+  document.title = { runtime: `${current.id} · Steward`, fleet: 'Fleet · Steward' }[current.name] ?? 'Runtimes · Steward';
+  for (const [id, name] of [['nav-runtimes', 'overview'], ['nav-fleet', 'fleet']]) {
+    const nav = document.getElementById(id);
+    if (current.name === name) nav.setAttribute('aria-current', 'page');
+    else nav.removeAttribute('aria-current');
+  }
+  if (current.name === 'runtime') view = mountRuntime(main, { feed, fleet, id: current.id });
+  else if (current.name === 'fleet') view = mountFleet(main, { watch: fleet });
+  else view = mountOverview(main, { feed, fleet });
   if (focus) view.focus();
 }
 
@@ -96,6 +109,7 @@ function askForToken(error) {
     askingToken = false;
     render({ focus: true });
     feed.start();
+    fleet.recheck();
   });
   fill(main, form);
   input.focus();
@@ -105,3 +119,4 @@ onAuthRequired(askForToken);
 window.addEventListener('hashchange', () => render({ focus: true }));
 render();
 feed.start();
+fleet.start();

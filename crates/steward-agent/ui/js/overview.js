@@ -1,11 +1,13 @@
 // The overview: every runtime in one table (current state first), kept
 // live from the event stream: an event of a runtime re-reads that
 // runtime, a (re)connection or a lagged stream re-reads them all. Below
-// it, the latest events of all runtimes.
+// it, the relations (re-read on relation events) and the latest events of
+// all runtimes.
 
 import { api } from './api.js';
 import { h, fill, badge } from './dom.js';
 import { EventList, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
+import { RelationsPanel } from './relations.js';
 
 /** How many of the latest events the overview lists. */
 const SHOWN_EVENTS = 15;
@@ -33,8 +35,9 @@ function cell(column, runtime) {
     case 'active':
       return runtime.active_version ?? '—';
     case 'desired': {
+      // No desired version (a fleet agent cut off from etcd) is no switch.
       const desired = runtime.desired_version ?? '—';
-      return desired !== (runtime.active_version ?? '—')
+      return runtime.desired_version && desired !== (runtime.active_version ?? '—')
         ? h('span', { class: 'pending', title: 'switching to this version', text: `${desired} (pending)` })
         : desired;
     }
@@ -58,21 +61,23 @@ function cell(column, runtime) {
   }
 }
 
-export function mountOverview(main, { feed }) {
+export function mountOverview(main, { feed, fleet }) {
   const details = new Map(); // id → detail (or summary until the detail arrives)
   let order = [];
   let disposed = false;
   const refreshing = new Map(); // id → {again}
 
   const status = h('p', { class: 'status-line', role: 'status' });
-  const table = h('table', { class: 'runtimes', 'aria-describedby': 'runtimes-caption' });
+  const table = h('table', { class: 'runtimes cards', 'aria-describedby': 'runtimes-caption' });
   const events = new EventList(feed, { limit: SHOWN_EVENTS, empty: 'Events from now on appear here.' });
   const heading = h('h1', { tabindex: '-1', text: 'Runtimes' });
+  const relations = new RelationsPanel({ fleet });
   fill(main,
     h('section', { class: 'panel', 'aria-labelledby': 'runtimes-heading' },
       h('div', { class: 'panel-head' }, Object.assign(heading, { id: 'runtimes-heading' }), status),
       h('p', { id: 'runtimes-caption', class: 'hint', text: 'Live: updated from the agent’s event stream. Select a runtime for its versions, plots and events.' }),
       h('div', { class: 'table-wrap' }, table)),
+    relations.el,
     h('section', { class: 'panel', 'aria-labelledby': 'events-heading' },
       h('h2', { id: 'events-heading', text: 'Latest events' }),
       events.el));
@@ -146,8 +151,10 @@ export function mountOverview(main, { feed }) {
   const unsubscribe = feed.subscribe((message) => {
     if (message.type === 'resync') {
       loadAll();
+      relations.load();
     } else {
       refresh(message.event.runtime);
+      if (RelationsPanel.concerns(message.event)) relations.load();
       events.add(message.event);
     }
   });
@@ -160,10 +167,12 @@ export function mountOverview(main, { feed }) {
 
   render();
   loadAll();
+  relations.load();
   return {
     focus: () => heading.focus(),
     dispose() {
       disposed = true;
+      relations.dispose();
       unsubscribe();
       clearInterval(ticker);
     },

@@ -1,5 +1,6 @@
 // A runtime's page: its state, its versions with a switch button (after a
-// confirmation), abort, its hooks (with resolve when one failed), live
+// confirmation), abort, its hooks (with resolve when one failed), its
+// relations (the remote end's units, its own settings), live
 // plots of calls, errors and latency per version, its latest events
 // (live), and its recent log lines (live).
 
@@ -8,6 +9,7 @@ import { h, fill, badge, clock, confirmDialog } from './dom.js';
 import { EventList, hooksText, pidOf, stateBadge, uptime, workloadText } from './parts.js';
 import { Plots } from './plots.js';
 import { LogPanel } from './logs.js';
+import { renderRuntimeRelations } from './relations.js';
 
 /** The plot windows offered, in seconds (the agent keeps 299). */
 const WINDOWS = [60, 120, 299];
@@ -20,7 +22,11 @@ function row(label, value) {
   return [h('dt', { text: label }), h('dd', {}, value ?? '—')];
 }
 
-export function mountRuntime(main, { feed, id }) {
+/** How often the detail is re-read in a fleet, where other agents' units
+ * join and leave this runtime's relations without an event here. */
+const FLEET_POLL_MS = 5000;
+
+export function mountRuntime(main, { feed, fleet, id }) {
   let detail = null;
   let disposed = false;
   let busy = false; // a switch or abort in flight
@@ -32,6 +38,7 @@ export function mountRuntime(main, { feed, id }) {
   const stateSlot = h('span', { class: 'heading-state' });
   const facts = h('dl', { class: 'facts' });
   const hooksPanel = h('section', { class: 'panel', hidden: true, 'aria-labelledby': 'hooks-heading' });
+  const relationsPanel = h('section', { class: 'panel', id: 'relations', hidden: true, 'aria-labelledby': 'relations-heading' });
   const versions = h('table', { class: 'versions' });
   const actionStatus = h('p', { class: 'action-status', role: 'status', 'aria-live': 'polite' });
   const abortButton = h('button', { type: 'button', class: 'button danger', text: 'Abort calls in progress…', onclick: abort });
@@ -57,6 +64,7 @@ export function mountRuntime(main, { feed, id }) {
       h('div', { class: 'table-wrap' }, versions),
       h('div', { class: 'actions' }, abortButton),
       actionStatus),
+    relationsPanel,
     h('section', { class: 'panel', 'aria-labelledby': 'traffic-heading' },
       h('div', { class: 'panel-head' },
         h('h2', { id: 'traffic-heading', text: 'Traffic' }),
@@ -141,6 +149,7 @@ export function mountRuntime(main, { feed, id }) {
     renderFacts();
     renderHooks();
     renderVersions();
+    if (detail) renderRuntimeRelations(relationsPanel, id, detail.relations);
     if (detail) logs.setVersions(detail.versions);
   }
 
@@ -282,6 +291,9 @@ export function mountRuntime(main, { feed, id }) {
     const el = facts.querySelector('.uptime');
     if (el) el.textContent = uptime(detail);
   }, 1000);
+  const fleetTimer = setInterval(() => {
+    if (fleet.inFleet && !document.hidden) load();
+  }, FLEET_POLL_MS);
 
   load().then(() => pollStats());
   logs.start();
@@ -291,6 +303,7 @@ export function mountRuntime(main, { feed, id }) {
       disposed = true;
       unsubscribe();
       clearInterval(ticker);
+      clearInterval(fleetTimer);
       clearTimeout(statsTimer);
       plots.destroy();
       logs.stop();

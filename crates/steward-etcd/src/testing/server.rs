@@ -101,6 +101,12 @@ impl EtcdServer {
         format!("127.0.0.1:{}", self.client_port)
     }
 
+    /// The etcd process's id while it runs, for a test driven from another
+    /// process (a browser test's script) that freezes it itself.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The data dir (kept across [`restart`](Self::restart)).
     pub fn data_dir(&self) -> PathBuf {
         self.dir.path().join("data")
