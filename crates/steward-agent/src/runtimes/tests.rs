@@ -652,11 +652,13 @@ async fn a_remote_unit_runs_joined_changed_and_departed_through_etcd() {
     kv.apply(&Config {
         runtimes: vec![runtime("kv", "1", &["1"])],
         relations: vec![relation.clone()],
+        fleet: None,
     })
     .await;
     web.apply(&Config {
         runtimes: vec![with_hooks],
         relations: vec![relation],
+        fleet: None,
     })
     .await;
     logged(
