@@ -29,9 +29,28 @@ pub(super) struct LogsQuery {
     /// Only this version's lines (its processes', and its hooks').
     version: Option<String>,
     /// Only the last N lines kept (with `follow`, of the lines sent first).
-    tail: Option<usize>,
+    #[param(minimum = 0, maximum = 1_000_000)]
+    tail: Option<u64>,
     /// Keep the answer open and send new lines as they come.
     follow: Option<bool>,
+}
+
+/// The most lines `tail` may ask for: more than any ring keeps.
+const MAX_TAIL: u64 = 1_000_000;
+
+/// One server-sent event as a client reads it (for the OpenAPI document:
+/// each message of a `text/event-stream` answer).
+#[derive(Debug, utoipa::ToSchema)]
+#[expect(
+    dead_code,
+    reason = "only describes the stream in the OpenAPI document"
+)]
+pub(super) struct ServerSentEvent {
+    /// The event's type: `message` (or absent) for a line, `lagged` when
+    /// the follower missed lines.
+    event: Option<String>,
+    /// A `LogLine` as JSON, or for `lagged` a `Lagged` object.
+    data: String,
 }
 
 /// What `GET /v1/runtimes/{id}/logs?follow=true` streams, for the OpenAPI
@@ -53,9 +72,10 @@ const FOLLOW: &str = "Without `follow`: the lines, as a `LogList`. With `follow=
     responses(
         (status = 200, description = FOLLOW, content(
             (LogList = "application/json"),
-            (String = "text/event-stream"),
+            (ServerSentEvent = "text/event-stream"),
         )),
-        (status = 400, description = "A `tail` or `follow` that is not a number or boolean, an \
+        (status = 400, description = "A `tail` that is not a number from 0 to 1000000, a `follow` \
+            that is not a boolean, an \
             unknown query parameter, or an id that is not UTF-8", body = ErrorResponse),
         (status = 404, description = "No such runtime, or no such version of it", body = ErrorResponse),
         (status = 409, description = "The runtime keeps no lines (`log-lines = 0`)", body = ErrorResponse),
@@ -83,6 +103,14 @@ pub(super) async fn logs(
             ),
         ));
     }
+    if let Some(tail) = query.tail
+        && tail > MAX_TAIL
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("tail {tail} is more than {MAX_TAIL}; ask for at most {MAX_TAIL} lines"),
+        ));
+    }
     let logs = hosted.logs();
     if !logs.keeps_lines() {
         return Err(ApiError::new(
@@ -94,7 +122,9 @@ pub(super) async fn logs(
     }
     let filter = LogFilter {
         version: query.version,
-        tail: query.tail,
+        tail: query
+            .tail
+            .map(|tail| usize::try_from(tail).unwrap_or(usize::MAX)),
     };
     if !query.follow.unwrap_or(false) {
         let lines = logs.lines(&filter);

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use reqwest::StatusCode;
+use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
@@ -125,7 +125,7 @@ async fn calls_over_http_and_the_cli() {
     // `args` may be left out: it is null.
     let (status, answer) = api
         .json(
-            reqwest::Method::POST,
+            Method::POST,
             "/v1/runtimes/echo/call",
             Some(json!({"method": "echo"})),
         )
@@ -231,7 +231,7 @@ async fn switching_versions() {
     assert_eq!(status, StatusCode::OK, "{answer}");
     assert_eq!(
         answer,
-        json!({"id": "echo", "version": "2.0.0", "previous": "1.0.0"})
+        json!({"id": "echo", "version": "2.0.0", "previous": "1.0.0", "done": true, "fleet": false})
     );
     // Once the PUT answered, the new version serves.
     assert_eq!(
@@ -571,4 +571,43 @@ async fn cli_without_an_agent_says_it_cannot_reach_it() {
     // A URL that is not http is a usage error.
     let output = cli_str(&["--api", "127.0.0.1:7171", "status"], &[]).await;
     assert!(output.one_line_error(2).contains("--api"));
+}
+
+/// `wait: false` answers 202 as soon as desired state says the version,
+/// and the switch goes on; `set-version --no-wait` is the same from the
+/// CLI.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_switch_that_does_not_wait_is_accepted_and_goes_on() {
+    let dir = TempDir::new().unwrap();
+    let agent = Agent::demo(dir.path()).await;
+    let (status, answer) = agent
+        .api
+        .json(
+            Method::PUT,
+            "/v1/runtimes/echo/version",
+            Some(json!({"version": "2.0.0", "wait": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"id": "echo", "version": "2.0.0", "previous": "1.0.0", "done": false, "fleet": false})
+    );
+    assert_eq!(agent.api.detail("echo").await["desired_version"], "2.0.0");
+    agent.wait_active("echo", "2.0.0").await;
+
+    let switched = agent
+        .cli(&["set-version", "echo", "1.0.0", "--no-wait"])
+        .await;
+    assert_eq!(
+        switched.success().trim(),
+        "echo: desired version 1.0.0; the switch goes on (see `steward status`)"
+    );
+    agent.wait_active("echo", "1.0.0").await;
+    let (_, health) = agent.api.get("/healthz").await;
+    assert_eq!(
+        health,
+        json!({"status": "ok"}),
+        "no fleet fields without a fleet"
+    );
 }

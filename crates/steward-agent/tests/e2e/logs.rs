@@ -262,7 +262,7 @@ async fn bad_log_requests_get_a_clear_error() {
         message.contains("no version \"9.9.9\"") && message.contains("1.0.0, 2.0.0"),
         "{body}"
     );
-    for tail in ["x", "-1", "1.5"] {
+    for tail in ["x", "-1", "1.5", "1000001", "115096246571782563713515520"] {
         let (status, body) = agent
             .api
             .get(&format!("/v1/runtimes/echo/logs?tail={tail}"))
