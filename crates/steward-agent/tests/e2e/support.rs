@@ -90,6 +90,8 @@ pub struct Options {
     pub http_timeout: Option<String>,
     /// The agent's limit of open files (soft and hard, as `ulimit -n`).
     pub open_files: Option<u64>,
+    /// More arguments for `steward run` (e.g. `--fleet URL`).
+    pub args: Vec<String>,
 }
 
 impl Options {
@@ -105,6 +107,7 @@ impl Options {
             env: Vec::new(),
             http_timeout: None,
             open_files: None,
+            args: Vec::new(),
         }
     }
 
@@ -147,6 +150,7 @@ impl Options {
         if let Some(timeout) = &self.http_timeout {
             command.arg("--http-timeout").arg(timeout);
         }
+        command.args(&self.args);
         for name in SCRUBBED_ENV {
             command.env_remove(name);
         }
