@@ -583,6 +583,25 @@ async fn agents_ride_out_etcd_outages_and_catch_up() {
         "{units:?}"
     );
     assert_no_failed_call(&load.finish().await);
+
+    // Logged once per change of state, not per retry: a1 saw two outages,
+    // a2 three. (A restart noticed by a request, not by the keep-alive
+    // task, once left that task on its dead keep-alive stream: a third,
+    // false outage on a1 a few seconds after etcd was back.)
+    for (agent, outages) in agents.iter().zip([2, 3]) {
+        let log = agent.stderr.text();
+        for message in [
+            "fleet: etcd cannot be reached",
+            "fleet: etcd is reachable again",
+        ] {
+            assert_eq!(
+                log.matches(message).count(),
+                outages,
+                "{message:?} in the log of {}:\n{log}",
+                agent.url
+            );
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
