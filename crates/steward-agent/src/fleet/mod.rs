@@ -2,7 +2,7 @@
 //! (`steward run --fleet URL`). Desired versions are the fleet's (the
 //! runtime workers read them through the same
 //! [`DesiredState`](steward_store::DesiredState) trait as the embedded
-//! store's, in [`DesiredScope::Fleet`](crate::runtimes::DesiredScope)), and
+//! store's, in the workers' fleet scope), and
 //! this module publishes the agent's units — `<runtime>/<agent>` — with
 //! their status, under the agent's lease, for `steward fleet status` and
 //! for `set-version` to see a fleet-wide switch converge.
