@@ -254,6 +254,12 @@ pub(crate) async fn maintain(shared: Arc<Shared>) {
             () = tokio::time::sleep(wait) => {}
             () = shared.wake.notified() => {}
         }
+        // Read again: another request may have met an outage meanwhile,
+        // and then the keep-alive stream is dead even if etcd is back (a
+        // restart): a check that trusted the state from before the sleep
+        // would keep it, report etcd reachable, then fail on it at the
+        // next keep-alive — a second, false outage.
+        let connected = shared.health.get().is_connected();
         match check(&shared, &mut keeper, connected).await {
             Ok(()) => {
                 delays = backoff.start();

@@ -92,6 +92,8 @@ pub struct Options {
     pub open_files: Option<u64>,
     /// `--fleet`: etcd's client URL.
     pub fleet: Option<String>,
+    /// More arguments for `steward run` (e.g. `--fleet URL`).
+    pub args: Vec<String>,
 }
 
 impl Options {
@@ -108,6 +110,7 @@ impl Options {
             http_timeout: None,
             open_files: None,
             fleet: None,
+            args: Vec::new(),
         }
     }
 
@@ -153,6 +156,7 @@ impl Options {
         if let Some(fleet) = &self.fleet {
             command.arg("--fleet").arg(fleet);
         }
+        command.args(&self.args);
         for name in SCRUBBED_ENV {
             command.env_remove(name);
         }
