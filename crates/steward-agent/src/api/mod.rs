@@ -244,6 +244,26 @@ pub(crate) async fn serve(
     Ok(())
 }
 
+/// Serves `routes` on `listener` with the API's own HTTP stack — the
+/// connection handling and limits of the agent's server (header timeout,
+/// connection cap, shutdown grace) and the same request body limit — until
+/// `stop` fires. It exists for one reason: the HTTP floor of
+/// `examples/api_bench.rs`, which needs the stack without the agent's
+/// routes, middleware and runtimes. Not part of the agent's API.
+#[doc(hidden)]
+pub async fn serve_bare(listener: TcpListener, routes: Router, stop: CancellationToken) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let open_files = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let limits = ServerLimits {
+        header_timeout: crate::agent::DEFAULT_HTTP_TIMEOUT,
+        ..ServerLimits::for_fd_limit(open_files)
+    };
+    let routes = routes.layer(DefaultBodyLimit::max(
+        crate::agent::DEFAULT_MAX_REQUEST_BYTES,
+    ));
+    server::serve(listener, routes, limits, stop).await;
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
