@@ -78,12 +78,34 @@ impl ApiState {
     }
 }
 
-/// Handlers' view of the state, plus the server's shutdown signal (which
-/// ends event streams, so a graceful shutdown does not wait on them).
+/// Handlers' view of the state, behind one `Arc`: axum clones the state
+/// for every middleware layer and every `State` extractor of every
+/// request, and a deep clone (a dozen `Arc`s and a cancellation token,
+/// whose clone takes a lock) was the largest item the agent added per call
+/// in a profile of 64 connections.
 #[derive(Clone)]
-pub(crate) struct AppState {
+pub(crate) struct AppState(Arc<Shared>);
+
+/// What [`AppState`] shares.
+pub(crate) struct Shared {
     pub(crate) api: ApiState,
+    /// The server's shutdown signal (which ends event streams, so a
+    /// graceful shutdown does not wait on them).
     pub(crate) shutdown: CancellationToken,
+}
+
+impl AppState {
+    pub(crate) fn new(api: ApiState, shutdown: CancellationToken) -> Self {
+        Self(Arc::new(Shared { api, shutdown }))
+    }
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
 }
 
 fn router(state: AppState) -> Router {
@@ -233,15 +255,32 @@ pub(crate) async fn serve(
     stop: CancellationToken,
 ) -> Result<(), steward_worker::Error> {
     let state_limits = state.limits;
-    let app = router(AppState {
-        api: state,
-        shutdown: stop.clone(),
-    });
+    let app = router(AppState::new(state, stop.clone()));
     if let Ok(addr) = listener.local_addr() {
         info!(%addr, max_connections = state_limits.max_connections, "control API listening");
     }
     server::serve(listener, app, state_limits, stop).await;
     Ok(())
+}
+
+/// Serves `routes` on `listener` with the API's own HTTP stack — the
+/// connection handling and limits of the agent's server (header timeout,
+/// connection cap, shutdown grace) and the same request body limit — until
+/// `stop` fires. It exists for one reason: the HTTP floor of
+/// `examples/api_bench.rs`, which needs the stack without the agent's
+/// routes, middleware and runtimes. Not part of the agent's API.
+#[doc(hidden)]
+pub async fn serve_bare(listener: TcpListener, routes: Router, stop: CancellationToken) {
+    use nix::sys::resource::{Resource, getrlimit};
+    let open_files = getrlimit(Resource::RLIMIT_NOFILE).map_or(1024, |(soft, _)| soft);
+    let limits = ServerLimits {
+        header_timeout: crate::agent::DEFAULT_HTTP_TIMEOUT,
+        ..ServerLimits::for_fd_limit(open_files)
+    };
+    let routes = routes.layer(DefaultBodyLimit::max(
+        crate::agent::DEFAULT_MAX_REQUEST_BYTES,
+    ));
+    server::serve(listener, routes, limits, stop).await;
 }
 
 #[cfg(test)]
