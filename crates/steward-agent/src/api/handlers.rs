@@ -49,25 +49,20 @@ const RESOLVE_WAIT: Duration = Duration::from_secs(10);
     responses((status = 200, description = "The agent runs", body = Health)),
 )]
 pub(super) async fn health(State(state): State<AppState>) -> Json<Health> {
-    let mut health = match state.api.store.health() {
-        StoreHealth::Ok => Health {
-            status: HealthStatus::Ok,
-            store: None,
-            fleet: None,
-            fleet_since: None,
-            fleet_reason: None,
-        },
-        StoreHealth::Unusable { since, reason } => Health {
-            status: HealthStatus::Degraded,
-            store: Some(StoreProblem {
-                since: humantime::format_rfc3339_millis(since).to_string(),
-                reason,
-            }),
-            fleet: None,
-            fleet_since: None,
-            fleet_reason: None,
-        },
+    let mut health = Health {
+        status: HealthStatus::Ok,
+        store: None,
+        fleet: None,
+        fleet_since: None,
+        fleet_reason: None,
     };
+    if let StoreHealth::Unusable { since, reason } = state.api.store.health() {
+        health.status = HealthStatus::Degraded;
+        health.store = Some(StoreProblem {
+            since: humantime::format_rfc3339_millis(since).to_string(),
+            reason,
+        });
+    }
     // An agent cut off from etcd is healthy: it serves its last known
     // desired state and catches up by itself.
     if let Some(presence) = &state.api.presence {
