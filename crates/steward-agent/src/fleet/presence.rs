@@ -3,8 +3,9 @@
 //! the units of runtimes this agent no longer runs.
 //!
 //! It wakes on the agent's events (starts, exits, switches, hooks), on
-//! desired-state changes, and once a second for what changes without an
-//! event (a hook's progress, an error). A publish that etcd did not
+//! desired-state changes (the only wakes that read etcd), and once a
+//! second for what changes without an event (a hook's progress, an
+//! error). A publish that etcd did not
 //! confirm is remembered by the store and redone when etcd answers, as is
 //! everything published before an outage that etcd lost (a lease that
 //! expired meanwhile): this worker never loops on a failure. It must never
@@ -71,6 +72,7 @@ async fn run(publisher: Publisher, stop: CancellationToken) -> Result<(), Worker
                 if let Err(error) = change {
                     break Err(error);
                 }
+                state.desired_stale = true;
             }
             _ = recheck.tick() => {}
         }
@@ -81,24 +83,46 @@ async fn run(publisher: Publisher, stop: CancellationToken) -> Result<(), Worker
 }
 
 /// What this worker last published, by runtime.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Published {
     units: BTreeMap<String, UnitStatus>,
     /// The desired versions as last read (kept through an outage).
     desired: BTreeMap<String, String>,
+    /// Whether [`desired`](Self::desired) must be read again: at first,
+    /// after the watch saw a change, and after a failed read. Events and
+    /// rechecks change only the runtimes' own status, so they need no
+    /// read of etcd.
+    desired_stale: bool,
     /// The last publish failure reported, so that a lasting one is
     /// logged once.
     reported: Option<String>,
 }
 
+impl Default for Published {
+    fn default() -> Self {
+        Self {
+            units: BTreeMap::new(),
+            desired: BTreeMap::new(),
+            desired_stale: true,
+            reported: None,
+        }
+    }
+}
+
 impl Published {
     async fn publish(&mut self, publisher: &Publisher) {
-        match publisher.desired.desired_versions().await {
-            Ok(desired) => self.desired = desired,
-            // An outage: the last known versions stand (the store reports
-            // the outage itself, once).
-            Err(error) => {
-                debug!(%error, "cannot read the desired versions; publishing the last known")
+        if self.desired_stale {
+            match publisher.desired.desired_versions().await {
+                Ok(desired) => {
+                    self.desired = desired;
+                    self.desired_stale = false;
+                }
+                // An outage: the last known versions stand (the store
+                // reports the outage itself, once), and the next wake reads
+                // again.
+                Err(error) => {
+                    debug!(%error, "cannot read the desired versions; publishing the last known")
+                }
             }
         }
         let hosted = publisher.registry.all();
