@@ -87,7 +87,13 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
         let delay = backoff.next_delay(ran_for);
         warn!(error = ?error, delay = ?delay, "worker failed; restarting after delay");
         entry.backing_off(delay);
-        if !delay.is_zero() {
+        if delay.is_zero() {
+            // An instance can fail without ever returning `Pending` (a
+            // start function that errs at once); without this, a zero
+            // delay would loop inside one poll and starve every other task
+            // on this thread.
+            tokio::task::coop::consume_budget().await;
+        } else {
             tokio::select! {
                 biased;
                 () = entry.stop.cancelled() => {}
