@@ -42,6 +42,15 @@ impl Lifecycle {
         Self::default()
     }
 
+    /// A lifecycle whose dying token is `dying`: a child token makes the
+    /// worker die with its parent, without a task to forward the kill.
+    pub(crate) fn with_dying(dying: CancellationToken) -> Self {
+        Self {
+            dying,
+            ..Self::default()
+        }
+    }
+
     /// A token that is cancelled as soon as the worker starts dying. Hand
     /// it to the work so it can stop.
     pub fn dying(&self) -> CancellationToken {

@@ -20,6 +20,7 @@ use std::time::SystemTime;
 
 use tokio::sync::Notify;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, debug, error, info_span, warn};
 
 pub use builder::{RestartIntensity, RunnerBuilder};
@@ -28,10 +29,25 @@ pub use report::{RunnerReport, RunnerState, WorkerReport, WorkerState};
 use self::builder::Params;
 use self::entry::Entry;
 use self::supervisor::{ExitGuard, supervise};
-use crate::{BoxFuture, Error, Lifecycle, Worker};
+use crate::{BoxFuture, Error, Lifecycle, Run, SimpleWorker, Worker};
 
 /// A type-erased start function: called once per (re)start.
 type Factory = Box<dyn FnMut() -> BoxFuture<'static, Result<Arc<dyn Worker>, Error>> + Send>;
+
+/// A type-erased body maker: called once per (re)start with the id's stop
+/// token; returns the instance's handle and the body for the supervisor
+/// task to drive.
+type BodyFactory = Box<
+    dyn FnMut(&CancellationToken) -> (SimpleWorker, BoxFuture<'static, Result<(), Error>>) + Send,
+>;
+
+/// How a supervisor starts each instance of its id.
+enum Start {
+    /// Awaits a start function; the instance runs on its own.
+    Worker(Factory),
+    /// Makes a body and drives it on the supervisor's own task.
+    Body(BodyFactory),
+}
 
 /// Supervises named workers.
 ///
@@ -157,6 +173,9 @@ impl Runner {
     /// starting, running, backing off or still stopping (wait for
     /// [`stop_and_remove`](Self::stop_and_remove) to reuse an id), and
     /// with [`Error::Dead`] once the runner is shutting down.
+    ///
+    /// For a worker that is just a body (a [`SimpleWorker`](crate::SimpleWorker)),
+    /// prefer [`start_simple`](Self::start_simple).
     pub fn start_worker<F, Fut, W>(
         &self,
         id: impl Into<Arc<str>>,
@@ -167,11 +186,53 @@ impl Runner {
         Fut: Future<Output = Result<W, Error>> + Send + 'static,
         W: Worker,
     {
-        let id = id.into();
         let factory: Factory = Box::new(move || {
             let start = factory();
             Box::pin(async move { Ok(Arc::new(start.await?) as Arc<dyn Worker>) })
         });
+        self.start(id.into(), Start::Worker(factory))
+    }
+
+    /// Starts a worker under `id` whose body runs on the id's own
+    /// supervisor task, and returns at once.
+    ///
+    /// It behaves as
+    /// `start_worker(id, move || { let body = make_body(); async { Ok(SimpleWorker::spawn(body)) } })`
+    /// does, with one task per id instead of two: a start, a stop and a
+    /// restart each skip a hand-off between tasks, and an idle worker costs
+    /// one task's memory. `make_body` is called for the first start and for
+    /// every restart; a panic in it or in the body is that worker's
+    /// [`Error::Panicked`]. [`worker`](Self::worker) hands out a
+    /// [`SimpleWorker`](crate::SimpleWorker) whose `kill`, `wait` and
+    /// `abort` act on the running body. Fails as
+    /// [`start_worker`](Self::start_worker) does.
+    ///
+    /// ```
+    /// use steward_worker::{Runner, Worker};
+    /// use tokio_util::sync::CancellationToken;
+    ///
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), steward_worker::Error> {
+    /// let runner = Runner::new();
+    /// runner.start_simple("server", || |stop: CancellationToken| async move {
+    ///     stop.cancelled().await;
+    ///     Ok(())
+    /// })?;
+    /// runner.stop_and_remove("server").await?;
+    /// # runner.kill(); runner.wait().await }
+    /// ```
+    pub fn start_simple<F, R>(&self, id: impl Into<Arc<str>>, mut make_body: F) -> Result<(), Error>
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Run,
+    {
+        let make: BodyFactory = Box::new(move |stop| {
+            let (worker, body) = SimpleWorker::driven(make_body(), stop);
+            (worker, Box::pin(body))
+        });
+        self.start(id.into(), Start::Body(make))
+    }
+
+    fn start(&self, id: Arc<str>, start: Start) -> Result<(), Error> {
         let entry = {
             let mut state = self.shared.lock_state();
             // `dying` only ever changes under this lock, so no worker can
@@ -194,7 +255,7 @@ impl Runner {
         };
         let span =
             info_span!(parent: None, "worker", runner = %self.shared.params.name, id = %entry.id);
-        let task = tokio::spawn(supervise(guard, factory).instrument(span));
+        let task = tokio::spawn(supervise(guard, start).instrument(span));
         let mut inner = entry.lock();
         if inner.exit.is_none() {
             inner.supervisor = Some(task.abort_handle());

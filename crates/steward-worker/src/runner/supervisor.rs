@@ -17,9 +17,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
 use super::entry::Entry;
-use super::{Factory, Shared};
+use super::{Shared, Start};
 use crate::panic::catch_panic;
-use crate::{Error, RestartIntensity, WorkerState};
+use crate::{Error, RestartIntensity, Worker, WorkerState};
 
 /// Owned by the supervisor future from the moment it is created, so the
 /// runner's bookkeeping is updated however the task ends: normal return,
@@ -38,14 +38,14 @@ impl Drop for ExitGuard {
     }
 }
 
-pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
+pub(crate) async fn supervise(mut guard: ExitGuard, mut start: Start) {
     let entry = guard.entry.clone();
     let params = &guard.shared.params;
     let mut backoff = params.backoff.start();
     let mut recent_restarts = VecDeque::new();
     let exit = loop {
         let (result, ran_for) =
-            run_instance(&entry, &mut factory, guard.shared.lifecycle.dying_token()).await;
+            run_instance(&entry, &mut start, guard.shared.lifecycle.dying_token()).await;
         let error = match result {
             Ok(()) => {
                 if entry.stop.is_cancelled() {
@@ -89,9 +89,9 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
         entry.backing_off(delay);
         if delay.is_zero() {
             // An instance can fail without ever returning `Pending` (a
-            // start function that errs at once); without this, a zero
-            // delay would loop inside one poll and starve every other task
-            // on this thread.
+            // start function or a driven body that errs at once); without
+            // this, a zero delay would loop inside one poll and starve
+            // every other task on this thread.
             tokio::task::coop::consume_budget().await;
         } else {
             tokio::select! {
@@ -115,27 +115,42 @@ pub(crate) async fn supervise(mut guard: ExitGuard, mut factory: Factory) {
 /// it ran (`None` if it never started).
 async fn run_instance(
     entry: &Entry,
-    factory: &mut Factory,
+    start: &mut Start,
     runner_dying: &CancellationToken,
 ) -> (Result<(), Error>, Option<Duration>) {
     if entry.stop.is_cancelled() {
         return (Ok(()), None);
     }
     debug!("starting worker");
-    // The factory is awaited to completion even if a stop arrives
-    // meanwhile (start functions need not be cancel safe); the instance is
-    // then killed at once. A hung factory is bounded by the runner's
-    // shutdown timeout.
-    let started = match catch_unwind(AssertUnwindSafe(factory)) {
-        Ok(start) => catch_panic(start).await,
-        Err(payload) => Err(Error::from_panic(payload)),
-    };
-    let instance = match started {
-        Ok(instance) => instance,
-        Err(error) => {
-            debug!(error = ?error, "worker failed to start");
-            return (Err(error), None);
+    let (instance, body): (Arc<dyn Worker>, _) = match start {
+        Start::Worker(factory) => {
+            // The factory is awaited to completion even if a stop arrives
+            // meanwhile (start functions need not be cancel safe); the
+            // instance is then killed at once. A hung factory is bounded by
+            // the runner's shutdown timeout.
+            let started = match catch_unwind(AssertUnwindSafe(factory)) {
+                Ok(start) => catch_panic(start).await,
+                Err(payload) => Err(Error::from_panic(payload)),
+            };
+            match started {
+                Ok(instance) => (instance, None),
+                Err(error) => {
+                    debug!(error = ?error, "worker failed to start");
+                    return (Err(error), None);
+                }
+            }
         }
+        // The body's kill token is a child of the id's stop token, which
+        // is a child of the runner's: a stop or a shutdown reaches the
+        // body without waking this task first.
+        Start::Body(make) => match catch_unwind(AssertUnwindSafe(|| make(&entry.stop))) {
+            Ok((worker, body)) => (Arc::new(worker) as Arc<dyn Worker>, Some(body)),
+            Err(payload) => {
+                let error = Error::from_panic(payload);
+                debug!(error = ?error, "worker failed to start");
+                return (Err(error), None);
+            }
+        },
     };
     let started_at = Instant::now();
     entry.running(instance.clone(), started_at);
@@ -147,16 +162,19 @@ async fn run_instance(
     if entry.stop.is_cancelled() {
         instance.kill();
     }
-    let result = {
-        let wait = catch_panic(instance.wait());
-        tokio::pin!(wait);
-        tokio::select! {
-            biased;
-            result = &mut wait => result,
-            () = runner_dying.cancelled() => {
-                entry.set_phase(WorkerState::Stopping);
-                instance.kill();
-                wait.await
+    let result = match body {
+        Some(body) => body.await,
+        None => {
+            let wait = catch_panic(instance.wait());
+            tokio::pin!(wait);
+            tokio::select! {
+                biased;
+                result = &mut wait => result,
+                () = runner_dying.cancelled() => {
+                    entry.set_phase(WorkerState::Stopping);
+                    instance.kill();
+                    wait.await
+                }
             }
         }
     };
