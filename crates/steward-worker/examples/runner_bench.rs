@@ -16,6 +16,12 @@
 //! core), as an agent would use; the Go peers run with GOMAXPROCS = cores.
 //! `BENCH_THREADS=N` overrides the number of worker threads, to see how much
 //! of a figure is cross-thread hand-off.
+//!
+//! Workers are started with [`Runner::start_simple`], the API for a worker
+//! that is a body (one task per id). `--api spawned` starts them as
+//! `start_worker` + [`SimpleWorker::spawn`] instead (a body task beside
+//! the supervisor task) and prints `lib=steward-spawned`, to show what
+//! the one-task path saves.
 
 #![allow(
     clippy::unwrap_used,
@@ -29,7 +35,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use steward_worker::{Backoff, Error, Runner, SimpleWorker, Worker};
+use steward_worker::{Backoff, Error, Run, Runner, SimpleWorker, Worker};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
@@ -43,6 +49,49 @@ struct Args {
     /// How many times to run the workload(s).
     #[arg(long, default_value_t = 1)]
     runs: usize,
+    /// How workers are started.
+    #[arg(long, value_enum, default_value_t = Api::Simple)]
+    api: Api,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Api {
+    /// `Runner::start_simple`: the body runs on the id's supervisor task.
+    Simple,
+    /// `Runner::start_worker` with `SimpleWorker::spawn`: a task each.
+    Spawned,
+}
+
+impl Api {
+    fn lib(self) -> &'static str {
+        match self {
+            Api::Simple => "steward",
+            Api::Spawned => "steward-spawned",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Api::Simple => "simple",
+            Api::Spawned => "spawned",
+        }
+    }
+
+    /// Starts a worker under `id` whose every (re)start runs `make_body()`.
+    fn start<F, R>(self, runner: &Runner, id: impl Into<Arc<str>>, mut make_body: F)
+    where
+        F: FnMut() -> R + Send + 'static,
+        R: Run,
+    {
+        match self {
+            Api::Simple => runner.start_simple(id, make_body),
+            Api::Spawned => runner.start_worker(id, move || {
+                let body = make_body();
+                async move { Ok(SimpleWorker::spawn(body)) }
+            }),
+        }
+        .expect("start worker");
+    }
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -73,8 +122,9 @@ impl Workload {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    let api = args.api;
     let Some(workload) = args.workload else {
-        return run_children(args.runs);
+        return run_children(args.runs, api);
     };
     let mut builder = tokio::runtime::Builder::new_multi_thread();
     if let Ok(n) = std::env::var("BENCH_THREADS") {
@@ -88,10 +138,10 @@ fn main() -> ExitCode {
         let line = runtime
             .block_on(runtime.spawn(async move {
                 match workload {
-                    Workload::Spawn => spawn(10_000).await,
-                    Workload::Churn => churn(100, Duration::from_secs(2)).await,
-                    Workload::Stop => stop_latency(100, 1000).await,
-                    Workload::Fatal => fatal(1000, 20).await,
+                    Workload::Spawn => spawn(api, 10_000).await,
+                    Workload::Churn => churn(api, 100, Duration::from_secs(2)).await,
+                    Workload::Stop => stop_latency(api, 100, 1000).await,
+                    Workload::Fatal => fatal(api, 1000, 20).await,
                 }
             }))
             .expect("workload task");
@@ -100,12 +150,12 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
-fn run_children(runs: usize) -> ExitCode {
+fn run_children(runs: usize, api: Api) -> ExitCode {
     let exe = std::env::current_exe().expect("own executable path");
     for _ in 0..runs {
         for workload in Workload::ALL {
             let status = Command::new(&exe)
-                .args(["--workload", workload.name()])
+                .args(["--workload", workload.name(), "--api", api.name()])
                 .status()
                 .expect("run a workload in a child process");
             if !status.success() {
@@ -117,17 +167,18 @@ fn run_children(runs: usize) -> ExitCode {
     ExitCode::SUCCESS
 }
 
-/// A worker that signals on entry, waits to be stopped, and signals on exit.
-fn idle_worker(
+/// The body of a worker that signals on entry, waits to be stopped, and
+/// signals on exit.
+fn idle_body(
     on_entry: impl FnOnce() + Send + 'static,
     on_exit: impl FnOnce() + Send + 'static,
-) -> SimpleWorker {
-    SimpleWorker::spawn(move |stop: CancellationToken| async move {
+) -> impl Run {
+    move |stop: CancellationToken| async move {
         on_entry();
         stop.cancelled().await;
         on_exit();
         Ok(())
-    })
+    }
 }
 
 /// Counts arrivals and wakes one waiter when `target` is reached.
@@ -158,19 +209,17 @@ impl Countdown {
 }
 
 /// W1: start n idle workers into a running runner, then shut it down.
-async fn spawn(n: usize) -> String {
+async fn spawn(api: Api, n: usize) -> String {
     let runner = Runner::new();
     let rss_base = proc_status_kb("VmRSS");
     let entered = Countdown::new(n);
     let t0 = Instant::now();
     for i in 0..n {
         let entered = entered.clone();
-        runner
-            .start_worker(format!("w{i}"), move || {
-                let entered = entered.clone();
-                async move { Ok(idle_worker(move || entered.arrive(), || {})) }
-            })
-            .expect("start worker");
+        api.start(&runner, format!("w{i}"), move || {
+            let entered = entered.clone();
+            idle_body(move || entered.arrive(), || {})
+        });
     }
     entered.wait().await;
     let spawn_time = t0.elapsed();
@@ -182,8 +231,9 @@ async fn spawn(n: usize) -> String {
     runner.wait().await.expect("clean shutdown");
     let stop_time = t1.elapsed();
     format!(
-        "workload=spawn lib=steward n={n} spawn_ns_per_worker={:.1} shutdown_ns_per_worker={:.1} \
+        "workload=spawn lib={} n={n} spawn_ns_per_worker={:.1} shutdown_ns_per_worker={:.1} \
          peak_rss_kb={hwm} rss_base_kb={rss_base} rss_all_kb={rss_all} rss_bytes_per_worker={:.1}",
+        api.lib(),
         spawn_time.as_nanos() as f64 / n as f64,
         stop_time.as_nanos() as f64 / n as f64,
         (rss_all - rss_base) as f64 * 1024.0 / n as f64,
@@ -192,7 +242,7 @@ async fn spawn(n: usize) -> String {
 
 /// W2: n workers that fail with a non-fatal error as soon as they start,
 /// restarted with no delay.
-async fn churn(n: usize, duration: Duration) -> String {
+async fn churn(api: Api, n: usize, duration: Duration) -> String {
     let runner = Runner::builder()
         .backoff(Backoff::constant(Duration::ZERO))
         .build();
@@ -200,17 +250,13 @@ async fn churn(n: usize, duration: Duration) -> String {
     let t0 = Instant::now();
     for i in 0..n {
         let entries = entries.clone();
-        runner
-            .start_worker(format!("c{i}"), move || {
-                let entries = entries.clone();
-                async move {
-                    Ok(SimpleWorker::spawn(move |_stop| async move {
-                        entries.fetch_add(1, Ordering::Relaxed);
-                        Err(Error::msg("churn: non-fatal error"))
-                    }))
-                }
-            })
-            .expect("start worker");
+        api.start(&runner, format!("c{i}"), move || {
+            let entries = entries.clone();
+            move |_stop| async move {
+                entries.fetch_add(1, Ordering::Relaxed);
+                Err(Error::msg("churn: non-fatal error"))
+            }
+        });
     }
     tokio::time::sleep(duration).await;
     let total = entries.load(Ordering::Relaxed);
@@ -219,8 +265,9 @@ async fn churn(n: usize, duration: Duration) -> String {
     runner.wait().await.expect("clean shutdown");
     let restarts = total - n as u64;
     format!(
-        "workload=churn lib=steward workers={n} restart_delay_ns=0 duration_s={:.3} restarts={restarts} \
+        "workload=churn lib={} workers={n} restart_delay_ns=0 duration_s={:.3} restarts={restarts} \
          restarts_per_sec={:.1}",
+        api.lib(),
         elapsed.as_secs_f64(),
         restarts as f64 / elapsed.as_secs_f64(),
     )
@@ -229,17 +276,15 @@ async fn churn(n: usize, duration: Duration) -> String {
 /// W3: with `idle` workers running, start, stop and remove a fresh worker
 /// `iters` times; time until the runner reports it gone and until its body
 /// returned.
-async fn stop_latency(idle: usize, iters: usize) -> String {
+async fn stop_latency(api: Api, idle: usize, iters: usize) -> String {
     let runner = Runner::new();
     let entered = Countdown::new(idle);
     for i in 0..idle {
         let entered = entered.clone();
-        runner
-            .start_worker(format!("idle{i}"), move || {
-                let entered = entered.clone();
-                async move { Ok(idle_worker(move || entered.arrive(), || {})) }
-            })
-            .expect("start worker");
+        api.start(&runner, format!("idle{i}"), move || {
+            let entered = entered.clone();
+            idle_body(move || entered.arrive(), || {})
+        });
     }
     entered.wait().await;
 
@@ -250,21 +295,17 @@ async fn stop_latency(idle: usize, iters: usize) -> String {
     for i in 0..iters {
         let id = format!("x{i}");
         let (entered_tx, exited_tx) = (entered_tx.clone(), exited_tx.clone());
-        runner
-            .start_worker(id.as_str(), move || {
-                let (entered_tx, exited_tx) = (entered_tx.clone(), exited_tx.clone());
-                async move {
-                    Ok(idle_worker(
-                        move || {
-                            let _ = entered_tx.send(());
-                        },
-                        move || {
-                            let _ = exited_tx.send(Instant::now());
-                        },
-                    ))
-                }
-            })
-            .expect("start worker");
+        api.start(&runner, id.as_str(), move || {
+            let (entered_tx, exited_tx) = (entered_tx.clone(), exited_tx.clone());
+            idle_body(
+                move || {
+                    let _ = entered_tx.send(());
+                },
+                move || {
+                    let _ = exited_tx.send(Instant::now());
+                },
+            )
+        });
         entered_rx.recv().await.expect("worker entered");
         let t0 = Instant::now();
         runner.stop_and_remove(&id).await.expect("clean stop");
@@ -278,8 +319,9 @@ async fn stop_latency(idle: usize, iters: usize) -> String {
     stop_times.sort_unstable();
     exit_times.sort_unstable();
     format!(
-        "workload=stop lib=steward idle={idle} iters={iters} stop_median_us={:.2} stop_p99_us={:.2} \
+        "workload=stop lib={} idle={idle} iters={iters} stop_median_us={:.2} stop_p99_us={:.2} \
          exit_median_us={:.2} exit_p99_us={:.2}",
+        api.lib(),
         micros(median(&stop_times)),
         micros(percentile(&stop_times, 0.99)),
         micros(median(&exit_times)),
@@ -289,7 +331,7 @@ async fn stop_latency(idle: usize, iters: usize) -> String {
 
 /// W4: `idle` workers plus one that returns a fatal error once all run;
 /// time from that return until the runner's `wait()` returns.
-async fn fatal(idle: usize, reps: usize) -> String {
+async fn fatal(api: Api, idle: usize, reps: usize) -> String {
     let mut times = Vec::with_capacity(reps);
     for _ in 0..reps {
         // `TerminateAgent` is fatal under the default rules.
@@ -298,43 +340,33 @@ async fn fatal(idle: usize, reps: usize) -> String {
         let exits = Arc::new(AtomicUsize::new(0));
         for i in 0..idle {
             let (entered, exits) = (entered.clone(), exits.clone());
-            runner
-                .start_worker(format!("idle{i}"), move || {
-                    let (entered, exits) = (entered.clone(), exits.clone());
-                    async move {
-                        Ok(idle_worker(
-                            move || entered.arrive(),
-                            move || {
-                                exits.fetch_add(1, Ordering::AcqRel);
-                            },
-                        ))
-                    }
-                })
-                .expect("start worker");
+            api.start(&runner, format!("idle{i}"), move || {
+                let (entered, exits) = (entered.clone(), exits.clone());
+                idle_body(
+                    move || entered.arrive(),
+                    move || {
+                        exits.fetch_add(1, Ordering::AcqRel);
+                    },
+                )
+            });
         }
         let release = Arc::new(Notify::new());
         let fatal_at = Arc::new(Mutex::new(None));
         {
             let (entered, release, fatal_at) = (entered.clone(), release.clone(), fatal_at.clone());
-            runner
-                .start_worker("fatal", move || {
-                    let (entered, release, fatal_at) =
-                        (entered.clone(), release.clone(), fatal_at.clone());
-                    async move {
-                        Ok(SimpleWorker::spawn(
-                            move |stop: CancellationToken| async move {
-                                entered.arrive();
-                                tokio::select! {
-                                    () = release.notified() => {}
-                                    () = stop.cancelled() => return Ok(()),
-                                }
-                                *fatal_at.lock().unwrap() = Some(Instant::now());
-                                Err(Error::TerminateAgent)
-                            },
-                        ))
+            api.start(&runner, "fatal", move || {
+                let (entered, release, fatal_at) =
+                    (entered.clone(), release.clone(), fatal_at.clone());
+                move |stop: CancellationToken| async move {
+                    entered.arrive();
+                    tokio::select! {
+                        () = release.notified() => {}
+                        () = stop.cancelled() => return Ok(()),
                     }
-                })
-                .expect("start worker");
+                    *fatal_at.lock().unwrap() = Some(Instant::now());
+                    Err(Error::TerminateAgent)
+                }
+            });
         }
         entered.wait().await;
         tokio::time::sleep(Duration::from_millis(20)).await; // let the runner settle
@@ -355,7 +387,8 @@ async fn fatal(idle: usize, reps: usize) -> String {
     }
     times.sort_unstable();
     format!(
-        "workload=fatal lib=steward idle={idle} reps={reps} fatal_to_wait_median_us={:.2}",
+        "workload=fatal lib={} idle={idle} reps={reps} fatal_to_wait_median_us={:.2}",
+        api.lib(),
         micros(median(&times))
     )
 }
