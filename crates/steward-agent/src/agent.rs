@@ -514,13 +514,9 @@ const STORE_REOPEN_MAX: Duration = Duration::from_secs(30);
 /// it with backoff until it works again. Calls to runtimes go on
 /// meanwhile; writes are refused with 507 and `/healthz` says degraded.
 fn start_store_recovery(runner: &Runner, store: Store) -> Result<(), WorkerError> {
-    runner.start_worker("store", move || {
+    runner.start_simple("store", move || {
         let store = store.clone();
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                recover_store(store, stop)
-            }))
-        }
+        move |stop: CancellationToken| recover_store(store, stop)
     })
 }
 
@@ -558,13 +554,9 @@ async fn recover_store(store: Store, stop: CancellationToken) -> Result<(), Work
 /// The metrics worker: the exporter leaves bounding its histogram storage
 /// to its user, every few seconds.
 fn start_metrics_upkeep(runner: &Runner, handle: PrometheusHandle) -> Result<(), WorkerError> {
-    runner.start_worker("metrics", move || {
+    runner.start_simple("metrics", move || {
         let handle = handle.clone();
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                metrics::upkeep(handle, stop)
-            }))
-        }
+        move |stop: CancellationToken| metrics::upkeep(handle, stop)
     })
 }
 
@@ -605,13 +597,9 @@ fn start_config_observer(
     configs: watch::Sender<Arc<Config>>,
 ) -> Result<(), WorkerError> {
     let resolver = Arc::new(resolver);
-    runner.start_worker("config", move || {
+    runner.start_simple("config", move || {
         let (path, resolver, configs) = (path.clone(), resolver.clone(), configs.clone());
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                observe_config(path, resolver, configs, stop)
-            }))
-        }
+        move |stop: CancellationToken| observe_config(path, resolver, configs, stop)
     })
 }
 

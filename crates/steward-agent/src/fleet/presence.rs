@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use steward_store::{DesiredState, Presence};
-use steward_worker::{Error as WorkerError, Runner, SimpleWorker, Watcher, Worker};
+use steward_worker::{Error as WorkerError, Runner, Watcher, Worker};
 use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
@@ -43,13 +43,9 @@ pub(crate) struct Publisher {
 
 /// Starts the worker in `runner`.
 pub(crate) fn start(runner: &Runner, publisher: Publisher) -> Result<(), WorkerError> {
-    runner.start_worker(WORKER, move || {
+    runner.start_simple(WORKER, move || {
         let publisher = publisher.clone();
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                run(publisher, stop)
-            }))
-        }
+        move |stop: CancellationToken| run(publisher, stop)
     })
 }
 

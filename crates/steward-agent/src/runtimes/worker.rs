@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use steward_host::{Aggregate, AggregateConfig, RuntimeHost};
-use steward_worker::{Error, Runner, SimpleWorker, Watcher, Worker};
+use steward_worker::{Error, Runner, Watcher, Worker};
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
@@ -39,14 +39,10 @@ pub(crate) fn worker_id(runtime: &str) -> String {
 /// Starts the worker of `hosted` in `runner`.
 pub(crate) fn start(context: &Context, runner: &Runner, hosted: Arc<Hosted>) -> Result<(), Error> {
     let context = context.clone();
-    runner.start_worker(worker_id(&hosted.id), move || {
+    runner.start_simple(worker_id(&hosted.id), move || {
         let context = context.clone();
         let hosted = hosted.clone();
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                run(context, hosted, stop)
-            }))
-        }
+        move |stop: CancellationToken| run(context, hosted, stop)
     })
 }
 

@@ -26,7 +26,7 @@ use steward_hooks::lifecycle::{Due, PlannedHook, Step, UnitRecord};
 use steward_hooks::runner::{HookOutcome, HookReport, HookSpec, run_hook};
 use steward_hooks::{Changes, HookContext, HookKind, UnitInfo};
 use steward_store::RecordWrite;
-use steward_worker::{Backoff, BackoffState, Error, Runner, SimpleWorker};
+use steward_worker::{Backoff, BackoffState, Error, Runner};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
@@ -50,14 +50,10 @@ pub(crate) fn worker_id(runtime: &str) -> String {
 /// Starts the hook driver of `hosted` in `runner`.
 pub(crate) fn start(context: &Context, runner: &Runner, hosted: Arc<Hosted>) -> Result<(), Error> {
     let context = context.clone();
-    runner.start_worker(worker_id(&hosted.id), move || {
+    runner.start_simple(worker_id(&hosted.id), move || {
         let context = context.clone();
         let hosted = hosted.clone();
-        async move {
-            Ok(SimpleWorker::spawn(move |stop: CancellationToken| {
-                run(context, hosted, stop)
-            }))
-        }
+        move |stop: CancellationToken| run(context, hosted, stop)
     })
 }
 
