@@ -22,6 +22,10 @@
 //! `start_worker` + [`SimpleWorker::spawn`] instead (a body task beside
 //! the supervisor task) and prints `lib=steward-spawned`, to show what
 //! the one-task path saves.
+//!
+//! A fifth line, `workload=unpark lib=std`, is the floor under W3's p99:
+//! what one wake of a parked thread (a futex wake) costs the waker here.
+//! On a VM whose idle vCPU must be woken, its p99 is of the order of W3's.
 
 #![allow(
     clippy::unwrap_used,
@@ -100,14 +104,17 @@ enum Workload {
     Churn,
     Stop,
     Fatal,
+    /// The floor under W3's tail: waking a parked thread.
+    Unpark,
 }
 
 impl Workload {
-    const ALL: [Workload; 4] = [
+    const ALL: [Workload; 5] = [
         Workload::Spawn,
         Workload::Churn,
         Workload::Stop,
         Workload::Fatal,
+        Workload::Unpark,
     ];
 
     fn name(self) -> &'static str {
@@ -116,6 +123,7 @@ impl Workload {
             Workload::Churn => "churn",
             Workload::Stop => "stop",
             Workload::Fatal => "fatal",
+            Workload::Unpark => "unpark",
         }
     }
 }
@@ -132,6 +140,10 @@ fn main() -> ExitCode {
     }
     let runtime = builder.enable_all().build().expect("tokio runtime");
     for _ in 0..args.runs {
+        if matches!(workload, Workload::Unpark) {
+            println!("{}", unpark_floor(1000));
+            continue;
+        }
         // The driver runs as a task on the runtime, like the code of an
         // agent (and like the Go harness's main goroutine), not on the
         // thread that blocks on the runtime.
@@ -142,6 +154,7 @@ fn main() -> ExitCode {
                     Workload::Churn => churn(api, 100, Duration::from_secs(2)).await,
                     Workload::Stop => stop_latency(api, 100, 1000).await,
                     Workload::Fatal => fatal(api, 1000, 20).await,
+                    Workload::Unpark => unreachable!("measured outside the runtime"),
                 }
             }))
             .expect("workload task");
@@ -390,6 +403,36 @@ async fn fatal(api: Api, idle: usize, reps: usize) -> String {
         "workload=fatal lib={} idle={idle} reps={reps} fatal_to_wait_median_us={:.2}",
         api.lib(),
         micros(median(&times))
+    )
+}
+
+/// The floor under a runner's tail latency: what waking a parked thread
+/// costs the thread that wakes it (`Thread::unpark`, a futex wake), the
+/// system call tokio makes when a woken task goes to its run queue and
+/// another worker is asleep. The parked thread is given time to really
+/// sleep (its CPU idle) before each wake, as tokio's idle workers are.
+fn unpark_floor(iters: usize) -> String {
+    let (woken_tx, woken_rx) = std::sync::mpsc::channel::<()>();
+    let sleeper = std::thread::spawn(move || {
+        for _ in 0..iters {
+            std::thread::park();
+            woken_tx.send(()).unwrap();
+        }
+    });
+    let mut costs = Vec::with_capacity(iters);
+    for _ in 0..iters {
+        std::thread::sleep(Duration::from_micros(300));
+        let t0 = Instant::now();
+        sleeper.thread().unpark();
+        costs.push(t0.elapsed());
+        woken_rx.recv().unwrap();
+    }
+    sleeper.join().unwrap();
+    costs.sort_unstable();
+    format!(
+        "workload=unpark lib=std iters={iters} unpark_median_us={:.2} unpark_p99_us={:.2}",
+        micros(median(&costs)),
+        micros(percentile(&costs, 0.99)),
     )
 }
 
