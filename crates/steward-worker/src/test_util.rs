@@ -4,8 +4,10 @@
 //! `testWorkerStarter`: it reports every start and stop as an event, can
 //! fail its starts, make its instances fail on stop or die on demand, hold
 //! starts until released, and checks that no two of its instances are ever
-//! alive at once. This module is for tests only: it must never be used by
-//! production code paths.
+//! alive at once. [`run_with_deadline`] runs a test that could starve its
+//! runtime on a thread of its own, so that it fails instead of hanging.
+//! This module is for tests only: it must never be used by production code
+//! paths.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -259,4 +261,38 @@ delegate_worker!([] TestWorker => worker);
 /// A worker that ignores `kill` until aborted: for shutdown-timeout tests.
 pub fn stubborn_worker() -> SimpleWorker {
     SimpleWorker::spawn(|_stop| std::future::pending::<Result<(), Error>>())
+}
+
+/// Runs `test` on a fresh current-thread runtime in a thread of its own,
+/// and panics if it has not finished after `limit` of real time.
+///
+/// For tests whose failure is a runtime that stops making progress (a task
+/// that never returns `Pending` starves the rest): run in the test's own
+/// runtime, such a failure hangs the test run instead of failing one test.
+/// A panic inside `test` is re-raised here, so its assertions report as
+/// usual.
+pub fn run_with_deadline<F, Fut>(limit: Duration, test: F)
+where
+    F: FnOnce() -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let thread = std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|error| panic!("cannot build a test runtime: {error}"));
+        runtime.block_on(test());
+        let _ = done_tx.send(());
+    });
+    match done_rx.recv_timeout(limit) {
+        Ok(()) | Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+            if let Err(panic) = thread.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+            panic!("the test's runtime made no progress for {limit:?} (a task that never yields?)")
+        }
+    }
 }

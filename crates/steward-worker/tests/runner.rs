@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-use steward_worker::test_util::{TestStarter, TestWorker, stubborn_worker};
+use steward_worker::test_util::{TestStarter, TestWorker, run_with_deadline, stubborn_worker};
 use steward_worker::{
     Backoff, Error, Runner, RunnerBuilder, RunnerReport, RunnerState, SimpleWorker, Worker,
     WorkerState,
@@ -1220,41 +1220,27 @@ async fn abort_of_an_idle_runner_is_clean() {
 
 /// A start function that fails at once, restarted with no delay, must
 /// still let the rest of its thread run (it used to loop inside one poll).
-/// Runs on its own thread so that a runtime stuck in one poll fails the
-/// test instead of hanging it.
 #[test]
 fn a_start_failing_at_once_with_no_delay_does_not_starve_its_thread() {
-    let (done_tx, done_rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
+    run_with_deadline(Duration::from_secs(60), || async {
+        let runner = restarting(Duration::ZERO).build();
+        let starts = Arc::new(AtomicUsize::new(0));
+        let counted = starts.clone();
+        runner
+            .start_worker("churn", move || {
+                counted.fetch_add(1, Ordering::SeqCst);
+                async { Err::<SimpleWorker, _>(failure("cannot start")) }
+            })
             .unwrap();
-        runtime.block_on(async move {
-            let runner = restarting(Duration::ZERO).build();
-            let starts = Arc::new(AtomicUsize::new(0));
-            let counted = starts.clone();
-            runner
-                .start_worker("churn", move || {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    async { Err::<SimpleWorker, _>(failure("cannot start")) }
-                })
-                .unwrap();
-            // Only runs if the churning supervisor yields.
-            while starts.load(Ordering::SeqCst) < 1000 {
-                tokio::task::yield_now().await;
-            }
-            let _last = runner.stop_and_remove("churn").await;
-            assert!(runner.report().workers.is_empty());
-            runner.kill();
-            runner.wait().await.unwrap();
-        });
-        done_tx.send(()).unwrap();
+        // Only runs if the churning supervisor yields.
+        while starts.load(Ordering::SeqCst) < 1000 {
+            tokio::task::yield_now().await;
+        }
+        let _last = runner.stop_and_remove("churn").await;
+        assert!(runner.report().workers.is_empty());
+        runner.kill();
+        runner.wait().await.unwrap();
     });
-    assert!(
-        done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
-        "the runtime made no progress for 60 s"
-    );
 }
 
 // ---------------------------------------------------------------------------

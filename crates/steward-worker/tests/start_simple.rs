@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
+use steward_worker::test_util::run_with_deadline;
 use steward_worker::{Backoff, Error, Run, Runner, SimpleWorker, Worker, WorkerState};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep, timeout};
@@ -349,48 +350,35 @@ async fn a_simple_worker_is_one_task() {
 
 /// A body that fails without ever returning `Pending`, restarted with no
 /// delay, must still let the rest of its thread run: here the test's own
-/// task, which stops it. Runs on its own thread so that a runtime stuck in
-/// one poll fails the test instead of hanging it.
+/// task, which stops it.
 #[test]
 fn a_body_failing_at_once_with_no_delay_does_not_starve_its_thread() {
     for api in BOTH {
-        let (done_tx, done_rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let runner = Runner::builder()
-                    .backoff(Backoff::constant(Duration::ZERO))
-                    .build();
-                let entries = Arc::new(AtomicUsize::new(0));
-                let counted = entries.clone();
-                api.start(&runner, "churn", move || {
-                    let entries = counted.clone();
-                    move |_stop| async move {
-                        entries.fetch_add(1, Ordering::SeqCst);
-                        Err(Error::msg("fails at once"))
-                    }
-                })
-                .unwrap();
-                // Only runs if the churning supervisor yields.
-                while entries.load(Ordering::SeqCst) < 1000 {
-                    tokio::task::yield_now().await;
+        run_with_deadline(Duration::from_secs(60), move || async move {
+            let runner = Runner::builder()
+                .backoff(Backoff::constant(Duration::ZERO))
+                .build();
+            let entries = Arc::new(AtomicUsize::new(0));
+            let counted = entries.clone();
+            api.start(&runner, "churn", move || {
+                let entries = counted.clone();
+                move |_stop| async move {
+                    entries.fetch_add(1, Ordering::SeqCst);
+                    Err(Error::msg("fails at once"))
                 }
-                // Its last instance failed, or the stop came between two:
-                // either way the id must be gone.
-                let _last = runner.stop_and_remove("churn").await;
-                assert!(runner.report().workers.is_empty());
-                runner.kill();
-                runner.wait().await.unwrap();
-            });
-            done_tx.send(()).unwrap();
+            })
+            .unwrap();
+            // Only runs if the churning supervisor yields.
+            while entries.load(Ordering::SeqCst) < 1000 {
+                tokio::task::yield_now().await;
+            }
+            // Its last instance failed, or the stop came between two:
+            // either way the id must be gone.
+            let _last = runner.stop_and_remove("churn").await;
+            assert!(runner.report().workers.is_empty(), "{api:?}");
+            runner.kill();
+            runner.wait().await.unwrap();
         });
-        assert!(
-            done_rx.recv_timeout(Duration::from_secs(60)).is_ok(),
-            "{api:?}: the runtime made no progress for 60 s"
-        );
     }
 }
 
