@@ -4,7 +4,8 @@
 //! requests, and a response carries the id of the request it answers. Many
 //! requests are in flight in both directions at once; incoming requests are
 //! served concurrently, up to a bound, and outgoing frames are written in
-//! batches (one flush per wake-up of the writer, not one per message).
+//! batches (one flush per wake-up of the writer, not one per message; the
+//! answers to a burst of requests read together go out together).
 //!
 //! This module owns framing, ids, pending calls, the requests being served
 //! and the connection state, and so also `Cancel` (protocol 1.1): a call
@@ -544,7 +545,27 @@ async fn read_loop<R, H>(
     H: Handler,
 {
     let admission = Admission::new(&limits);
+    // Held while the frames being answered were all read already: every
+    // answer (and every other task's frame) then queues behind it, and
+    // they go out together, with one write, before the reader waits on
+    // the socket again. Only a burst of requests is batched, from its
+    // second one on: the first answer goes out at once, so the other side
+    // has work while the rest are answered, a lone request is never held
+    // back, and reading answers never holds up this side's own calls.
+    let mut batch = None;
+    let mut answered_in_burst = false;
     let end = loop {
+        if complete_frame_buffered(reader.read_buffer(), limits.max_frame_bytes) {
+            if batch.is_none() && answered_in_burst {
+                batch = inner.writer.try_lock().ok();
+            }
+        } else {
+            answered_in_burst = false;
+            if batch.take().is_some() {
+                // Released first: `write_queued` takes the writer itself.
+                let _ = inner.write_queued().await;
+            }
+        }
         let frame = tokio::select! {
             biased;
             () = inner.closed.cancelled() => break ReadEnd::Closed,
@@ -563,14 +584,17 @@ async fn read_loop<R, H>(
                     }
                     inner.respond(message.id, Ok(message.body));
                 }
-                Kind::Request => match message.body {
-                    Body::Cancel(CancelRequest { request_id }) => {
-                        let cancelled = inner.cancel_served(request_id);
-                        debug!(request_id, cancelled, "the other side cancelled a request");
-                        send_response(&inner, message.id, Body::Empty, &limits).await;
+                Kind::Request => {
+                    answered_in_burst = true;
+                    match message.body {
+                        Body::Cancel(CancelRequest { request_id }) => {
+                            let cancelled = inner.cancel_served(request_id);
+                            debug!(request_id, cancelled, "the other side cancelled a request");
+                            send_response(&inner, message.id, Body::Empty, &limits).await;
+                        }
+                        _ => serve_request(&inner, message, &handler, &admission, &limits).await,
                     }
-                    _ => serve_request(&inner, message, &handler, &admission, &limits).await,
-                },
+                }
             },
             Err(error) => {
                 if let Some(end) = undecodable(&inner, &frame, &error, &limits).await {
@@ -579,6 +603,9 @@ async fn read_loop<R, H>(
             }
         }
     };
+    if batch.take().is_some() {
+        let _ = inner.write_queued().await;
+    }
     // Closing comes first and never depends on anything else succeeding
     // (logging may fail: stderr can be a pipe to a dead process).
     match end {
@@ -597,6 +624,17 @@ async fn read_loop<R, H>(
     // Tell the other side we are done (EOF), after any write in progress.
     let mut writer = inner.writer.lock().await;
     let _ = SinkExt::<Bytes>::close(&mut *writer).await;
+}
+
+/// Whether `buffer` starts with a whole frame (a 4-byte big-endian
+/// length and that many bytes) that the reader can take without waiting.
+/// A length over the limit is no frame: the reader's next read fails on it.
+fn complete_frame_buffered(buffer: &[u8], max_frame_bytes: usize) -> bool {
+    let Some((header, body)) = buffer.split_first_chunk::<4>() else {
+        return false;
+    };
+    let length = u32::from_be_bytes(*header) as usize;
+    length <= max_frame_bytes && body.len() >= length
 }
 
 /// What a failed read means: a reset is a hang-up (the other side died),

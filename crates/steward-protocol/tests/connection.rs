@@ -790,6 +790,57 @@ async fn queued_frames_are_written_in_batches() {
     );
 }
 
+/// 12b. The answering side batches too: 50 requests that arrive in one
+///      write are answered with a couple of flushes (the first answer at
+///      once, the rest together), not one flush per answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_requests_is_answered_in_batches() {
+    const CALLS: u64 = 50;
+    let a_gate = Arc::new(Gate::default());
+    let b_gate = Arc::new(Gate::default());
+    b_gate.open();
+    let b_flushes = Arc::new(AtomicUsize::new(0));
+    let (a_socket, b_socket) = UnixStream::pair().unwrap();
+    let (a_read, a_write) = a_socket.into_split();
+    let (b_read, b_write) = b_socket.into_split();
+    let a_write = GatedWriter {
+        inner: a_write,
+        gate: a_gate.clone(),
+        flushes: Arc::new(AtomicUsize::new(0)),
+    };
+    let b_write = GatedWriter {
+        inner: b_write,
+        gate: b_gate,
+        flushes: b_flushes.clone(),
+    };
+    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
+    let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
+    b.mark_ready();
+
+    let mut calls: Vec<_> = (0..CALLS)
+        .map(|i| Box::pin(a.call(call_request("m", int(i)))))
+        .collect();
+    // Every request is queued behind A's closed gate, so they leave A in
+    // one write and reach B in one read.
+    tokio::task::unconstrained(poll_fn(|cx| {
+        for call in &mut calls {
+            assert!(call.as_mut().poll(cx).is_pending());
+        }
+        Poll::Ready(())
+    }))
+    .await;
+    a_gate.open();
+    let answers = within("50 calls", join_all(calls)).await;
+    for (i, answer) in (0..CALLS).zip(answers) {
+        assert_eq!(result_of(answer), tagged("B", &int(i)));
+    }
+    let flushes = b_flushes.load(Ordering::SeqCst);
+    assert!(
+        (1..=4).contains(&flushes),
+        "{CALLS} answers took {flushes} flushes"
+    );
+}
+
 /// 13. Closing one connection leaves another one alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn closing_one_connection_leaves_another_alone() {
