@@ -554,17 +554,27 @@ async fn read_loop<R, H>(
     // back, and reading answers never holds up this side's own calls.
     let mut batch = None;
     let mut answered_in_burst = false;
+    let mut batched = 0_usize;
     let end = loop {
-        if complete_frame_buffered(reader.read_buffer(), limits.max_frame_bytes) {
-            if batch.is_none() && answered_in_burst {
-                batch = inner.writer.try_lock().ok();
-            }
-        } else {
+        let more_buffered = complete_frame_buffered(reader.read_buffer(), limits.max_frame_bytes);
+        if !more_buffered {
             answered_in_burst = false;
+        }
+        // A batch also ends after `MAX_BATCHED_ANSWERS`, so that a peer
+        // streaming requests still meets the socket's backpressure and
+        // the queue of answers stays small.
+        if !more_buffered || batched >= MAX_BATCHED_ANSWERS {
+            batched = 0;
             if batch.take().is_some() {
                 // Released first: `write_queued` takes the writer itself.
                 let _ = inner.write_queued().await;
             }
+        }
+        if more_buffered && answered_in_burst && batch.is_none() {
+            batch = inner.writer.try_lock().ok();
+        }
+        if batch.is_some() {
+            batched += 1;
         }
         let frame = tokio::select! {
             biased;
@@ -625,6 +635,12 @@ async fn read_loop<R, H>(
     let mut writer = inner.writer.lock().await;
     let _ = SinkExt::<Bytes>::close(&mut *writer).await;
 }
+
+/// The most answers the reader queues before it writes them (see
+/// `read_loop`): 64 pipelined calls share one write, and a peer that
+/// streams requests without reading its answers is slowed by the socket
+/// rather than growing this side's queue.
+const MAX_BATCHED_ANSWERS: usize = 64;
 
 /// Whether `buffer` starts with a whole frame (a 4-byte big-endian
 /// length and that many bytes) that the reader can take without waiting.

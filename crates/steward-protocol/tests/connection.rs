@@ -841,6 +841,57 @@ async fn a_burst_of_requests_is_answered_in_batches() {
     );
 }
 
+/// 12c. A batch of answers is capped: 200 requests read together are
+///      not answered with one write at the end (which would queue every
+///      answer first), but in batches of at most 64.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_long_burst_is_answered_in_capped_batches() {
+    const CALLS: u64 = 200;
+    let a_gate = Arc::new(Gate::default());
+    let b_gate = Arc::new(Gate::default());
+    b_gate.open();
+    let b_flushes = Arc::new(AtomicUsize::new(0));
+    let (a_socket, b_socket) = UnixStream::pair().unwrap();
+    let (a_read, a_write) = a_socket.into_split();
+    let (b_read, b_write) = b_socket.into_split();
+    let a_write = GatedWriter {
+        inner: a_write,
+        gate: a_gate.clone(),
+        flushes: Arc::new(AtomicUsize::new(0)),
+    };
+    let b_write = GatedWriter {
+        inner: b_write,
+        gate: b_gate,
+        flushes: b_flushes.clone(),
+    };
+    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
+    let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
+    b.mark_ready();
+
+    let mut calls: Vec<_> = (0..CALLS)
+        .map(|i| Box::pin(a.call(call_request("m", int(i)))))
+        .collect();
+    tokio::task::unconstrained(poll_fn(|cx| {
+        for call in &mut calls {
+            assert!(call.as_mut().poll(cx).is_pending());
+        }
+        Poll::Ready(())
+    }))
+    .await;
+    a_gate.open();
+    let answers = within("200 calls", join_all(calls)).await;
+    for (i, answer) in (0..CALLS).zip(answers) {
+        assert_eq!(result_of(answer), tagged("B", &int(i)));
+    }
+    // 1 at once, then ⌈199 / 64⌉ = 4 batches; a read split in two adds
+    // a few.
+    let flushes = b_flushes.load(Ordering::SeqCst);
+    assert!(
+        (5..=10).contains(&flushes),
+        "{CALLS} answers took {flushes} flushes"
+    );
+}
+
 /// 13. Closing one connection leaves another one alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn closing_one_connection_leaves_another_alone() {
