@@ -195,6 +195,41 @@ impl Modify for OptionalBodies {
     }
 }
 
+/// What can go wrong with any request body, on each operation that takes
+/// one: it arrives too slowly (408) or is too large (413). Both come from
+/// the server's limits, not from a handler.
+#[derive(Debug)]
+struct BodyLimits;
+
+impl Modify for BodyLimits {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let error = |description: &str| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name(
+                            <ErrorResponse as utoipa::ToSchema>::name(),
+                        )))
+                        .build(),
+                )
+                .build()
+        };
+        let too_slow = error("The body did not arrive within `--http-timeout`");
+        let too_large = error("The body is larger than `--max-request-bytes`");
+        for item in openapi.paths.paths.values_mut() {
+            for operation in operations(item) {
+                if operation.request_body.is_some() {
+                    let responses = &mut operation.responses.responses;
+                    responses.insert("408".to_owned(), too_slow.clone().into());
+                    responses.insert("413".to_owned(), too_large.clone().into());
+                }
+            }
+        }
+    }
+}
+
 /// `/ui/` serves the page that `/` does: the same operation under a second
 /// path (an operation id must be unique, so it gets its own).
 #[derive(Debug)]
@@ -244,7 +279,7 @@ impl Modify for UiSlash {
         super::ui::file,
     ),
     components(schemas(crate::events::AgentEvent, super::sse::Lagged)),
-    modifiers(&Security, &OptionalBodies, &UiSlash),
+    modifiers(&Security, &OptionalBodies, &BodyLimits, &UiSlash),
     tags(
         (name = "agent", description = "The agent itself"),
         (name = "runtimes", description = "The hosted runtimes: calls, switches, aborts, hooks"),
