@@ -34,29 +34,35 @@ pub(crate) fn fleet_unit(record: &UnitRecord) -> FleetUnit {
     let last_seen = record
         .last_seen
         .map(|at| humantime::format_rfc3339_seconds(at).to_string());
-    match serde_json::from_slice::<UnitStatus>(&record.status) {
-        Ok(status) => FleetUnit {
-            unit: record.unit.clone(),
-            agent: record.agent.clone(),
-            runtime: record.runtime.clone(),
-            active_version: status.active_version,
-            desired_version: status.desired_version,
-            state: Some(status.state),
-            hooks: status.hooks,
-            error: status.error,
-            last_seen,
-        },
-        Err(error) => FleetUnit {
-            unit: record.unit.clone(),
-            agent: record.agent.clone(),
-            runtime: record.runtime.clone(),
-            active_version: None,
-            desired_version: None,
-            state: None,
-            hooks: None,
-            error: Some(format!("its published status cannot be read: {error}")),
-            last_seen,
-        },
+    // What an unreadable status leaves: the unit, with the reason as its
+    // error and nothing else known about it.
+    let (active_version, desired_version, state, hooks, error) =
+        match serde_json::from_slice::<UnitStatus>(&record.status) {
+            Ok(status) => (
+                status.active_version,
+                status.desired_version,
+                Some(status.state),
+                status.hooks,
+                status.error,
+            ),
+            Err(error) => (
+                None,
+                None,
+                None,
+                None,
+                Some(format!("its published status cannot be read: {error}")),
+            ),
+        };
+    FleetUnit {
+        unit: record.unit.clone(),
+        agent: record.agent.clone(),
+        runtime: record.runtime.clone(),
+        active_version,
+        desired_version,
+        state,
+        hooks,
+        error,
+        last_seen,
     }
 }
 
