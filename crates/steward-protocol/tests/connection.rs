@@ -790,12 +790,10 @@ async fn queued_frames_are_written_in_batches() {
     );
 }
 
-/// 12b. The answering side batches too: 50 requests that arrive in one
-///      write are answered with a couple of flushes (the first answer at
-///      once, the rest together), not one flush per answer.
-#[tokio::test(flavor = "multi_thread")]
-async fn a_burst_of_requests_is_answered_in_batches() {
-    const CALLS: u64 = 50;
+/// Sends `calls` requests from A to an echoing B in one write (queued
+/// behind A's closed gate), checks every answer, and returns how many
+/// flushes B needed to answer them.
+async fn flushes_to_answer_a_burst(calls: u64) -> usize {
     let a_gate = Arc::new(Gate::default());
     let b_gate = Arc::new(Gate::default());
     b_gate.open();
@@ -817,27 +815,33 @@ async fn a_burst_of_requests_is_answered_in_batches() {
     let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
     b.mark_ready();
 
-    let mut calls: Vec<_> = (0..CALLS)
+    let mut pending: Vec<_> = (0..calls)
         .map(|i| Box::pin(a.call(call_request("m", int(i)))))
         .collect();
-    // Every request is queued behind A's closed gate, so they leave A in
-    // one write and reach B in one read.
     tokio::task::unconstrained(poll_fn(|cx| {
-        for call in &mut calls {
+        for call in &mut pending {
             assert!(call.as_mut().poll(cx).is_pending());
         }
         Poll::Ready(())
     }))
     .await;
     a_gate.open();
-    let answers = within("50 calls", join_all(calls)).await;
-    for (i, answer) in (0..CALLS).zip(answers) {
+    let answers = within("a burst of calls", join_all(pending)).await;
+    for (i, answer) in (0..calls).zip(answers) {
         assert_eq!(result_of(answer), tagged("B", &int(i)));
     }
-    let flushes = b_flushes.load(Ordering::SeqCst);
+    b_flushes.load(Ordering::SeqCst)
+}
+
+/// 12b. The answering side batches too: 50 requests that arrive in one
+///      write are answered with a couple of flushes (the first answer at
+///      once, the rest together), not one flush per answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_burst_of_requests_is_answered_in_batches() {
+    let flushes = flushes_to_answer_a_burst(50).await;
     assert!(
         (1..=4).contains(&flushes),
-        "{CALLS} answers took {flushes} flushes"
+        "50 answers took {flushes} flushes"
     );
 }
 
@@ -846,49 +850,12 @@ async fn a_burst_of_requests_is_answered_in_batches() {
 ///      answer first), but in batches of at most 64.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_burst_is_answered_in_capped_batches() {
-    const CALLS: u64 = 200;
-    let a_gate = Arc::new(Gate::default());
-    let b_gate = Arc::new(Gate::default());
-    b_gate.open();
-    let b_flushes = Arc::new(AtomicUsize::new(0));
-    let (a_socket, b_socket) = UnixStream::pair().unwrap();
-    let (a_read, a_write) = a_socket.into_split();
-    let (b_read, b_write) = b_socket.into_split();
-    let a_write = GatedWriter {
-        inner: a_write,
-        gate: a_gate.clone(),
-        flushes: Arc::new(AtomicUsize::new(0)),
-    };
-    let b_write = GatedWriter {
-        inner: b_write,
-        gate: b_gate,
-        flushes: b_flushes.clone(),
-    };
-    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
-    let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
-    b.mark_ready();
-
-    let mut calls: Vec<_> = (0..CALLS)
-        .map(|i| Box::pin(a.call(call_request("m", int(i)))))
-        .collect();
-    tokio::task::unconstrained(poll_fn(|cx| {
-        for call in &mut calls {
-            assert!(call.as_mut().poll(cx).is_pending());
-        }
-        Poll::Ready(())
-    }))
-    .await;
-    a_gate.open();
-    let answers = within("200 calls", join_all(calls)).await;
-    for (i, answer) in (0..CALLS).zip(answers) {
-        assert_eq!(result_of(answer), tagged("B", &int(i)));
-    }
+    let flushes = flushes_to_answer_a_burst(200).await;
     // 1 at once, then ⌈199 / 64⌉ = 4 batches; a read split in two adds
     // a few.
-    let flushes = b_flushes.load(Ordering::SeqCst);
     assert!(
         (5..=10).contains(&flushes),
-        "{CALLS} answers took {flushes} flushes"
+        "200 answers took {flushes} flushes"
     );
 }
 
