@@ -99,30 +99,21 @@ impl Modify for Security {
             ),
         );
         openapi.security = Some(vec![SecurityRequirement::new(BEARER, Vec::<String>::new())]);
-        let unauthorized = ResponseBuilder::new()
-            .description(
-                "The agent has a token and the request did not present it (with \
-                 `WWW-Authenticate: Bearer`)",
-            )
-            .header(
-                "WWW-Authenticate",
-                utoipa::openapi::HeaderBuilder::new()
-                    .schema(Some(
-                        utoipa::openapi::ObjectBuilder::new()
-                            .schema_type(utoipa::openapi::Type::String),
-                    ))
-                    .description(Some("`Bearer`"))
-                    .build(),
-            )
-            .content(
-                "application/json",
-                ContentBuilder::new()
-                    .schema(Some(Ref::from_schema_name(
-                        <ErrorResponse as utoipa::ToSchema>::name(),
-                    )))
-                    .build(),
-            )
-            .build();
+        let unauthorized = error_response(
+            "The agent has a token and the request did not present it (with \
+             `WWW-Authenticate: Bearer`)",
+        )
+        .header(
+            "WWW-Authenticate",
+            utoipa::openapi::HeaderBuilder::new()
+                .schema(Some(
+                    utoipa::openapi::ObjectBuilder::new()
+                        .schema_type(utoipa::openapi::Type::String),
+                ))
+                .description(Some("`Bearer`"))
+                .build(),
+        )
+        .build();
         for (path, item) in openapi.paths.paths.iter_mut() {
             let public = super::is_public(path);
             for operation in operations(item) {
@@ -139,6 +130,18 @@ impl Modify for Security {
             }
         }
     }
+}
+
+/// An answer whose body is an [`ErrorResponse`].
+fn error_response(description: &str) -> ResponseBuilder {
+    ResponseBuilder::new().description(description).content(
+        "application/json",
+        ContentBuilder::new()
+            .schema(Some(Ref::from_schema_name(
+                <ErrorResponse as utoipa::ToSchema>::name(),
+            )))
+            .build(),
+    )
 }
 
 /// The operations of a path item.
@@ -203,21 +206,8 @@ struct BodyLimits;
 
 impl Modify for BodyLimits {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
-        let error = |description: &str| {
-            ResponseBuilder::new()
-                .description(description)
-                .content(
-                    "application/json",
-                    ContentBuilder::new()
-                        .schema(Some(Ref::from_schema_name(
-                            <ErrorResponse as utoipa::ToSchema>::name(),
-                        )))
-                        .build(),
-                )
-                .build()
-        };
-        let too_slow = error("The body did not arrive within `--http-timeout`");
-        let too_large = error("The body is larger than `--max-request-bytes`");
+        let too_slow = error_response("The body did not arrive within `--http-timeout`").build();
+        let too_large = error_response("The body is larger than `--max-request-bytes`").build();
         for item in openapi.paths.paths.values_mut() {
             for operation in operations(item) {
                 if operation.request_body.is_some() {
