@@ -752,49 +752,27 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for GatedWriter<W> {
 ///     queued behind a stalled socket cost at most 2 flushes, not 50.
 #[tokio::test(flavor = "multi_thread")]
 async fn queued_frames_are_written_in_batches() {
-    const CALLS: u64 = 50;
-    let gate = Arc::new(Gate::default());
-    let flushes = Arc::new(AtomicUsize::new(0));
-    let (a_socket, b_socket) = UnixStream::pair().unwrap();
-    let (a_read, a_write) = a_socket.into_split();
-    let (b_read, b_write) = b_socket.into_split();
-    let a_write = GatedWriter {
-        inner: a_write,
-        gate: gate.clone(),
-        flushes: flushes.clone(),
-    };
-    let a = Connection::start(a_read, a_write, NoRequests, Limits::default());
-    let b = Connection::start(b_read, b_write, Echo("B"), Limits::default());
-    b.mark_ready();
-
-    let mut calls: Vec<_> = (0..CALLS)
-        .map(|i| Box::pin(a.call(call_request("m", int(i)))))
-        .collect();
-    // One poll each queues every request (the queue has room for all).
-    tokio::task::unconstrained(poll_fn(|cx| {
-        for call in &mut calls {
-            assert!(call.as_mut().poll(cx).is_pending());
-        }
-        Poll::Ready(())
-    }))
-    .await;
-    gate.open();
-    let answers = within("50 calls", join_all(calls)).await;
-    for (i, answer) in (0..CALLS).zip(answers) {
-        assert_eq!(result_of(answer), tagged("B", &int(i)));
-    }
-    let flushes = flushes.load(Ordering::SeqCst);
+    let flushes = flush_a_burst(50).await.requests;
     assert!(
         (1..=2).contains(&flushes),
-        "{CALLS} requests took {flushes} flushes"
+        "50 requests took {flushes} flushes"
     );
 }
 
-/// Sends `calls` requests from A to an echoing B in one write (queued
-/// behind A's closed gate), checks every answer, and returns how many
-/// flushes B needed to answer them.
-async fn flushes_to_answer_a_burst(calls: u64) -> usize {
+/// How many flushes each side of [`flush_a_burst`] made.
+struct BurstFlushes {
+    /// A's, sending the requests.
+    requests: usize,
+    /// B's, answering them.
+    answers: usize,
+}
+
+/// Sends `calls` requests from A to an echoing B, all queued behind A's
+/// closed gate so that they leave in one write, checks every answer, and
+/// counts both sides' flushes.
+async fn flush_a_burst(calls: u64) -> BurstFlushes {
     let a_gate = Arc::new(Gate::default());
+    let a_flushes = Arc::new(AtomicUsize::new(0));
     let b_gate = Arc::new(Gate::default());
     b_gate.open();
     let b_flushes = Arc::new(AtomicUsize::new(0));
@@ -804,7 +782,7 @@ async fn flushes_to_answer_a_burst(calls: u64) -> usize {
     let a_write = GatedWriter {
         inner: a_write,
         gate: a_gate.clone(),
-        flushes: Arc::new(AtomicUsize::new(0)),
+        flushes: a_flushes.clone(),
     };
     let b_write = GatedWriter {
         inner: b_write,
@@ -818,6 +796,7 @@ async fn flushes_to_answer_a_burst(calls: u64) -> usize {
     let mut pending: Vec<_> = (0..calls)
         .map(|i| Box::pin(a.call(call_request("m", int(i)))))
         .collect();
+    // One poll each queues every request (the queue has room for all).
     tokio::task::unconstrained(poll_fn(|cx| {
         for call in &mut pending {
             assert!(call.as_mut().poll(cx).is_pending());
@@ -830,7 +809,10 @@ async fn flushes_to_answer_a_burst(calls: u64) -> usize {
     for (i, answer) in (0..calls).zip(answers) {
         assert_eq!(result_of(answer), tagged("B", &int(i)));
     }
-    b_flushes.load(Ordering::SeqCst)
+    BurstFlushes {
+        requests: a_flushes.load(Ordering::SeqCst),
+        answers: b_flushes.load(Ordering::SeqCst),
+    }
 }
 
 /// 12b. The answering side batches too: 50 requests that arrive in one
@@ -838,7 +820,7 @@ async fn flushes_to_answer_a_burst(calls: u64) -> usize {
 ///      once, the rest together), not one flush per answer.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_burst_of_requests_is_answered_in_batches() {
-    let flushes = flushes_to_answer_a_burst(50).await;
+    let flushes = flush_a_burst(50).await.answers;
     assert!(
         (1..=4).contains(&flushes),
         "50 answers took {flushes} flushes"
@@ -850,7 +832,7 @@ async fn a_burst_of_requests_is_answered_in_batches() {
 ///      answer first), but in batches of at most 64.
 #[tokio::test(flavor = "multi_thread")]
 async fn a_long_burst_is_answered_in_capped_batches() {
-    let flushes = flushes_to_answer_a_burst(200).await;
+    let flushes = flush_a_burst(200).await.answers;
     // 1 at once, then ⌈199 / 64⌉ = 4 batches; a read split in two adds
     // a few.
     assert!(
