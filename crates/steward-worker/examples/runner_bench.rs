@@ -74,13 +74,6 @@ impl Api {
         }
     }
 
-    fn name(self) -> &'static str {
-        match self {
-            Api::Simple => "simple",
-            Api::Spawned => "spawned",
-        }
-    }
-
     /// Starts a worker under `id` whose every (re)start runs `make_body()`.
     fn start<F, R>(self, runner: &Runner, id: impl Into<Arc<str>>, mut make_body: F)
     where
@@ -106,26 +99,6 @@ enum Workload {
     Fatal,
     /// The floor under W3's tail: waking a parked thread.
     Unpark,
-}
-
-impl Workload {
-    const ALL: [Workload; 5] = [
-        Workload::Spawn,
-        Workload::Churn,
-        Workload::Stop,
-        Workload::Fatal,
-        Workload::Unpark,
-    ];
-
-    fn name(self) -> &'static str {
-        match self {
-            Workload::Spawn => "spawn",
-            Workload::Churn => "churn",
-            Workload::Stop => "stop",
-            Workload::Fatal => "fatal",
-            Workload::Unpark => "unpark",
-        }
-    }
 }
 
 fn main() -> ExitCode {
@@ -163,16 +136,25 @@ fn main() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// How `value` is spelled on the command line (clap's derived name).
+fn arg_name(value: impl ValueEnum) -> String {
+    value
+        .to_possible_value()
+        .expect("no variant is skipped")
+        .get_name()
+        .to_owned()
+}
+
 fn run_children(runs: usize, api: Api) -> ExitCode {
     let exe = std::env::current_exe().expect("own executable path");
     for _ in 0..runs {
-        for workload in Workload::ALL {
+        for &workload in Workload::value_variants() {
             let status = Command::new(&exe)
-                .args(["--workload", workload.name(), "--api", api.name()])
+                .args(["--workload", &arg_name(workload), "--api", &arg_name(api)])
                 .status()
                 .expect("run a workload in a child process");
             if !status.success() {
-                eprintln!("workload {} failed: {status}", workload.name());
+                eprintln!("workload {} failed: {status}", arg_name(workload));
                 return ExitCode::FAILURE;
             }
         }
