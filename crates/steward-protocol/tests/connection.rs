@@ -3,6 +3,11 @@
 //! hostile bytes from a raw peer, big values, write batching, and isolation
 //! between connections.
 //!
+//! Connections run over the halves of `unix_socket::split`, as the host's
+//! and the runtimes' do, except the write-batching tests, which wrap
+//! tokio's own halves (so the generic `AsyncRead`/`AsyncWrite` path is
+//! covered too).
+//!
 //! Every wait that could hang is bounded by [`within`]; nothing sleeps
 //! hoping for something to have happened.
 
@@ -25,7 +30,7 @@ use futures_util::future::join_all;
 use steward_protocol::{
     Body, CallRequest, CallResponse, Connection, Error, ErrorBody, Handler, Kind, Limits, Message,
     NoRequests, PROTOCOL_VERSION, Peer, RuntimeInfoRequest, RuntimeInfoResponse, State, StorageKey,
-    StorageValue, Value, decode_message, encode_message,
+    StorageValue, Value, decode_message, encode_message, unix_socket,
 };
 use tokio::io::{AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::UnixStream;
@@ -154,8 +159,8 @@ fn pair(
     b_limits: Limits,
 ) -> (Connection, Connection) {
     let (a_socket, b_socket) = UnixStream::pair().unwrap();
-    let (a_read, a_write) = a_socket.into_split();
-    let (b_read, b_write) = b_socket.into_split();
+    let (a_read, a_write) = unix_socket::split(a_socket).unwrap();
+    let (b_read, b_write) = unix_socket::split(b_socket).unwrap();
     (
         Connection::start(a_read, a_write, a, a_limits),
         Connection::start(b_read, b_write, b, b_limits),
@@ -173,7 +178,7 @@ fn echo_pair() -> (Connection, Connection) {
 /// A connection whose other end is a bare socket the test drives by hand.
 fn raw_peer(handler: impl Handler, limits: Limits) -> (Connection, UnixStream) {
     let (socket, raw) = UnixStream::pair().unwrap();
-    let (read, write) = socket.into_split();
+    let (read, write) = unix_socket::split(socket).unwrap();
     (Connection::start(read, write, handler, limits), raw)
 }
 
