@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use steward_protocol::{
     Body, CallResponse, Connection, Handler, Limits, PROTOCOL_VERSION, Peer, RuntimeInfoResponse,
-    StorageEntry, StorageKey,
+    StorageEntry, StorageKey, unix_socket,
 };
 pub use steward_protocol::{ErrorBody, Value};
 use tokio::net::UnixStream;
@@ -39,6 +39,13 @@ pub enum Error {
     Connect {
         /// The socket path from the environment.
         path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The connected socket could not be registered with tokio's reactor
+    /// (no runtime with I/O enabled, or out of file descriptors).
+    #[error("cannot use the host connection: {source}")]
+    Socket {
         /// Why.
         source: std::io::Error,
     },
@@ -276,7 +283,7 @@ pub async fn serve<R: Runtime>(runtime: R) -> Result<(), Error> {
 /// Serves `runtime` over an already connected stream (for tests and
 /// embedding).
 pub async fn serve_on<R: Runtime>(stream: UnixStream, runtime: R) -> Result<(), Error> {
-    let (read, write) = stream.into_split();
+    let (read, write) = unix_socket::split(stream).map_err(|source| Error::Socket { source })?;
     let shared = Arc::new(Shared {
         runtime,
         aborted: Mutex::new(CancellationToken::new()),

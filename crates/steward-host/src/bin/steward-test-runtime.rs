@@ -429,7 +429,8 @@ async fn run(args: Args) {
 /// Serves until the host hangs up (or, after a shutdown request, at most
 /// 10 s more); true if the host asked it to shut down.
 async fn serve(stream: UnixStream, runtime: Runtime, limits: Limits) -> bool {
-    let (read, write) = stream.into_split();
+    let (read, write) =
+        steward_protocol::unix_socket::split(stream).expect("register the host socket");
     let runtime = std::sync::Arc::new(runtime);
     let connection = Connection::start(read, write, Shared(runtime.clone()), limits);
     tokio::select! {

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use nix::sys::signal::Signal;
 use steward_protocol::{
     Body, Connection, ErrorBody, HOST_SOCKET_ENV, Handler, PROTOCOL_VERSION, Peer,
-    RuntimeInfoRequest, RuntimeInfoResponse, StorageKeys, StorageValue,
+    RuntimeInfoRequest, RuntimeInfoResponse, StorageKeys, StorageValue, unix_socket,
 };
 use tempfile::TempDir;
 use tokio::net::UnixListener;
@@ -133,7 +133,9 @@ pub(super) async fn start_process(
     drop(listener);
     drop(dir);
 
-    let (read, write) = stream.into_split();
+    let (read, write) = unix_socket::split(stream).map_err(|error| StartError::Accept {
+        reason: error.to_string(),
+    })?;
     let connection = Connection::start(
         read,
         write,
