@@ -846,6 +846,154 @@ async fn a_long_burst_is_answered_in_capped_batches() {
     );
 }
 
+/// A connection whose writes are counted (one flush per write pass), and
+/// whose other end is a bare socket the test drives by hand.
+fn counted_raw_peer() -> (Connection, UnixStream, Arc<AtomicUsize>) {
+    let (socket, raw) = UnixStream::pair().unwrap();
+    let (read, write) = unix_socket::split(socket).unwrap();
+    let gate = Arc::new(Gate::default());
+    gate.open();
+    let flushes = Arc::new(AtomicUsize::new(0));
+    let write = GatedWriter {
+        inner: write,
+        gate,
+        flushes: flushes.clone(),
+    };
+    let connection = Connection::start(read, write, NoRequests, Limits::default());
+    (connection, raw, flushes)
+}
+
+/// Reads `count` requests from the raw end and answers all of them with
+/// one write (echoing each call's arguments), as a peer that reads a burst
+/// and answers it together does.
+async fn answer_together(raw: &mut UnixStream, count: usize) {
+    let mut answers = Vec::new();
+    for _ in 0..count {
+        let request = within("a request", read_message(raw)).await;
+        let Body::RuntimeCallRequest(call) = request.body else {
+            panic!("expected a call, got {:?}", request.body);
+        };
+        let answer = Message {
+            id: request.id,
+            kind: Kind::Response,
+            body: Body::RuntimeCallResponse(CallResponse { result: call.args }),
+        };
+        answers.extend(frame(&encode_message(&answer).unwrap()));
+    }
+    raw.write_all(&answers).await.unwrap();
+}
+
+/// 12d. Callers woken together by one burst of answers write their next
+///      requests together: the first at once, the other 15 with one more
+///      write, not one write each. (On one thread, so that the callers
+///      run one after the other, each finding the writer free, as they do
+///      on a busy host.)
+#[tokio::test]
+async fn callers_woken_by_one_burst_write_their_next_requests_together() {
+    const CALLERS: u64 = 16;
+    let (connection, mut raw, flushes) = counted_raw_peer();
+    let callers: Vec<_> = (0..CALLERS)
+        .map(|i| {
+            let connection = connection.clone();
+            tokio::spawn(async move {
+                let first = connection.call(call_request("m", int(i))).await;
+                let second = connection.call(call_request("m", int(100 + i))).await;
+                (result_of(first), result_of(second))
+            })
+        })
+        .collect();
+    answer_together(&mut raw, 16).await;
+    let before = flushes.load(Ordering::SeqCst);
+    // The second requests, all of them, before anything else is answered.
+    answer_together(&mut raw, 16).await;
+    let burst_writes = flushes.load(Ordering::SeqCst) - before;
+    assert_eq!(
+        burst_writes, 2,
+        "16 callers woken by one burst wrote their requests with {burst_writes} writes"
+    );
+    for (i, caller) in (0..CALLERS).zip(callers) {
+        let (first, second) = within("a caller", caller).await.unwrap();
+        assert_eq!((first, second), (int(i), int(100 + i)));
+    }
+}
+
+/// 12e. A call answered alone writes its next request at once: by the
+///      time the next call's first poll returns, its request was written.
+#[tokio::test]
+async fn a_call_after_a_lone_answer_is_written_at_once() {
+    let (connection, mut raw, flushes) = counted_raw_peer();
+    for i in 0..5 {
+        let before = flushes.load(Ordering::SeqCst);
+        let mut call = Box::pin(connection.call(call_request("m", int(i))));
+        poll_fn(|cx| {
+            assert!(call.as_mut().poll(cx).is_pending());
+            Poll::Ready(())
+        })
+        .await;
+        assert_eq!(
+            flushes.load(Ordering::SeqCst),
+            before + 1,
+            "call {i} was not written by its first poll"
+        );
+        answer_together(&mut raw, 1).await;
+        assert_eq!(result_of(within("an answer", call).await), int(i));
+    }
+}
+
+/// 12f. The caller that promised a burst's write may be dropped before it
+///      writes (its deadline): the requests queued behind it still go out.
+#[tokio::test]
+async fn the_burst_goes_out_when_the_caller_that_was_to_write_it_is_dropped() {
+    let (connection, mut raw, flushes) = counted_raw_peer();
+    // Three calls answered in one burst.
+    let first: Vec<_> = (0..3)
+        .map(|i| Box::pin(connection.call(call_request("m", int(i)))))
+        .collect();
+    let (answers, ()) = within("the first burst", async {
+        tokio::join!(join_all(first), answer_together(&mut raw, 3))
+    })
+    .await;
+    for (i, answer) in (0..3).zip(answers) {
+        assert_eq!(result_of(answer), int(i));
+    }
+
+    let before = flushes.load(Ordering::SeqCst);
+    let mut at_once = Box::pin(connection.call(call_request("m", int(10))));
+    let mut deferring = Box::pin(connection.call(call_request("m", int(11))));
+    let mut queued = Box::pin(connection.call(call_request("m", int(12))));
+    poll_fn(|cx| {
+        assert!(at_once.as_mut().poll(cx).is_pending());
+        assert!(deferring.as_mut().poll(cx).is_pending());
+        assert!(queued.as_mut().poll(cx).is_pending());
+        Poll::Ready(())
+    })
+    .await;
+    assert_eq!(
+        flushes.load(Ordering::SeqCst),
+        before + 1,
+        "only the first of the burst's callers has written"
+    );
+    drop(deferring);
+
+    let mut seen = Vec::new();
+    while seen.len() < 4 {
+        let message = within("the rest of the burst", read_message(&mut raw)).await;
+        seen.push(message.body);
+    }
+    let args: Vec<_> = seen
+        .iter()
+        .filter_map(|body| match body {
+            Body::RuntimeCallRequest(call) => Some(call.args.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(args, vec![int(10), int(11), int(12)]);
+    assert!(
+        seen.iter().any(|body| matches!(body, Body::Cancel(_))),
+        "the dropped call is cancelled: {seen:?}"
+    );
+}
+
 /// 13. Closing one connection leaves another one alone.
 #[tokio::test(flavor = "multi_thread")]
 async fn closing_one_connection_leaves_another_alone() {
