@@ -29,6 +29,10 @@
 //! line carries its ratio to the raw floor of the same placement
 //! (`p50_x_raw`, `p99_x_raw`, `x_raw`). The last two workloads run
 //! unpinned.
+//!
+//! `--placement`, `--workload` and `--lib` run a part only, e.g. under
+//! `perf stat` (`-- --help` lists them); a steward line whose floor was
+//! not run carries no ratio.
 
 #![allow(
     clippy::unwrap_used,
@@ -44,6 +48,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
+use clap::{Parser, ValueEnum};
 use nix::sched::{CpuSet, sched_getaffinity, sched_setaffinity};
 use nix::unistd::Pid;
 use steward_host::{Event, MemoryStorage, ProcessConfig, ProcessHost, RuntimeHost};
@@ -61,8 +66,51 @@ const PIPELINE_TIME: Duration = Duration::from_secs(2);
 /// concurrency.
 const RAW_DEPTH: usize = 64;
 
+/// Calls through the process host next to raw Unix-socket floors; every
+/// part by default.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Only this placement of the call workloads.
+    #[arg(long, value_enum)]
+    placement: Option<Placement>,
+    /// Only this workload.
+    #[arg(long, value_enum)]
+    workload: Option<Workload>,
+    /// Only this side of the call workloads: the raw floor or steward.
+    #[arg(long, value_enum)]
+    lib: Option<Lib>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Workload {
+    CallSeq,
+    CallPipelined,
+    /// `spawn_to_started` and `crash_to_started`.
+    Start,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Lib {
+    RawUds,
+    Steward,
+}
+
+impl Args {
+    fn runs<T: PartialEq>(filter: Option<T>, part: T) -> bool {
+        filter.is_none_or(|only| only == part)
+    }
+
+    fn workload(&self, workload: Workload) -> bool {
+        Self::runs(self.workload, workload)
+    }
+
+    fn lib(&self, lib: Lib) -> bool {
+        Self::runs(self.lib, lib)
+    }
+}
+
 /// Where the caller's and the echoing process's threads run.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Placement {
     SameCpu,
     CrossCpu,
@@ -139,6 +187,7 @@ fn main() {
         raw_peer(path, cpu.parse().expect("CPU number"));
         return;
     }
+    let args = Args::parse();
     let cpus = Cpus::of_this_process();
     let frame = frame_bytes();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -147,47 +196,76 @@ fn main() {
         .expect("tokio runtime");
     let echo = echo_binary();
     for placement in [Placement::SameCpu, Placement::CrossCpu] {
+        if !Args::runs(args.placement, placement) {
+            continue;
+        }
         let (host_cpu, peer_cpu) = placement.cpus(&cpus);
         // The tokio workers exist already: pin them with the main thread.
         pin_process(0, &one_cpu(host_cpu));
         let place = placement.name();
-        let raw = raw_pingpong(frame, peer_cpu);
-        println!(
-            "workload=call_seq lib=raw-uds placement={place} frame_bytes={frame} calls={SEQ_CALLS} p50_us={:.2} p99_us={:.2}",
-            micros(raw.0),
-            micros(raw.1)
-        );
-        let steward = runtime
-            .block_on(runtime.spawn(call_seq(echo.clone(), peer_cpu)))
-            .expect("bench task");
-        println!(
-            "workload=call_seq lib=steward placement={place} frame_bytes={frame} calls={SEQ_CALLS} p50_us={:.2} p99_us={:.2} p50_x_raw={:.2} p99_x_raw={:.2}",
-            micros(steward.0),
-            micros(steward.1),
-            steward.0.as_secs_f64() / raw.0.as_secs_f64(),
-            steward.1.as_secs_f64() / raw.1.as_secs_f64(),
-        );
-        let raw_rate = raw_pipelined(frame, peer_cpu);
-        println!(
-            "workload=call_pipelined lib=raw-uds placement={place} frame_bytes={frame} in_flight={RAW_DEPTH} calls_per_sec={raw_rate:.0}"
-        );
-        for concurrency in [1, 8, 64] {
-            let rate = runtime
-                .block_on(runtime.spawn(call_pipelined(echo.clone(), concurrency, peer_cpu)))
-                .expect("bench task");
-            println!(
-                "workload=call_pipelined lib=steward placement={place} frame_bytes={frame} concurrency={concurrency} calls_per_sec={rate:.0} x_raw={:.2}",
-                rate / raw_rate
-            );
+        if args.workload(Workload::CallSeq) {
+            let raw = args.lib(Lib::RawUds).then(|| raw_pingpong(frame, peer_cpu));
+            if let Some(raw) = raw {
+                println!(
+                    "workload=call_seq lib=raw-uds placement={place} frame_bytes={frame} calls={SEQ_CALLS} p50_us={:.2} p99_us={:.2}",
+                    micros(raw.0),
+                    micros(raw.1)
+                );
+            }
+            if args.lib(Lib::Steward) {
+                let steward = runtime
+                    .block_on(runtime.spawn(call_seq(echo.clone(), peer_cpu)))
+                    .expect("bench task");
+                let ratios = raw.map_or_else(String::new, |raw| {
+                    format!(
+                        " p50_x_raw={:.2} p99_x_raw={:.2}",
+                        steward.0.as_secs_f64() / raw.0.as_secs_f64(),
+                        steward.1.as_secs_f64() / raw.1.as_secs_f64(),
+                    )
+                });
+                println!(
+                    "workload=call_seq lib=steward placement={place} frame_bytes={frame} calls={SEQ_CALLS} p50_us={:.2} p99_us={:.2}{ratios}",
+                    micros(steward.0),
+                    micros(steward.1),
+                );
+            }
+        }
+        if args.workload(Workload::CallPipelined) {
+            let raw_rate = args
+                .lib(Lib::RawUds)
+                .then(|| raw_pipelined(frame, peer_cpu));
+            if let Some(raw_rate) = raw_rate {
+                println!(
+                    "workload=call_pipelined lib=raw-uds placement={place} frame_bytes={frame} in_flight={RAW_DEPTH} calls_per_sec={raw_rate:.0}"
+                );
+            }
+            if args.lib(Lib::Steward) {
+                for concurrency in [1, 8, 64] {
+                    let rate = runtime
+                        .block_on(runtime.spawn(call_pipelined(
+                            echo.clone(),
+                            concurrency,
+                            peer_cpu,
+                        )))
+                        .expect("bench task");
+                    let ratio = raw_rate
+                        .map_or_else(String::new, |raw| format!(" x_raw={:.2}", rate / raw));
+                    println!(
+                        "workload=call_pipelined lib=steward placement={place} frame_bytes={frame} concurrency={concurrency} calls_per_sec={rate:.0}{ratio}"
+                    );
+                }
+            }
         }
     }
-    pin_process(0, &cpus.all);
-    runtime
-        .block_on(runtime.spawn(async move {
-            println!("{}", spawn_to_started(&echo).await);
-            println!("{}", crash_to_started(&echo).await);
-        }))
-        .expect("bench task");
+    if args.workload(Workload::Start) {
+        pin_process(0, &cpus.all);
+        runtime
+            .block_on(runtime.spawn(async move {
+                println!("{}", spawn_to_started(&echo).await);
+                println!("{}", crash_to_started(&echo).await);
+            }))
+            .expect("bench task");
+    }
 }
 
 /// The size of steward's `echo` request frame, length prefix included:
