@@ -30,6 +30,11 @@
 //! (`p50_x_raw`, `p99_x_raw`, `x_raw`). The last two workloads run
 //! unpinned.
 //!
+//! The calling process has one tokio worker, as tokio gives a process
+//! confined to one CPU (`--host-workers` for more: two workers pinned to
+//! one CPU take work from each other, which costs pipelined calls 30–40 %
+//! there).
+//!
 //! `--placement`, `--workload` and `--lib` run a part only, e.g. under
 //! `perf stat` (`-- --help` lists them); a steward line whose floor was
 //! not run carries no ratio.
@@ -79,6 +84,11 @@ struct Args {
     /// Only this side of the call workloads: the raw floor or steward.
     #[arg(long, value_enum)]
     lib: Option<Lib>,
+    /// Tokio worker threads of the calling process. Every placement pins
+    /// that process to one CPU, and tokio gives a process confined to one
+    /// CPU one worker; more share that CPU, taking work from each other.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+    host_workers: u16,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -190,7 +200,9 @@ fn main() {
     let args = Args::parse();
     let cpus = Cpus::of_this_process();
     let frame = frame_bytes();
+    // Built before the pinning below, so sized here as if it came after.
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(usize::from(args.host_workers))
         .enable_all()
         .build()
         .expect("tokio runtime");
