@@ -353,7 +353,7 @@ impl Inner {
     /// before writing, and the rest only queue their frames until its
     /// write pass starts: the requests of one burst go out together. A
     /// call answered alone never waits. (Pipelined echo calls from 64
-    /// callers: about 1.5–2× the calls/s; see docs/benchmarks.md.)
+    /// callers: 1.3–1.7× the calls/s; see docs/benchmarks.md.)
     async fn send_frame(self: &Arc<Self>, frame: Bytes) -> Result<(), Error> {
         let defer = {
             let mut queue = self.queue();
