@@ -4,7 +4,7 @@
 //! between connections.
 //!
 //! Connections run over the halves of `unix_socket::split`, as the host's
-//! and the runtimes' do, except the write-batching tests, which wrap
+//! and the runtimes' do, except those of `flush_a_burst`, which wrap
 //! tokio's own halves (so the generic `AsyncRead`/`AsyncWrite` path is
 //! covered too).
 //!
@@ -210,6 +210,19 @@ async fn expect_eof(raw: &mut UnixStream) {
         Err(error) if error.kind() == io::ErrorKind::ConnectionReset => {}
         other => panic!("expected end of stream, got {other:?}"),
     }
+}
+
+/// Polls each of `calls` once, in order, from one task, and asserts that
+/// none of them finished: each has sent (or queued) its request and waits.
+/// Unconstrained, so that tokio's budget cannot make a poll return early.
+async fn poll_each_once<F: Future + Unpin>(calls: &mut [F]) {
+    tokio::task::unconstrained(poll_fn(|cx| {
+        for call in calls.iter_mut() {
+            assert!(Pin::new(&mut *call).poll(cx).is_pending());
+        }
+        Poll::Ready(())
+    }))
+    .await;
 }
 
 /// Spawns `a.call(request)` and returns its handle.
@@ -802,13 +815,7 @@ async fn flush_a_burst(calls: u64) -> BurstFlushes {
         .map(|i| Box::pin(a.call(call_request("m", int(i)))))
         .collect();
     // One poll each queues every request (the queue has room for all).
-    tokio::task::unconstrained(poll_fn(|cx| {
-        for call in &mut pending {
-            assert!(call.as_mut().poll(cx).is_pending());
-        }
-        Poll::Ready(())
-    }))
-    .await;
+    poll_each_once(&mut pending).await;
     a_gate.open();
     let answers = within("a burst of calls", join_all(pending)).await;
     for (i, answer) in (0..calls).zip(answers) {
@@ -866,7 +873,7 @@ fn counted_raw_peer() -> (Connection, UnixStream, Arc<AtomicUsize>) {
 /// Reads `count` requests from the raw end and answers all of them with
 /// one write (echoing each call's arguments), as a peer that reads a burst
 /// and answers it together does.
-async fn answer_together(raw: &mut UnixStream, count: usize) {
+async fn answer_together(raw: &mut UnixStream, count: u64) {
     let mut answers = Vec::new();
     for _ in 0..count {
         let request = within("a request", read_message(raw)).await;
@@ -902,10 +909,10 @@ async fn callers_woken_by_one_burst_write_their_next_requests_together() {
             })
         })
         .collect();
-    answer_together(&mut raw, 16).await;
+    answer_together(&mut raw, CALLERS).await;
     let before = flushes.load(Ordering::SeqCst);
     // The second requests, all of them, before anything else is answered.
-    answer_together(&mut raw, 16).await;
+    answer_together(&mut raw, CALLERS).await;
     let burst_writes = flushes.load(Ordering::SeqCst) - before;
     assert_eq!(
         burst_writes, 2,
@@ -924,18 +931,15 @@ async fn a_call_after_a_lone_answer_is_written_at_once() {
     let (connection, mut raw, flushes) = counted_raw_peer();
     for i in 0..5 {
         let before = flushes.load(Ordering::SeqCst);
-        let mut call = Box::pin(connection.call(call_request("m", int(i))));
-        poll_fn(|cx| {
-            assert!(call.as_mut().poll(cx).is_pending());
-            Poll::Ready(())
-        })
-        .await;
+        let mut call = [Box::pin(connection.call(call_request("m", int(i))))];
+        poll_each_once(&mut call).await;
         assert_eq!(
             flushes.load(Ordering::SeqCst),
             before + 1,
             "call {i} was not written by its first poll"
         );
         answer_together(&mut raw, 1).await;
+        let [call] = call;
         assert_eq!(result_of(within("an answer", call).await), int(i));
     }
 }
@@ -958,21 +962,17 @@ async fn the_burst_goes_out_when_the_caller_that_was_to_write_it_is_dropped() {
     }
 
     let before = flushes.load(Ordering::SeqCst);
-    let mut at_once = Box::pin(connection.call(call_request("m", int(10))));
-    let mut deferring = Box::pin(connection.call(call_request("m", int(11))));
-    let mut queued = Box::pin(connection.call(call_request("m", int(12))));
-    poll_fn(|cx| {
-        assert!(at_once.as_mut().poll(cx).is_pending());
-        assert!(deferring.as_mut().poll(cx).is_pending());
-        assert!(queued.as_mut().poll(cx).is_pending());
-        Poll::Ready(())
-    })
-    .await;
+    // The first writes at once, the second defers, the third queues.
+    let mut calls: Vec<_> = (10..13)
+        .map(|i| Box::pin(connection.call(call_request("m", int(i)))))
+        .collect();
+    poll_each_once(&mut calls).await;
     assert_eq!(
         flushes.load(Ordering::SeqCst),
         before + 1,
         "only the first of the burst's callers has written"
     );
+    let deferring = calls.remove(1);
     drop(deferring);
 
     let mut seen = Vec::new();

@@ -43,7 +43,7 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The connected socket could not be registered with tokio's reactor
-    /// (no runtime with I/O enabled, or out of file descriptors).
+    /// (it is shutting down, or the process is out of file descriptors).
     #[error("cannot use the host connection: {source}")]
     Socket {
         /// Why.
