@@ -25,6 +25,11 @@
     reason = "a benchmark fails loudly when its setup fails"
 )]
 
+// The allocator the `steward` binary ships with (src/main.rs), for the
+// agent and both floors alike, so that the figures are the binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::collections::HashMap;
 use std::path::Path;
 use std::process::Command;
