@@ -438,6 +438,14 @@ impl Aggregate {
     /// The active version, waiting up to `wait` for one, with the call
     /// already counted in flight on it.
     async fn wait_active(&self, wait: Duration) -> Result<(Active, CallGuard), Error> {
+        // Nearly always a version is active: take it without the
+        // subscription and the timer (a clock read and a runtime handle
+        // per call) that only waiting needs.
+        if let Some(current) = &*self.shared.active.borrow() {
+            // Counted while the borrow blocks a switch, as below.
+            let guard = CallGuard::new(&current.calls);
+            return Ok((current.clone(), guard));
+        }
         let mut active = self.shared.active.subscribe();
         let found = tokio::time::timeout(wait, async {
             loop {
