@@ -31,7 +31,7 @@ use axum::routing::{get, post, put};
 use metrics_exporter_prometheus::PrometheusHandle;
 use steward_store::Store;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -132,8 +132,7 @@ fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(max))
-        .layer(middleware::from_fn_with_state(state.clone(), limit_body))
-        .layer(middleware::from_fn_with_state(state.clone(), authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), admit))
         .with_state(state)
 }
 
@@ -159,10 +158,59 @@ async fn method_not_allowed(request: Request) -> ApiError {
     )
 }
 
+/// Admits a request to its handler, or answers it at once: one layer
+/// rather than one per check, because each `from_fn` layer clones the
+/// service behind it and boxes a future for every request. First the
+/// token (a refused request never takes a share of the body budget), then
+/// the body.
+async fn admit(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    if let Some(refusal) = refuse_unauthenticated(&state, &request) {
+        return refusal;
+    }
+    let _share = match body_share(&state, &mut request).await {
+        Ok(share) => share,
+        Err(refusal) => return refusal,
+    };
+    next.run(request).await
+}
+
+/// Checks the bearer token when one is configured (in constant time, so
+/// the answer's timing says nothing about how much of a guess was right):
+/// `Some(401 answer)` when the request may not go on.
+fn refuse_unauthenticated(state: &AppState, request: &Request) -> Option<Response> {
+    let token = state.api.token.as_ref()?;
+    if is_public(request.uri().path()) {
+        return None;
+    }
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(bearer_token);
+    if presented.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes())) {
+        return None;
+    }
+    let mut response = ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "this agent requires `Authorization: Bearer <token>` (the CLI reads it from --token-file or STEWARD_TOKEN_FILE)",
+    )
+    .into_response();
+    response.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        header::HeaderValue::from_static("Bearer"),
+    );
+    Some(response)
+}
+
 /// Refuses a body announced as too large before reading it (413, and the
-/// connection closes), sets the body read timeout, and holds a share of
-/// the body budget for as long as the request is handled.
-async fn limit_body(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+/// connection closes), sets the body read timeout, and takes the body's
+/// share of the body budget, to be held for as long as the request is
+/// handled (`None` for a request without a body, or once the budget is
+/// closed at shutdown).
+async fn body_share(
+    state: &AppState,
+    request: &mut Request,
+) -> Result<Option<OwnedSemaphorePermit>, Response> {
     let max = state.api.max_request_bytes;
     let announced = request
         .headers()
@@ -172,7 +220,7 @@ async fn limit_body(State(state): State<AppState>, mut request: Request, next: N
     let chunked = request.headers().contains_key(header::TRANSFER_ENCODING);
     let size = match announced {
         Some(size) if size > u64::try_from(max).unwrap_or(u64::MAX) => {
-            return error::too_large().into_response();
+            return Err(error::too_large().into_response());
         }
         Some(size) => usize::try_from(size).unwrap_or(max),
         None if chunked => max,
@@ -183,45 +231,15 @@ async fn limit_body(State(state): State<AppState>, mut request: Request, next: N
         .insert(error::BodyTimeout(state.api.limits.header_timeout));
     let kib = u32::try_from(size.div_ceil(1024)).unwrap_or(u32::MAX);
     if kib == 0 {
-        return next.run(request).await;
+        return Ok(None);
     }
-    let Ok(_share) = state.api.body_budget.clone().acquire_many_owned(kib).await else {
-        return next.run(request).await;
-    };
-    next.run(request).await
-}
-
-/// Checks the bearer token when one is configured (in constant time, so
-/// the answer's timing says nothing about how much of a guess was right).
-async fn authenticate(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = &state.api.token else {
-        return next.run(request).await;
-    };
-    if is_public(request.uri().path()) {
-        return next.run(request).await;
-    }
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(bearer_token);
-    match presented {
-        Some(presented) if constant_time_eq(presented.as_bytes(), token.as_bytes()) => {
-            next.run(request).await
-        }
-        _ => {
-            let mut response = ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "this agent requires `Authorization: Bearer <token>` (the CLI reads it from --token-file or STEWARD_TOKEN_FILE)",
-            )
-            .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                header::HeaderValue::from_static("Bearer"),
-            );
-            response
-        }
-    }
+    Ok(state
+        .api
+        .body_budget
+        .clone()
+        .acquire_many_owned(kib)
+        .await
+        .ok())
 }
 
 /// Whether `path` is served without the token: `/healthz`, and the web
