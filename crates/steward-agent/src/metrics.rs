@@ -82,24 +82,57 @@ pub(crate) async fn upkeep(
     }
 }
 
-/// Records one call's outcome; `error` is the error's (module, code).
-pub(crate) fn record_call(
-    runtime: &str,
-    version: &str,
-    elapsed: Duration,
-    error: Option<(&str, u32)>,
-) {
-    let labels = [
-        ("runtime", runtime.to_owned()),
-        ("version", version.to_owned()),
-    ];
-    metrics::histogram!(CALL_DURATION, &labels).record(elapsed.as_secs_f64());
-    let outcome = if error.is_some() { "error" } else { "ok" };
-    metrics::counter!(CALLS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "outcome" => outcome)
-        .increment(1);
-    if let Some((module, code)) = error {
+/// The metric handles of one runtime version's calls. Looking a metric up
+/// by name copies its labels and hashes them, on every call; a runtime
+/// keeps these for the version its calls go to instead (the recorder
+/// keeps what they point to, so nothing is lost when they are dropped).
+pub(crate) struct CallMetrics {
+    version: String,
+    duration: metrics::Histogram,
+    ok: metrics::Counter,
+}
+
+impl CallMetrics {
+    /// Looks up `runtime`'s metrics for `version`, in the recorder
+    /// installed now (none: they record nothing).
+    pub(crate) fn new(runtime: &str, version: &str) -> Self {
+        let labels = [
+            ("runtime", runtime.to_owned()),
+            ("version", version.to_owned()),
+        ];
+        Self {
+            version: version.to_owned(),
+            duration: metrics::histogram!(CALL_DURATION, &labels),
+            ok: metrics::counter!(CALLS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "outcome" => "ok"),
+        }
+    }
+
+    /// The version they count.
+    pub(crate) fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// Records one call of `runtime` to this version; `error` is the
+    /// error's (module, code). Errors are rare: they take the lookup.
+    pub(crate) fn record(&self, runtime: &str, elapsed: Duration, error: Option<(&str, u32)>) {
+        self.duration.record(elapsed.as_secs_f64());
+        let Some((module, code)) = error else {
+            self.ok.increment(1);
+            return;
+        };
+        let version = self.version.as_str();
+        metrics::counter!(CALLS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "outcome" => "error")
+            .increment(1);
         metrics::counter!(CALL_ERRORS, "runtime" => runtime.to_owned(), "version" => version.to_owned(), "module" => module.to_owned(), "code" => code.to_string())
             .increment(1);
+    }
+}
+
+impl std::fmt::Debug for CallMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallMetrics")
+            .field("version", &self.version)
+            .finish_non_exhaustive()
     }
 }
 

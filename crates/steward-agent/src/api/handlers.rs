@@ -26,7 +26,6 @@ use super::types::{
     VersionResponse, Workload,
 };
 use crate::json;
-use crate::metrics;
 use crate::runtimes::{HookActivity, HookRequest, Hosted, RuntimeStatus};
 
 /// How long `PUT …/version` waits for the switch before answering 504
@@ -447,7 +446,7 @@ pub(super) async fn call(
         .err()
         .map(|error| (error.detail.module.as_str(), error.detail.code));
     let elapsed = started.elapsed();
-    metrics::record_call(&id, &version, elapsed, error);
+    hosted.record_call(&version, elapsed, error);
     state
         .api
         .stats

@@ -8,7 +8,7 @@
 //! across an `.await`; this module must never start or stop anything.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use steward_hooks::WorkloadStatus;
 use steward_host::Aggregate;
@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::api::types::RuntimeState;
 use crate::config::RuntimeConfig;
 use crate::logs::RuntimeLogs;
+use crate::metrics::CallMetrics;
 
 /// What the API shows about a runtime besides its config.
 #[derive(Debug, Clone)]
@@ -131,6 +132,9 @@ pub(crate) struct Hosted {
     outcomes: watch::Sender<SwitchOutcome>,
     /// Its versions' and hooks' recent output.
     logs: Arc<RuntimeLogs>,
+    /// The call metrics of the version calls last went to, looked up on
+    /// the first call (after the agent installed its recorder).
+    call_metrics: Mutex<Option<CallMetrics>>,
 }
 
 impl Hosted {
@@ -153,6 +157,7 @@ impl Hosted {
             requests,
             hook_requests: tokio::sync::Mutex::new(receiver),
             outcomes: watch::channel(SwitchOutcome::default()).0,
+            call_metrics: Mutex::new(None),
         }
     }
 
@@ -196,6 +201,20 @@ impl Hosted {
     pub(crate) fn active_version(&self) -> Option<String> {
         self.aggregate()
             .and_then(|aggregate| aggregate.active_version())
+    }
+
+    /// Records one call made to `version` in the metrics; `error` is the
+    /// error's (module, code).
+    pub(crate) fn record_call(&self, version: &str, elapsed: Duration, error: Option<(&str, u32)>) {
+        let mut cached = self
+            .call_metrics
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let metrics = match &mut *cached {
+            Some(metrics) if metrics.version() == version => metrics,
+            other => other.insert(CallMetrics::new(&self.id, version)),
+        };
+        metrics.record(&self.id, elapsed, error);
     }
 
     /// The version serving calls from now on (`None` while it does not).

@@ -260,6 +260,16 @@ async fn switching_versions() {
         Some(1.0),
         "steward_version_switches_total in:\n{metrics}"
     );
+    // The call since the switch counts for the version that answered it.
+    let calls_to = |metrics: &str, version: &str| {
+        let version = format!("version=\"{version}\"");
+        metric_value(
+            metrics,
+            "steward_calls_total",
+            &["runtime=\"echo\"", &version, "outcome=\"ok\""],
+        )
+    };
+    assert_eq!(calls_to(&metrics, "2.0.0"), Some(1.0), "{metrics}");
 
     // Back through the CLI.
     let switched = agent.cli(&["set-version", "echo", "1.0.0"]).await;
@@ -267,6 +277,12 @@ async fn switching_versions() {
     assert_eq!(
         api.call_ok("echo", "version", Value::Null).await,
         json!("1.0.0")
+    );
+    let metrics = api.metrics().await;
+    assert_eq!(calls_to(&metrics, "2.0.0"), Some(1.0), "{metrics}");
+    assert!(
+        calls_to(&metrics, "1.0.0").is_some_and(|calls| calls >= 1.0),
+        "{metrics}"
     );
     // Asking for the active version again is not a switch.
     let same = agent.cli(&["set-version", "echo", "1.0.0"]).await;
