@@ -130,13 +130,13 @@ enum Phase {
     Idle,
     /// Starting, or restarting after a crash.
     Starting,
-    /// Serving.
-    Ready(Ready),
+    /// Serving. Shared: every call takes it, and cloning what it holds
+    /// (the runtime's info has strings) would cost allocations per call.
+    Ready(Arc<Ready>),
     /// Stopped for good (until `start` is called again).
     Stopped,
 }
 
-#[derive(Clone)]
 struct Ready {
     connection: Connection,
     info: RuntimeInfoResponse,
@@ -243,10 +243,14 @@ impl ProcessHost {
         matches!(*self.shared.phase.borrow(), Phase::Ready(_))
     }
 
-    async fn ready(&self) -> Result<Ready, Error> {
+    async fn ready(&self) -> Result<Arc<Ready>, Error> {
         // Callers retrying in a loop on errors must still yield, or they
         // could starve the supervisor that restarts the process.
         tokio::task::consume_budget().await;
+        // Nearly always serving: no subscription needed to find that out.
+        if let Phase::Ready(ready) = &*self.shared.phase.borrow() {
+            return Ok(ready.clone());
+        }
         let mut phase = self.shared.phase.subscribe();
         loop {
             match &*phase.borrow_and_update() {
@@ -291,7 +295,7 @@ impl RuntimeHost for ProcessHost {
     }
 
     fn info(&self) -> BoxFuture<'_, Result<RuntimeInfoResponse, Error>> {
-        Box::pin(async move { Ok(self.ready().await?.info) })
+        Box::pin(async move { Ok(self.ready().await?.info.clone()) })
     }
 
     fn call(&self, body: Body) -> BoxFuture<'_, Result<Body, Error>> {
@@ -451,14 +455,14 @@ async fn serve(
     let config = &shared.config;
     let started_at = Instant::now();
     info!(pid = running.pid(), "runtime started");
-    shared.phase.send_replace(Phase::Ready(Ready {
+    shared.phase.send_replace(Phase::Ready(Arc::new(Ready {
         connection: running.connection.clone(),
         info: running.info.clone(),
         pid: running.pid(),
         since: started_at,
         since_wall: std::time::SystemTime::now(),
         aborted: Arc::default(),
-    }));
+    })));
     shared.emit(Event::Started {
         version: config.version.clone(),
         info: running.info.clone(),
