@@ -110,7 +110,7 @@ impl std::ops::Deref for AppState {
 
 fn router(state: AppState) -> Router {
     let max = state.api.max_request_bytes;
-    Router::new()
+    let routes = Router::new()
         .route("/healthz", get(handlers::health))
         .route("/metrics", get(handlers::metrics))
         .route("/openapi.json", get(openapi::document))
@@ -131,9 +131,15 @@ fn router(state: AppState) -> Router {
         .route("/ui/{*path}", get(ui::file))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state.clone());
+    // Around the whole router once, not with `Router::layer`: that wraps
+    // every route in another boxed service per layer, which costs each
+    // request an allocation, a boxed future and a poll per level.
+    let admitted = tower::ServiceBuilder::new()
+        .layer(middleware::from_fn_with_state(state, admit))
         .layer(DefaultBodyLimit::max(max))
-        .layer(middleware::from_fn_with_state(state.clone(), admit))
-        .with_state(state)
+        .service(routes);
+    Router::new().fallback_service(admitted)
 }
 
 async fn not_found(request: Request) -> ApiError {
