@@ -78,7 +78,8 @@ struct Entry {
     busy: Arc<AtomicUsize>,
     /// When it last became idle (or opened).
     idle_since: Arc<Mutex<Instant>>,
-    /// Fired to drop it at once (it is idle: nothing is lost).
+    /// Fired to drop it at once (it is idle: nothing is lost); a child of
+    /// the server's stop token, which fires it too.
     evict: CancellationToken,
 }
 
@@ -232,7 +233,11 @@ pub(crate) async fn serve(
         let id = connections.next_id.fetch_add(1, Ordering::Relaxed);
         let busy = Arc::new(AtomicUsize::new(0));
         let idle_since = Arc::new(Mutex::new(Instant::now()));
-        let evict = CancellationToken::new();
+        // One token per connection, fired by an eviction or by `stop`:
+        // the connection's task polls it on every wake-up, and a token
+        // that all connections shared would have both workers contend
+        // for its lock on every request.
+        let evict = stop.child_token();
         connections.live.fetch_add(1, Ordering::SeqCst);
         connections.open().insert(
             id,
@@ -297,13 +302,15 @@ pub(crate) async fn serve(
                         debug!(%error, "connection ended with an error");
                     }
                 }
-                // Idle and in the way of a new connection: dropped.
-                () = evict.cancelled() => {}
-                () = stop.cancelled() => {
-                    // Finish what is in flight (an idle connection closes at
-                    // once), within the grace.
-                    connection.as_mut().graceful_shutdown();
-                    let _ = tokio::time::timeout(grace, connection.as_mut()).await;
+                () = evict.cancelled() => {
+                    // Stopping: finish what is in flight (an idle
+                    // connection closes at once), within the grace.
+                    // Otherwise idle and in the way of a new connection:
+                    // dropped.
+                    if stop.is_cancelled() {
+                        connection.as_mut().graceful_shutdown();
+                        let _ = tokio::time::timeout(grace, connection.as_mut()).await;
+                    }
                 }
             }
             drop(connection);
