@@ -420,12 +420,13 @@ impl Aggregate {
     /// become active.
     pub async fn call_within(&self, body: Body, wait: Duration) -> Result<Body, Error> {
         let (active, guard) = self.wait_active(wait).await?;
-        let abandoned = active.calls.abandoned.clone();
         let result = tokio::select! {
             // Checked first: once abandoned, the answer is "drained", even
             // if the stopping sub-runtime has failed the call meanwhile.
+            // (Borrowed, not cloned: a clone and its drop each take the
+            // token's lock, which every call of the version shares.)
             biased;
-            () = abandoned.cancelled() => Err(Error::Drained {
+            () = active.calls.abandoned.cancelled() => Err(Error::Drained {
                 runtime: self.shared.id.clone(),
                 version: active.version.clone(),
             }),
