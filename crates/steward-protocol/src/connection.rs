@@ -637,6 +637,10 @@ async fn read_loop<R, H>(
     let mut batch = None;
     let mut answered_in_burst = false;
     let mut batched = 0_usize;
+    // One wait for the whole loop, not one made and dropped per frame
+    // (each a registration with the token's `Notify` and its removal).
+    let closed = inner.closed.cancelled();
+    tokio::pin!(closed);
     let end = loop {
         let more_buffered = complete_frame_buffered(reader.read_buffer(), limits.max_frame_bytes);
         if !more_buffered {
@@ -660,7 +664,7 @@ async fn read_loop<R, H>(
         }
         let frame = tokio::select! {
             biased;
-            () = inner.closed.cancelled() => break ReadEnd::Closed,
+            () = &mut closed => break ReadEnd::Closed,
             frame = reader.next() => frame,
         };
         let frame = match frame {
