@@ -131,6 +131,16 @@ impl Drop for CallGuard {
     }
 }
 
+/// The active version, if any, with a call counted in flight on it.
+///
+/// Takes the watch's borrow, not a copy: counted while the borrow blocks a
+/// switch, a drain that starts after the switch can never miss the call.
+fn counted(active: &Option<Active>) -> Option<(Active, CallGuard)> {
+    let current = active.as_ref()?;
+    let guard = CallGuard::new(&current.calls);
+    Some((current.clone(), guard))
+}
+
 /// Several versions of one runtime, one of them active.
 ///
 /// A cheap handle; clones share everything.
@@ -442,19 +452,14 @@ impl Aggregate {
         // Nearly always a version is active: take it without the
         // subscription and the timer (a clock read and a runtime handle
         // per call) that only waiting needs.
-        if let Some(current) = &*self.shared.active.borrow() {
-            // Counted while the borrow blocks a switch, as below.
-            let guard = CallGuard::new(&current.calls);
-            return Ok((current.clone(), guard));
+        if let Some(found) = counted(&self.shared.active.borrow()) {
+            return Ok(found);
         }
         let mut active = self.shared.active.subscribe();
         let found = tokio::time::timeout(wait, async {
             loop {
-                // Counted while the borrow blocks a switch: a drain that
-                // starts after the switch can never miss this call.
-                if let Some(current) = &*active.borrow_and_update() {
-                    let guard = CallGuard::new(&current.calls);
-                    return Some((current.clone(), guard));
+                if let Some(found) = counted(&active.borrow_and_update()) {
+                    return Some(found);
                 }
                 if active.changed().await.is_err() {
                     return None;

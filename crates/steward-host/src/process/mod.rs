@@ -248,25 +248,31 @@ impl ProcessHost {
         // could starve the supervisor that restarts the process.
         tokio::task::consume_budget().await;
         // Nearly always serving: no subscription needed to find that out.
-        if let Phase::Ready(ready) = &*self.shared.phase.borrow() {
-            return Ok(ready.clone());
+        if let Some(outcome) = self.call_in(&self.shared.phase.borrow()) {
+            return outcome;
         }
         let mut phase = self.shared.phase.subscribe();
         loop {
-            match &*phase.borrow_and_update() {
-                Phase::Ready(ready) => return Ok(ready.clone()),
-                Phase::Stopped | Phase::Idle => {
-                    return Err(Error::Stopped {
-                        runtime: self.shared.config.runtime_id.clone(),
-                    });
-                }
-                Phase::Starting => {}
+            if let Some(outcome) = self.call_in(&phase.borrow_and_update()) {
+                return outcome;
             }
             if phase.changed().await.is_err() {
                 return Err(Error::Stopped {
                     runtime: self.shared.config.runtime_id.clone(),
                 });
             }
+        }
+    }
+
+    /// What a call finds in `phase`: the process to call, a refusal, or
+    /// (`None`, while starting) a reason to wait for the next phase.
+    fn call_in(&self, phase: &Phase) -> Option<Result<Arc<Ready>, Error>> {
+        match phase {
+            Phase::Ready(ready) => Some(Ok(ready.clone())),
+            Phase::Stopped | Phase::Idle => Some(Err(Error::Stopped {
+                runtime: self.shared.config.runtime_id.clone(),
+            })),
+            Phase::Starting => None,
         }
     }
 
