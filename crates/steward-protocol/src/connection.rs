@@ -18,7 +18,7 @@ use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
@@ -132,6 +132,10 @@ struct Inner {
     next_id: AtomicU64,
     state: watch::Sender<State>,
     closed: CancellationToken,
+    /// Set just before `closed` fires, for the checks made on every write:
+    /// the token's `is_cancelled` takes its lock, which the callers on
+    /// every worker and the reader would all contend for.
+    is_closed: AtomicBool,
 }
 
 /// What waits to be written.
@@ -217,6 +221,7 @@ impl Connection {
             next_id: AtomicU64::new(1),
             state,
             closed: CancellationToken::new(),
+            is_closed: AtomicBool::new(false),
         });
         let reader = FramedRead::new(read, codec());
         tokio::spawn(read_loop(inner.clone(), reader, Arc::new(handler), limits));
@@ -392,7 +397,7 @@ impl Inner {
             let Ok(mut writer) = self.writer.try_lock() else {
                 return Ok(());
             };
-            if self.closed.is_cancelled() {
+            if self.is_closed.load(Ordering::Acquire) {
                 self.queue().frames.clear();
                 return Err(self.closed_error());
             }
@@ -470,6 +475,7 @@ impl Inner {
                 reason: reason.clone(),
             }));
         }
+        self.is_closed.store(true, Ordering::Release);
         self.closed.cancel();
     }
 
@@ -478,7 +484,7 @@ impl Inner {
     /// frame and leaves the writing to the current writer or to a task of
     /// its own, never waiting.
     fn send_cancel(self: &Arc<Self>, request_id: u64) {
-        if self.closed.is_cancelled() {
+        if self.is_closed.load(Ordering::Acquire) {
             return;
         }
         let message = Message {
@@ -834,12 +840,16 @@ async fn serve_request<H: Handler>(
     let (work_inner, handler, limits) = (inner.clone(), handler.clone(), *limits);
     let mut work = Box::pin(async move {
         let _admitted = admitted;
-        let closed = work_inner.closed.clone();
         let peer = Peer { inner: work_inner };
         let response = tokio::select! {
-            // Work for a closed connection is abandoned.
-            () = closed.cancelled() => return,
+            // The work first: most answers are ready at once, and then the
+            // wait for the connection to close (a lock of the token, which
+            // the whole connection shares, and one of its `Notify`) is
+            // never set up. Borrowed, not cloned, for the same reason.
+            biased;
             response = serve(&*handler, message.body, &peer, serving.as_deref()) => response,
+            // Work for a closed connection is abandoned.
+            () = peer.inner.closed.cancelled() => return,
         };
         send_response(&peer.inner, id, response, &limits).await;
     });
