@@ -430,20 +430,28 @@ impl Aggregate {
     /// become active.
     pub async fn call_within(&self, body: Body, wait: Duration) -> Result<Body, Error> {
         let (active, guard) = self.wait_active(wait).await?;
+        let drained = || Error::Drained {
+            runtime: self.shared.id.clone(),
+            version: active.version.clone(),
+        };
+        // The call is polled first, so that the abandonment's wait (a lock
+        // of the token every call of the version shares, and one of its
+        // `Notify`, per poll) is set up only while the call is pending, and
+        // never polled again once the answer is in. (Borrowed, not cloned:
+        // a clone and its drop would take that lock too.)
         let result = tokio::select! {
-            // Checked first: once abandoned, the answer is "drained", even
-            // if the stopping sub-runtime has failed the call meanwhile.
-            // (Borrowed, not cloned: a clone and its drop each take the
-            // token's lock, which every call of the version shares.)
             biased;
-            () = active.calls.abandoned.cancelled() => Err(Error::Drained {
-                runtime: self.shared.id.clone(),
-                version: active.version.clone(),
-            }),
             result = active.host.call(body) => result,
+            () = active.calls.abandoned.cancelled() => Err(drained()),
         };
         drop(guard);
-        result
+        // Once abandoned, a failure is "drained", even if the stopping
+        // sub-runtime failed the call first; an answer that made it is
+        // still the answer.
+        match result {
+            Err(_) if active.calls.abandoned.is_cancelled() => Err(drained()),
+            result => result,
+        }
     }
 
     /// The active version, waiting up to `wait` for one, with the call
