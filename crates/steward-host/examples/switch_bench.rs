@@ -286,7 +286,11 @@ async fn run(echo: &std::path::Path, mode: Option<TransitionMode>, time: Duratio
                     let now = since(origin);
                     let previous = last_done.swap(now, Ordering::Relaxed);
                     let gap = Duration::from_nanos(now.saturating_sub(previous));
-                    if Duration::from_nanos(previous) < SETTLE {
+                    // Neither the first windows nor the last count: a
+                    // window ending after the stop is the drain of the
+                    // calls still in flight, each caller leaving after its
+                    // own, not a window of the load.
+                    if Duration::from_nanos(previous) < SETTLE || stop.load(Ordering::Relaxed) {
                         continue;
                     }
                     gaps.push(gap);
