@@ -92,9 +92,14 @@ async function screenshot(page, name) {
   await page.screenshot({ path: join(ARTIFACTS, `${name}.png`), fullPage: true });
 }
 
-/** Waits until the overview lists `id` with `active` as its active version. */
+/**
+ * Waits until the overview lists `id` with `active` as its active version.
+ * Scoped to the overview's table: the fleet page's rows carry
+ * `data-runtime` too, one per agent, and may still be on the page for a
+ * moment after a click on "Runtimes".
+ */
 async function rowWithVersion(page, id, active) {
-  const row = page.locator(`tr[data-runtime="${id}"][data-active="${active}"]`);
+  const row = page.locator(`table.runtimes tr[data-runtime="${id}"][data-active="${active}"]`);
   await row.waitFor({ timeout: WAIT });
   return row;
 }
