@@ -104,6 +104,14 @@ async function rowWithVersion(page, id, active) {
   return row;
 }
 
+/** The process id of `id`'s active version, as the API reports it. */
+async function activePid(base, id) {
+  const detail = await (await fetch(`${base}/v1/runtimes/${id}`)).json();
+  const pid = detail.processes.find((process) => process.version === detail.active_version)?.pid;
+  assert.ok(Number.isInteger(pid), `${id} has no process: ${JSON.stringify(detail.processes)}`);
+  return pid;
+}
+
 /** Calls echo's `version` from `workers` loops until stopped; counts by answer. */
 function startLoad(base, workers = 4) {
   const counts = { failed: 0, byVersion: {} };
@@ -162,6 +170,8 @@ test('the overview lists the demo runtimes, served with a strict CSP', async () 
     const row = await rowWithVersion(page, id, '1.0.0');
     assert.equal(await row.getAttribute('data-state'), 'running');
     assert.equal(await row.locator('a.runtime-link').textContent(), id);
+    // The PID column comes from the detail, which lands after the list.
+    await row.locator('td[data-label="PID"]', { hasText: new RegExp(`^${await activePid(OPEN, id)}$`) }).waitFor({ timeout: WAIT });
   }
   await page.locator('#feed-status[data-state="live"]').waitFor({ timeout: WAIT });
   // Uptime comes from the detail and ticks without a reload.

@@ -23,10 +23,11 @@ export function uptime(detail) {
   return duration(Date.now() + serverClockOffset - Date.parse(detail.started_at));
 }
 
-/** The process id, once the API reports one (issue 14 adds it to the
- * detail; until then this column stays hidden). */
+/** The active version's process id, from a detail's `processes` (a
+ * list entry has none, and neither has a runtime between processes). */
 export function pidOf(detail) {
-  return Number.isInteger(detail?.pid) ? detail.pid : null;
+  const pid = detail?.processes?.find((process) => process.version === detail.active_version)?.pid;
+  return Number.isInteger(pid) ? pid : null;
 }
 
 export function hooksText(hooks) {
