@@ -194,6 +194,19 @@ test('the keyboard reaches a runtime and its switch dialog, and Escape cancels i
     reached = await page.evaluate(() => document.activeElement?.matches('tr[data-runtime="echo"] a'));
   }
   assert.ok(reached, 'Tab never reached the link of echo');
+  // Another runtime's events re-render the table under the focus (kv is
+  // killed and restarted): the focus stays on echo's link, so the Enter
+  // that follows still opens echo.
+  const kvPid = await activePid(OPEN, 'kv');
+  const abort = await fetch(`${OPEN}/v1/runtimes/kv/abort`, { method: 'POST', body: JSON.stringify({ force: true }) });
+  assert.equal(abort.status, 200);
+  await page.waitForFunction((old) => {
+    const row = document.querySelector('table.runtimes tr[data-runtime="kv"][data-state="running"]');
+    const pid = row?.querySelector('td[data-label="PID"]')?.textContent;
+    return pid && pid !== '—' && pid !== String(old);
+  }, kvPid, { timeout: WAIT });
+  assert.ok(await page.evaluate(() => document.activeElement?.matches('tr[data-runtime="echo"] a')),
+    `a live update took the focus from echo's link to ${await page.evaluate(() => document.activeElement?.outerHTML)}`);
   await page.keyboard.press('Enter');
   await page.waitForFunction(() => location.hash === '#/runtimes/echo', null, { timeout: WAIT });
   const button = page.getByRole('button', { name: 'Switch echo to 2.0.0' });

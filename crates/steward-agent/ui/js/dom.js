@@ -30,11 +30,37 @@ function append(el, children) {
   }
 }
 
-/** Replaces `el`'s children. */
+/**
+ * Replaces `el`'s children. The pages re-render live, while someone may be
+ * tabbing through them: if the focus was inside `el`, it moves to the new
+ * element that stands for the old one, so an update nobody asked for (an
+ * event of another runtime) neither throws a keyboard user back to the top
+ * of the page nor swallows the Enter they were about to press.
+ */
 export function fill(el, ...children) {
+  const focused = focusedWithin(el);
   el.replaceChildren();
   append(el, children);
+  if (focused) {
+    const successor = [...el.querySelectorAll(focused.tagName)].find((candidate) => identity(candidate) === focused.identity);
+    successor?.focus({ preventScroll: true });
+  }
   return el;
+}
+
+/** The focused element inside `el` (not `el` itself), as its tag and identity. */
+function focusedWithin(el) {
+  const active = document.activeElement;
+  if (!active || active === el || !el.contains(active)) return null;
+  return { tagName: active.tagName, identity: identity(active) };
+}
+
+/**
+ * What makes a focusable element the same one after a re-render: where a
+ * link goes, or what a control is called (its label, else its text).
+ */
+function identity(el) {
+  return el.getAttribute('href') ?? el.getAttribute('aria-label') ?? el.textContent;
 }
 
 /** "2d 3h", "3h 12m", "4m 05s", "12s" for a duration in milliseconds. */
