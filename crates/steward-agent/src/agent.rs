@@ -372,7 +372,6 @@ pub async fn start(options: RunOptions) -> Result<Agent, Error> {
             ..ServerLimits::for_fd_limit(open_files)
         },
         body_budget: ApiState::body_budget(options.max_request_bytes),
-        stats: Default::default(),
     };
     let token_required = api_state.token.is_some();
     let runtimes = initial

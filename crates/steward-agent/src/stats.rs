@@ -6,9 +6,11 @@
 //! Prometheus (`crate::metrics`) stays the record for anything longer or
 //! aggregated across agents; this module keeps only [`WINDOW`] seconds in
 //! memory, per version that had calls lately, and forgets a version once
-//! it has had none for a whole window. It must never make a caller wait
-//! for more than a short mutex hold of constant work, nor allocate per
-//! call (only a version's first call in a window allocates its ring).
+//! it has had none for a whole window. Each runtime has its own
+//! [`CallStats`], which its owner keeps under that runtime's own lock, so
+//! no call waits for another runtime's. Recording must stay constant work
+//! that never allocates per call (only a version's first call in a window
+//! allocates its ring).
 //!
 //! Latencies fall into fixed logarithmic buckets, [`SUB_BUCKETS`] per
 //! doubling from 1 µs, so a quantile read off a histogram is within
@@ -17,7 +19,7 @@
 //! second): 2^(1/8) − 1 ≈ 9.1 % at four buckets per doubling.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::LazyLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// How many seconds each version's ring holds.
@@ -211,61 +213,22 @@ impl Clock {
     }
 }
 
+/// The clock every runtime's seconds are counted by, so that their series
+/// line up.
+static CLOCK: LazyLock<Clock> = LazyLock::new(Clock::new);
+
+/// The current second of the buckets (Unix time).
+pub(crate) fn now() -> u64 {
+    CLOCK.now()
+}
+
+/// One runtime's statistics: a ring per version that had a call lately.
 #[derive(Debug, Default)]
-struct Inner {
-    /// runtime → version → ring.
-    runtimes: HashMap<String, HashMap<String, Ring>>,
+pub(crate) struct CallStats {
+    /// version → ring.
+    versions: HashMap<String, Ring>,
     /// When idle rings were last dropped.
     pruned_at: u64,
-}
-
-impl Inner {
-    fn record(&mut self, at: u64, runtime: &str, version: &str, latency: Duration, ok: bool) {
-        if self.pruned_at != at {
-            self.prune(at);
-        }
-        // Looked up before inserting, so that the usual call allocates no
-        // key.
-        if !self.runtimes.contains_key(runtime) {
-            self.runtimes.insert(runtime.to_owned(), HashMap::new());
-        }
-        let Some(versions) = self.runtimes.get_mut(runtime) else {
-            return;
-        };
-        if !versions.contains_key(version) {
-            versions.insert(version.to_owned(), Ring::new());
-        }
-        if let Some(ring) = versions.get_mut(version) {
-            ring.record(at, latency, ok);
-        }
-    }
-
-    /// Drops the rings without a call in the window ending at `now` (a
-    /// runtime or version gone from the config, or idle).
-    fn prune(&mut self, now: u64) {
-        let oldest = now.saturating_sub(u64::from(WINDOW));
-        for versions in self.runtimes.values_mut() {
-            versions.retain(|_, ring| ring.newest > oldest);
-        }
-        self.runtimes.retain(|_, versions| !versions.is_empty());
-        self.pruned_at = now;
-    }
-}
-
-/// The statistics of every runtime (cheap to clone: one shared table).
-#[derive(Debug, Clone)]
-pub(crate) struct Stats {
-    inner: Arc<Mutex<Inner>>,
-    clock: Clock,
-}
-
-impl Default for Stats {
-    fn default() -> Self {
-        Self {
-            inner: Arc::default(),
-            clock: Clock::new(),
-        }
-    }
 }
 
 /// One version's seconds, oldest first.
@@ -288,40 +251,41 @@ pub(crate) struct Series {
     pub(crate) versions: Vec<VersionSeconds>,
 }
 
-impl Stats {
-    /// Records one call of `runtime` served by `version` that took
-    /// `latency` and succeeded (`ok`) or not, in the current second.
-    pub(crate) fn record(&self, runtime: &str, version: &str, latency: Duration, ok: bool) {
-        let at = self.clock.now();
-        self.lock().record(at, runtime, version, latency, ok);
+impl CallStats {
+    /// Records one call served by `version` that took `latency` and
+    /// succeeded (`ok`) or not, in second `at` (from [`now`]).
+    pub(crate) fn record(&mut self, at: u64, version: &str, latency: Duration, ok: bool) {
+        if self.pruned_at != at {
+            self.prune(at);
+        }
+        // Looked up before inserting, so that the usual call allocates no
+        // key.
+        if !self.versions.contains_key(version) {
+            self.versions.insert(version.to_owned(), Ring::new());
+        }
+        if let Some(ring) = self.versions.get_mut(version) {
+            ring.record(at, latency, ok);
+        }
     }
 
-    /// `runtime`'s last `seconds` complete seconds (the current one is
-    /// still filling, so it is left out), at most [`WINDOW`] − 1.
-    pub(crate) fn series(&self, runtime: &str, seconds: u32) -> Series {
-        self.series_at(self.clock.now(), runtime, seconds)
-    }
-
-    fn series_at(&self, now: u64, runtime: &str, seconds: u32) -> Series {
+    /// The last `seconds` complete seconds before second `now` (the
+    /// current one is still filling, so it is left out), at most
+    /// [`WINDOW`] − 1.
+    pub(crate) fn series(&self, now: u64, seconds: u32) -> Series {
         // The slot of the current second is being filled, and the one of
         // `now - WINDOW` is the same slot: the series ends before `now`.
         let len = seconds.clamp(1, WINDOW - 1);
         let start = now.saturating_sub(u64::from(len));
-        let mut versions: Vec<VersionSeconds> = {
-            let inner = self.lock();
-            inner
-                .runtimes
-                .get(runtime)
-                .into_iter()
-                .flatten()
-                .filter(|(_, ring)| ring.newest >= start)
-                .map(|(version, ring)| VersionSeconds {
-                    version: version.clone(),
-                    seconds: (start..now).map(|at| ring.get(at).cloned()).collect(),
-                })
-                .filter(|version| version.seconds.iter().any(Option::is_some))
-                .collect()
-        };
+        let mut versions: Vec<VersionSeconds> = self
+            .versions
+            .iter()
+            .filter(|(_, ring)| ring.newest >= start)
+            .map(|(version, ring)| VersionSeconds {
+                version: version.clone(),
+                seconds: (start..now).map(|at| ring.get(at).cloned()).collect(),
+            })
+            .filter(|version| version.seconds.iter().any(Option::is_some))
+            .collect();
         versions.sort_by(|a, b| a.version.cmp(&b.version));
         Series {
             start,
@@ -330,20 +294,17 @@ impl Stats {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        // The table stays consistent whatever panicked while holding it:
-        // every update is a few plain stores.
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    #[cfg(test)]
-    fn record_at(&self, at: u64, runtime: &str, version: &str, latency: Duration, ok: bool) {
-        self.lock().record(at, runtime, version, latency, ok);
+    /// Drops the rings without a call in the window ending at `now` (a
+    /// version gone from the config, or idle).
+    fn prune(&mut self, now: u64) {
+        let oldest = now.saturating_sub(u64::from(WINDOW));
+        self.versions.retain(|_, ring| ring.newest > oldest);
+        self.pruned_at = now;
     }
 
     #[cfg(test)]
     fn rings(&self) -> usize {
-        self.lock().runtimes.values().map(HashMap::len).sum()
+        self.versions.len()
     }
 }
 
@@ -462,17 +423,16 @@ mod tests {
 
     #[test]
     fn a_series_has_one_entry_per_complete_second() {
-        let stats = Stats::default();
+        let mut stats = CallStats::default();
         let now = 1_000_000;
-        stats.record_at(now - 3, "echo", "1.0.0", us(100), true);
-        stats.record_at(now - 3, "echo", "1.0.0", us(300), false);
-        stats.record_at(now - 1, "echo", "1.0.0", us(200), true);
+        stats.record(now - 3, "1.0.0", us(100), true);
+        stats.record(now - 3, "1.0.0", us(300), false);
+        stats.record(now - 1, "1.0.0", us(200), true);
         // The current second is not complete: left out.
-        stats.record_at(now, "echo", "1.0.0", us(200), true);
-        stats.record_at(now - 2, "echo", "2.0.0", us(50), true);
-        stats.record_at(now - 2, "kv", "1.0.0", us(50), true);
+        stats.record(now, "1.0.0", us(200), true);
+        stats.record(now - 2, "2.0.0", us(50), true);
 
-        let series = stats.series_at(now, "echo", 4);
+        let series = stats.series(now, 4);
         assert_eq!(series.start, now - 4);
         assert_eq!(series.len, 4);
         let versions: Vec<&str> = series.versions.iter().map(|v| v.version.as_str()).collect();
@@ -492,32 +452,32 @@ mod tests {
             .collect();
         assert_eq!(errors, [0, 1, 0, 0]);
 
-        assert!(stats.series_at(now, "nothing", 10).versions.is_empty());
+        assert!(CallStats::default().series(now, 10).versions.is_empty());
     }
 
     #[test]
     fn a_version_without_calls_in_the_series_is_left_out() {
-        let stats = Stats::default();
+        let mut stats = CallStats::default();
         let now = 5_000;
-        stats.record_at(now - 100, "echo", "1.0.0", us(100), true);
-        stats.record_at(now - 1, "echo", "2.0.0", us(100), true);
-        let series = stats.series_at(now, "echo", 10);
+        stats.record(now - 100, "1.0.0", us(100), true);
+        stats.record(now - 1, "2.0.0", us(100), true);
+        let series = stats.series(now, 10);
         assert_eq!(series.versions.len(), 1);
         assert_eq!(series.versions[0].version, "2.0.0");
-        assert_eq!(stats.series_at(now, "echo", 200).versions.len(), 2);
+        assert_eq!(stats.series(now, 200).versions.len(), 2);
     }
 
     #[test]
     fn the_ring_forgets_seconds_older_than_the_window() {
-        let stats = Stats::default();
+        let mut stats = CallStats::default();
         let start = 10_000;
         // One call per second for two windows: each slot is reused.
         for at in start..start + 2 * u64::from(WINDOW) {
-            stats.record_at(at, "echo", "1.0.0", us(100), true);
-            stats.record_at(at, "echo", "1.0.0", us(100), !at.is_multiple_of(7));
+            stats.record(at, "1.0.0", us(100), true);
+            stats.record(at, "1.0.0", us(100), !at.is_multiple_of(7));
         }
         let now = start + 2 * u64::from(WINDOW);
-        let series = stats.series_at(now, "echo", WINDOW);
+        let series = stats.series(now, WINDOW);
         // Asking for more than the ring can answer gets what it holds.
         assert_eq!(series.len, WINDOW - 1);
         assert_eq!(series.start, now - u64::from(WINDOW - 1));
@@ -533,45 +493,39 @@ mod tests {
 
     #[test]
     fn a_slot_reused_after_a_gap_holds_only_the_new_second() {
-        let stats = Stats::default();
-        stats.record_at(1_000, "echo", "1.0.0", us(100), false);
+        let mut stats = CallStats::default();
+        stats.record(1_000, "1.0.0", us(100), false);
         let later = 1_000 + u64::from(WINDOW);
-        stats.record_at(later, "echo", "1.0.0", us(100), true);
-        let series = stats.series_at(later + 1, "echo", 10);
+        stats.record(later, "1.0.0", us(100), true);
+        let series = stats.series(later + 1, 10);
         let second = series.versions[0].seconds.last().unwrap().as_ref().unwrap();
         assert_eq!((second.calls(), second.errors), (1, 0));
     }
 
     #[test]
     fn idle_rings_are_dropped() {
-        let stats = Stats::default();
-        stats.record_at(1_000, "gone", "1.0.0", us(100), true);
-        stats.record_at(1_000, "echo", "1.0.0", us(100), true);
-        stats.record_at(
-            1_000 + u64::from(WINDOW) - 1,
-            "echo",
-            "2.0.0",
-            us(100),
-            true,
-        );
+        let mut stats = CallStats::default();
+        stats.record(1_000, "0.9.0", us(100), true);
+        stats.record(1_000, "1.0.0", us(100), true);
+        stats.record(1_000 + u64::from(WINDOW) - 1, "2.0.0", us(100), true);
         assert_eq!(stats.rings(), 3);
         // A whole window later, only what had a call within it stays.
-        stats.record_at(1_000 + u64::from(WINDOW), "echo", "2.0.0", us(100), true);
+        stats.record(1_000 + u64::from(WINDOW), "2.0.0", us(100), true);
         assert_eq!(stats.rings(), 1);
     }
 
     #[test]
     fn the_clock_counts_unix_seconds() {
-        let stats = Stats::default();
         let unix = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .unwrap()
             .as_secs();
-        assert!(stats.clock.now().abs_diff(unix) <= 1);
-        stats.record("echo", "1.0.0", us(10), true);
+        assert!(now().abs_diff(unix) <= 1);
+        let mut stats = CallStats::default();
+        let at = now();
+        stats.record(at, "1.0.0", us(10), true);
         // Recorded in the current second, so not yet in a series.
-        let series = stats.series("echo", 5);
-        assert_eq!(series.len, 5);
-        assert!(series.start + 5 >= unix);
+        assert!(stats.series(at, 5).versions.is_empty());
+        assert_eq!(stats.series(at + 1, 5).versions.len(), 1);
     }
 }

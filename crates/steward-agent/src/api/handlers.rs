@@ -447,10 +447,6 @@ pub(super) async fn call(
         .map(|error| (error.detail.module.as_str(), error.detail.code));
     let elapsed = started.elapsed();
     hosted.record_call(&version, elapsed, error);
-    state
-        .api
-        .stats
-        .record(&id, &version, elapsed, error.is_none());
     result.map(|result| Json(CallResponse { result }))
 }
 

@@ -61,8 +61,6 @@ pub(crate) struct ApiState {
     /// The request body bytes the handlers may hold at once, in KiB: big
     /// bodies wait their turn rather than multiply the agent's memory.
     pub(crate) body_budget: Arc<Semaphore>,
-    /// Per-second call statistics, for `GET /v1/runtimes/{id}/stats`.
-    pub(crate) stats: crate::stats::Stats,
 }
 
 /// How many of the largest bodies may be held at once.

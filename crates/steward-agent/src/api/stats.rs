@@ -3,7 +3,8 @@
 //! columns a plotting library takes as they are (one `time` column, one
 //! column per measure and version).
 //!
-//! This module only reads [`crate::stats`]; it must never record.
+//! This module only reads a runtime's [`crate::stats::CallStats`] (through
+//! its `Hosted`); it must never record.
 
 use axum::Json;
 use axum::extract::State;
@@ -97,9 +98,9 @@ pub(super) async fn stats(
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<StatsQuery>,
 ) -> Result<Json<StatsResponse>, ApiError> {
-    if state.api.registry.get(&id).is_none() {
+    let Some(hosted) = state.api.registry.get(&id) else {
         return Err(ApiError::no_runtime(&id));
-    }
+    };
     let seconds = query.seconds.unwrap_or(DEFAULT_SECONDS);
     if !(1..=MAX_SECONDS).contains(&seconds) {
         return Err(ApiError::new(
@@ -109,7 +110,7 @@ pub(super) async fn stats(
             ),
         ));
     }
-    let series = state.api.stats.series(&id, seconds);
+    let series = hosted.call_series(seconds);
     Ok(Json(response(id, series)))
 }
 

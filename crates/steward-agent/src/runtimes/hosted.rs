@@ -19,6 +19,7 @@ use crate::api::types::RuntimeState;
 use crate::config::RuntimeConfig;
 use crate::logs::RuntimeLogs;
 use crate::metrics::CallMetrics;
+use crate::stats::{self, CallStats, Series};
 
 /// What the API shows about a runtime besides its config.
 #[derive(Debug, Clone)]
@@ -132,9 +133,19 @@ pub(crate) struct Hosted {
     outcomes: watch::Sender<SwitchOutcome>,
     /// Its versions' and hooks' recent output.
     logs: Arc<RuntimeLogs>,
+    /// What its calls are counted in: one lock per call, this runtime's
+    /// own.
+    calls: Mutex<Calls>,
+}
+
+/// The records of a runtime's calls.
+#[derive(Debug, Default)]
+struct Calls {
     /// The call metrics of the version calls last went to, looked up on
     /// the first call (after the agent installed its recorder).
-    call_metrics: Mutex<Option<CallMetrics>>,
+    metrics: Option<CallMetrics>,
+    /// The last minutes, per second and version, for the web UI's plots.
+    stats: CallStats,
 }
 
 impl Hosted {
@@ -157,7 +168,7 @@ impl Hosted {
             requests,
             hook_requests: tokio::sync::Mutex::new(receiver),
             outcomes: watch::channel(SwitchOutcome::default()).0,
-            call_metrics: Mutex::new(None),
+            calls: Mutex::default(),
         }
     }
 
@@ -203,18 +214,28 @@ impl Hosted {
             .and_then(|aggregate| aggregate.active_version())
     }
 
-    /// Records one call made to `version` in the metrics; `error` is the
-    /// error's (module, code).
+    /// Records one call made to `version` in the metrics and the
+    /// per-second statistics; `error` is the error's (module, code).
     pub(crate) fn record_call(&self, version: &str, elapsed: Duration, error: Option<(&str, u32)>) {
-        let mut cached = self
-            .call_metrics
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let metrics = match &mut *cached {
+        let at = stats::now();
+        let mut calls = self.calls.lock().unwrap_or_else(PoisonError::into_inner);
+        let metrics = match &mut calls.metrics {
             Some(metrics) if metrics.version() == version => metrics,
             other => other.insert(CallMetrics::new(&self.id, version)),
         };
         metrics.record(&self.id, elapsed, error);
+        calls.stats.record(at, version, elapsed, error.is_none());
+    }
+
+    /// Its calls of the last `seconds` complete seconds (see
+    /// [`CallStats::series`]).
+    pub(crate) fn call_series(&self, seconds: u32) -> Series {
+        let now = stats::now();
+        self.calls
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .stats
+            .series(now, seconds)
     }
 
     /// The version serving calls from now on (`None` while it does not).
