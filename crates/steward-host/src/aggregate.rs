@@ -28,7 +28,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
-use crate::{Error, Event, RuntimeHost, StartError};
+use crate::{Aborted, Error, Event, RuntimeHost, StartError};
 
 /// How a switch replaces the active version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -698,7 +698,7 @@ impl RuntimeHost for Aggregate {
         }
     }
 
-    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>> {
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<Aborted, Error>> {
         Box::pin(async move { self.active()?.host.abort(force).await })
     }
 

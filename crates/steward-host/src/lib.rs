@@ -45,7 +45,9 @@ pub trait RuntimeHost: Send + Sync + 'static {
 
     /// Asks the runtime to abandon its work in progress. If it does not
     /// answer in time, or if `force`, the process is killed and restarted.
-    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>>;
+    /// Answers which of these happened: whoever asked for a gentle abort
+    /// must learn that the process was killed after all.
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<Aborted, Error>>;
 
     /// Stops the runtime for good (idempotent) and waits until it is gone.
     fn stop(&self) -> BoxFuture<'_, ()>;
@@ -55,6 +57,21 @@ pub trait RuntimeHost: Send + Sync + 'static {
     fn process(&self) -> Option<ProcessInfo> {
         None
     }
+}
+
+/// What an abort did (see [`RuntimeHost::abort`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Aborted {
+    /// The runtime answered: it abandoned its calls in progress (they fail
+    /// with its `aborted` error), and the same process goes on serving.
+    Abandoned,
+    /// The process was killed and is restarting: on request (`force`), or
+    /// because it refused the abort or did not answer it in time. Its
+    /// calls in progress fail as [`Error::Aborted`].
+    Killed,
+    /// No process was serving (it is starting or restarting): nothing to
+    /// abort.
+    NotRunning,
 }
 
 /// The process serving a runtime version (see [`RuntimeHost::process`]).

@@ -28,7 +28,7 @@ use steward_worker::BoxFuture;
 use tokio::sync::{broadcast, watch};
 use tokio::time::timeout;
 
-use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, StartError};
+use crate::{Aborted, Error, Event, ExitReason, ProcessStatus, RuntimeHost, StartError};
 
 /// How long the waits of this module wait at most (virtual time).
 const WAIT: Duration = Duration::from_secs(3600);
@@ -440,10 +440,14 @@ impl RuntimeHost for FakeRuntime {
         Ok(())
     }
 
-    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>> {
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<Aborted, Error>> {
         Box::pin(async move {
             self.aborts.lock().unwrap().push(force);
-            Ok(())
+            Ok(if force {
+                Aborted::Killed
+            } else {
+                Aborted::Abandoned
+            })
         })
     }
 

@@ -23,7 +23,8 @@ use std::time::Duration;
 
 use steward_host::test_util::{FAKE_ID as ID, FakeLog as Log, FakeRuntime, FakeState as State};
 use steward_host::{
-    Aggregate, AggregateConfig, Error, Event, OnUnknownVersion, RuntimeHost, TransitionMode,
+    Aborted, Aggregate, AggregateConfig, Error, Event, OnUnknownVersion, RuntimeHost,
+    TransitionMode,
 };
 use steward_protocol::{Body, CallRequest, Value};
 use tokio::sync::broadcast;
@@ -413,7 +414,8 @@ async fn stop_also_stops_a_prewarmed_version() {
     assert_eq!(agg.active_version().as_deref(), Some("1"));
 }
 
-/// `abort(force)` and `info()` go to the active version.
+/// `abort(force)` and `info()` go to the active version, and the abort's
+/// outcome is the version's.
 #[tokio::test(start_paused = true)]
 async fn abort_and_info_go_to_the_active_version() {
     let log = Log::default();
@@ -421,8 +423,8 @@ async fn abort_and_info_go_to_the_active_version() {
     let b = FakeRuntime::new("2", &log);
     let agg = aggregate(&[&a, &b], AggregateConfig::default());
     agg.set_version("2").await.unwrap();
-    agg.abort(false).await.unwrap();
-    agg.abort(true).await.unwrap();
+    assert_eq!(agg.abort(false).await.unwrap(), Aborted::Abandoned);
+    assert_eq!(agg.abort(true).await.unwrap(), Aborted::Killed);
     assert_eq!(b.aborts(), [false, true]);
     assert!(a.aborts().is_empty());
     let info = agg.info().await.unwrap();

@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use steward_host::{
-    Error, Event, ExitReason, MemoryStorage, ProcessConfig, ProcessHost, ProcessStatus,
+    Aborted, Error, Event, ExitReason, MemoryStorage, ProcessConfig, ProcessHost, ProcessStatus,
     RuntimeHost, Storage,
 };
 use steward_protocol::{Body, CallRequest, ErrorBody, RuntimeInfoResponse, Value};
@@ -611,10 +611,11 @@ async fn forced_abort_restarts_the_process() {
     expect_started(&mut events).await;
     let first = runtime_process("force");
 
-    tokio::time::timeout(WAIT, host.abort(true))
+    let aborted = tokio::time::timeout(WAIT, host.abort(true))
         .await
         .unwrap()
         .unwrap();
+    assert_eq!(aborted, Aborted::Killed);
     assert_eq!(
         expect_stopped(&mut events).await,
         ExitReason::Aborted {
@@ -692,10 +693,11 @@ async fn gentle_abort_keeps_the_process() {
 
     // Two gentle aborts on an idle runtime: answered, nothing restarts.
     for _ in 0..2 {
-        tokio::time::timeout(WAIT, host.abort(false))
+        let aborted = tokio::time::timeout(WAIT, host.abort(false))
             .await
             .unwrap()
             .unwrap();
+        assert_eq!(aborted, Aborted::Abandoned);
     }
     assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
 
@@ -728,6 +730,51 @@ async fn gentle_abort_keeps_the_process() {
         ExitReason::Stopped { .. }
     ));
     assert_eq!(pending_events(&mut events), Vec::new());
+}
+
+/// A runtime that cannot answer `abort(false)` (stopped with SIGSTOP) is
+/// killed once the abort timeout passes, and the abort says so
+/// (`Aborted::Killed`): it used to answer as if the work had been
+/// abandoned. A new process serves after it.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_unanswered_gentle_abort_kills_and_says_so() {
+    let _table = shared_table().await;
+    let mut config = tag(
+        support::config("echo", "1.0.0", &["--version", "1.0.0"]),
+        "unanswered",
+    );
+    config.abort_timeout = Duration::from_millis(200);
+    let host = ProcessHost::new(config, Arc::new(MemoryStorage::new()));
+    let mut events = host.watch_events();
+    host.start().unwrap();
+    expect_started(&mut events).await;
+    let stopped = runtime_process("unanswered");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(i32::try_from(stopped.pid).unwrap()),
+        nix::sys::signal::Signal::SIGSTOP,
+    )
+    .unwrap();
+
+    let aborted = tokio::time::timeout(WAIT, host.abort(false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aborted, Aborted::Killed);
+    assert_eq!(
+        expect_stopped(&mut events).await,
+        ExitReason::Aborted {
+            status: ProcessStatus::Signal(9)
+        }
+    );
+    expect_started(&mut events).await;
+    assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
+    assert_ne!(runtime_process("unanswered").pid, stopped.pid);
+
+    tokio::time::timeout(WAIT, host.stop()).await.unwrap();
+    assert!(matches!(
+        expect_stopped(&mut events).await,
+        ExitReason::Stopped { .. }
+    ));
 }
 
 // ---------------------------------------------------------------------------

@@ -642,12 +642,13 @@ pub(super) async fn abort(
 ) -> Result<Json<AbortResponse>, ApiError> {
     let hosted = lookup(&state, &id)?;
     let aggregate = hosted.aggregate().ok_or_else(|| not_running(&hosted))?;
-    aggregate
+    let aborted = aggregate
         .abort(request.force)
         .await
         .map_err(ApiError::from_host)?;
     Ok(Json(AbortResponse {
         id,
         force: request.force,
+        outcome: aborted.into(),
     }))
 }

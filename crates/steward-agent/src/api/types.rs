@@ -387,8 +387,36 @@ pub struct AbortRequest {
 pub struct AbortResponse {
     /// The runtime.
     pub id: String,
-    /// Whether the process was killed and restarted on request.
+    /// Whether the request asked to kill the process (`force`).
     pub force: bool,
+    /// What was done: a gentle abort may still end in a kill.
+    pub outcome: AbortOutcome,
+}
+
+/// What an abort did (its wire name in parentheses).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AbortOutcome {
+    /// The runtime abandoned its calls in progress, and the same process
+    /// serves on (`abandoned`).
+    Abandoned,
+    /// The process was killed and is restarting: asked with `force`, or
+    /// the runtime refused the abort or did not answer it within 1 s
+    /// (`killed`).
+    Killed,
+    /// No process was serving (it was starting or restarting): nothing
+    /// was aborted (`not_running`).
+    NotRunning,
+}
+
+impl From<steward_host::Aborted> for AbortOutcome {
+    fn from(aborted: steward_host::Aborted) -> Self {
+        match aborted {
+            steward_host::Aborted::Abandoned => AbortOutcome::Abandoned,
+            steward_host::Aborted::Killed => AbortOutcome::Killed,
+            steward_host::Aborted::NotRunning => AbortOutcome::NotRunning,
+        }
+    }
 }
 
 /// `GET /healthz`: the agent answers (200) whenever it runs; `degraded`

@@ -14,10 +14,10 @@ use serde::de::DeserializeOwned;
 use serde_json::value::RawValue;
 
 use crate::api::types::{
-    AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse, ErrorResponse,
-    FleetConnection, FleetStatus, FleetUnit, Health, Hooks, HooksState, LogLine, LogList,
-    RelationList, RelationSummary, ResolveRequest, ResolveResponse, RuntimeDetail, RuntimeList,
-    VersionRequest, VersionResponse, Workload,
+    AbortOutcome, AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse,
+    ErrorResponse, FleetConnection, FleetStatus, FleetUnit, Health, Hooks, HooksState, LogLine,
+    LogList, RelationList, RelationSummary, ResolveRequest, ResolveResponse, RuntimeDetail,
+    RuntimeList, VersionRequest, VersionResponse, Workload,
 };
 use crate::json::ExactJson;
 use crate::token::read_token_file;
@@ -404,10 +404,16 @@ impl Client {
                 Some(&AbortRequest { force }),
             )
             .await?;
-        let line = if answer.force {
-            format!("{}: killed and restarting", answer.id)
-        } else {
-            format!("{}: aborted its work in progress", answer.id)
+        let line = match answer.outcome {
+            AbortOutcome::Abandoned => format!("{}: aborted its work in progress", answer.id),
+            AbortOutcome::Killed if answer.force => format!("{}: killed and restarting", answer.id),
+            AbortOutcome::Killed => format!(
+                "{}: did not abandon its work when asked, so it was killed and is restarting",
+                answer.id
+            ),
+            AbortOutcome::NotRunning => {
+                format!("{}: no process was serving; nothing to abort", answer.id)
+            }
         };
         output::print_line(&line)?;
         Ok(())

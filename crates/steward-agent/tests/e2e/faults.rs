@@ -155,13 +155,39 @@ async fn a_killed_runtime_process_is_restarted() {
             )
             .await;
         assert_eq!(status, StatusCode::OK, "{answer}");
-        assert_eq!(answer, json!({"id": "echo", "force": false}));
+        assert_eq!(
+            answer,
+            json!({"id": "echo", "force": false, "outcome": "abandoned"})
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, body) = sleeper.await.unwrap().expect_err("an aborted sleep fails");
     assert_eq!(status, StatusCode::CONFLICT, "{body}");
     assert_eq!(body["error"]["module"], "echo", "{body}");
     assert_eq!(agent.runtime_pid("echo"), pid);
+    assert_eq!(
+        api.call_ok("echo", "version", Value::Null).await,
+        json!("1.0.0")
+    );
+
+    // A runtime that cannot answer a plain abort (stopped) is killed after
+    // the abort timeout, and the answer says so rather than claiming the
+    // work was abandoned.
+    send_signal(pid, Signal::SIGSTOP);
+    let (status, answer) = api
+        .json(
+            reqwest::Method::POST,
+            "/v1/runtimes/echo/abort",
+            Some(json!({"force": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(
+        answer,
+        json!({"id": "echo", "force": false, "outcome": "killed"})
+    );
+    wait_gone(&[pid], DEADLINE).await;
+    agent.wait_active("echo", "1.0.0").await;
     assert_eq!(
         api.call_ok("echo", "version", Value::Null).await,
         json!("1.0.0")

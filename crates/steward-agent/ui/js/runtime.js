@@ -247,7 +247,11 @@ export function mountRuntime(main, { feed, fleet, id }) {
     actionStatus.dataset.outcome = 'pending';
     try {
       const answer = await api.abort(id, force.checked);
-      actionStatus.textContent = answer.force ? `${id} was killed and is restarting.` : `${id} aborted its calls in progress.`;
+      actionStatus.textContent = {
+        abandoned: `${id} aborted its calls in progress.`,
+        killed: answer.force ? `${id} was killed and is restarting.` : `${id} did not abandon its calls when asked, so it was killed and is restarting.`,
+        not_running: `No process of ${id} was serving: nothing was aborted.`,
+      }[answer.outcome] ?? `${id}: abort done (${answer.outcome}).`;
       actionStatus.dataset.outcome = 'ok';
     } catch (error) {
       actionStatus.textContent = `Abort failed: ${error.message}`;

@@ -27,7 +27,7 @@ use tracing::{Instrument, info, info_span, warn};
 use self::attempt::{Running, start_process};
 pub use self::liveness::Liveness;
 pub use self::output::{OutputLine, OutputSink, OutputStream};
-use crate::{Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
+use crate::{Aborted, Error, Event, ExitReason, ProcessStatus, RuntimeHost, Storage};
 
 /// How to run one version of a runtime, and how patient to be with it.
 ///
@@ -353,11 +353,10 @@ impl RuntimeHost for ProcessHost {
         Ok(())
     }
 
-    fn abort(&self, force: bool) -> BoxFuture<'_, Result<(), Error>> {
+    fn abort(&self, force: bool) -> BoxFuture<'_, Result<Aborted, Error>> {
         Box::pin(async move {
             let Phase::Ready(ready) = self.shared.phase.borrow().clone() else {
-                // Nothing running: nothing to abort.
-                return Ok(());
+                return Ok(Aborted::NotRunning);
             };
             if !force {
                 let asked = tokio::time::timeout(
@@ -366,7 +365,7 @@ impl RuntimeHost for ProcessHost {
                 )
                 .await;
                 match asked {
-                    Ok(Ok(_)) => return Ok(()),
+                    Ok(Ok(_)) => return Ok(Aborted::Abandoned),
                     Ok(Err(error)) => warn!(%error, "runtime refused to abort; killing it"),
                     Err(_) => warn!("runtime did not answer the abort in time; killing it"),
                 }
@@ -376,7 +375,7 @@ impl RuntimeHost for ProcessHost {
             // from now on wait for the restarted process.
             self.shared.phase.send_replace(Phase::Starting);
             self.shared.kill_and_restart.notify_one();
-            Ok(())
+            Ok(Aborted::Killed)
         })
     }
 
