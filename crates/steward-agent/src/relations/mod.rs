@@ -227,22 +227,45 @@ impl Relations {
                     .await
                     .map_err(|error| error.to_string())?;
                 info!("{} left the config: it dies", relation.describe());
-                self.publish(&dying, EventKind::RelationDying);
                 self.known.send_modify(|known| {
                     Arc::make_mut(known).insert(dying.id, dying.clone());
                 });
+                self.publish(&dying, EventKind::RelationDying);
             }
         }
+        let mut created = Vec::new();
+        let mut outcome = Ok(());
         for wanted in &config.relations {
             let exists = self.all().values().any(|relation| {
                 relation.life == RelationLife::Alive && wanted.relates(&relation.endpoints)
             });
             if !exists {
-                self.create(wanted.endpoints.clone()).await?;
+                match self.create(wanted.endpoints.clone()).await {
+                    Ok(relation) => created.push(relation),
+                    Err(error) => {
+                        outcome = Err(error);
+                        break;
+                    }
+                }
             }
         }
-        // A runtime without hooks is in its relations from the start: it
-        // has nothing to run before it could take part.
+        if outcome.is_ok() {
+            outcome = self.enter_hookless(config).await;
+        }
+        // Announced once its units without hooks are in: a reader the
+        // event sends to `GET /v1/relations` sees them (no later event
+        // would tell it to look again). A unit with hooks joins after its
+        // hooks ran, and those have events of their own.
+        for relation in &created {
+            self.publish(relation, EventKind::RelationCreated);
+        }
+        outcome?;
+        self.settle().await
+    }
+
+    /// A runtime without hooks is in its relations from the start: it has
+    /// nothing to run before it could take part.
+    async fn enter_hookless(&self, config: &Config) -> Result<(), String> {
         for relation in self.all().values() {
             if relation.life != RelationLife::Alive {
                 continue;
@@ -257,10 +280,12 @@ impl Relations {
                 }
             }
         }
-        self.settle().await
+        Ok(())
     }
 
-    async fn create(&self, endpoints: [Endpoint; 2]) -> Result<(), String> {
+    /// Creates a relation in the store and among the known ones; the
+    /// caller announces it.
+    async fn create(&self, endpoints: [Endpoint; 2]) -> Result<Relation, String> {
         let id = records::next_id(&self.store).await?;
         let relation = Relation {
             id,
@@ -275,11 +300,10 @@ impl Relations {
             .await
             .map_err(|error| error.to_string())?;
         info!("{} created", relation.describe());
-        self.publish(&relation, EventKind::RelationCreated);
         self.known.send_modify(|known| {
-            Arc::make_mut(known).insert(id, relation);
+            Arc::make_mut(known).insert(id, relation.clone());
         });
-        Ok(())
+        Ok(relation)
     }
 
     /// `runtime` will run no more hooks (it left the config, or lost its
@@ -338,10 +362,10 @@ impl Relations {
                 .finished
                 .retain(|(id, _)| *id != relation.id);
             info!("{} is gone", relation.describe());
-            self.publish(&relation, EventKind::RelationRemoved);
             self.known.send_modify(|known| {
                 Arc::make_mut(known).remove(&relation.id);
             });
+            self.publish(&relation, EventKind::RelationRemoved);
         }
         Ok(())
     }
@@ -368,6 +392,8 @@ impl Relations {
         }
     }
 
+    /// Announces a change already made (to the known relations and their
+    /// units), so that whoever the event sends to read them sees it.
     fn publish(&self, relation: &Relation, kind: EventKind) {
         for end in relation.ends() {
             self.events.publish(AgentEvent::now(

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use steward_etcd::testing::EtcdServer;
 use tempfile::TempDir;
 
-use crate::support::{Agent, Options};
+use crate::support::{Agent, Options, demo_relations_config};
 
 /// The browser tests' own directory (package.json, the script).
 fn browser_dir() -> PathBuf {
@@ -117,30 +117,6 @@ fn hooks_config(dir: &Path) -> PathBuf {
     config
 }
 
-/// A config of the demo's `echo` and `kv` (no hooks: each is in its
-/// relations from the start), `kv` with a peer relation `cluster`, and,
-/// when `related`, the relation `echo:client` – `kv:store`.
-fn relations_config(related: bool) -> String {
-    let command = serde_json::to_string(crate::support::BIN).unwrap();
-    let mut text = String::new();
-    for (id, versions) in [("echo", ["1.0.0", "2.0.0"]), ("kv", ["1.0.0", "1.1.0"])] {
-        text.push_str(&format!("[[runtime]]\nid = \"{id}\"\nactive = \"1.0.0\"\n"));
-        if id == "kv" {
-            text.push_str("[[runtime.peer]]\nname = \"cluster\"\n");
-        }
-        for version in versions {
-            text.push_str(&format!(
-                "[[runtime.version]]\nversion = \"{version}\"\ncommand = {command}\nargs = [\"example-runtime\", \"{id}\", \"--version\", \"{version}\"]\n"
-            ));
-        }
-        text.push('\n');
-    }
-    if related {
-        text.push_str("[[relation]]\nendpoints = [\"echo:client\", \"kv:store\"]\n");
-    }
-    text
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_web_ui_in_headless_chromium() {
     let chromium = chromium();
@@ -166,11 +142,11 @@ async fn the_web_ui_in_headless_chromium() {
     let relations_dir = dir.path().join("relations");
     std::fs::create_dir_all(&relations_dir).unwrap();
     let relations_file = relations_dir.join("steward.toml");
-    std::fs::write(&relations_file, relations_config(true)).unwrap();
+    std::fs::write(&relations_file, demo_relations_config(true)).unwrap();
     // The script moves this over the config (atomically) to remove the
     // relation while the page is open.
     let unrelated_file = relations_dir.join("unrelated.toml");
-    std::fs::write(&unrelated_file, relations_config(false)).unwrap();
+    std::fs::write(&unrelated_file, demo_relations_config(false)).unwrap();
     let related = Agent::start(Options {
         name: Some("ui".to_owned()),
         ..Options::with_config(&dir.path().join("related"), &relations_file)

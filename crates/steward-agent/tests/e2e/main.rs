@@ -12,7 +12,7 @@
 //! | [`limits`] | the API server against slow, idle and hostile clients |
 //! | [`manners`] | CLI and API manners: closed pipes, integers beyond 64 bits |
 //! | [`fleet`] | fleet mode on real etcd servers: a fleet-wide switch under load, presence and leases, etcd frozen, killed and restarted, one agent cut off, a unit lacking the version, start errors (needs `scripts/etcd-deps`) |
-//! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes |
+//! | [`relations`] | two runtimes related through shell hooks: settings, edits, removal, restarts, crashes; a relation of hookless runtimes announced with its units |
 //! | [`fleet_relations`] | a peer relation across three agents on a real etcd, and a SIGKILLed agent's unit departing (needs `scripts/etcd-deps`) |
 //! | [`openapi`] | `GET /openapi.json` is `docs/openapi.json`; schemathesis finds no fault (needs `scripts/schemathesis-deps`) |
 //! | [`api_errors`] | every bad request gets its status and the JSON error shape |

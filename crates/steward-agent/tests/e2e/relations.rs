@@ -17,7 +17,9 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use tempfile::TempDir;
 
-use crate::support::{Agent, DEADLINE, Options, eventually};
+use crate::support::{
+    Agent, DEADLINE, Options, demo_relations_config, eventually, write_atomically,
+};
 
 /// Two charm directories, `web/hooks` and `kv/hooks`, and the log all
 /// their hooks append to.
@@ -580,4 +582,55 @@ async fn a_peer_relation_on_one_agent_has_the_unit_alone() {
     })
     .await;
     assert_eq!(charms.relation_log("web"), ["web cluster-relation-broken"]);
+}
+
+/// A relation that a config edit adds between two runtimes without hooks
+/// is announced (`relation_created`) only once both units are in it: the
+/// web page re-reads the relations on that event, and no later event
+/// would tell it to look again. (The event used to come before the units
+/// entered, and the page showed "no units yet" until a reload.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_relation_added_by_an_edit_is_announced_with_its_units() {
+    let dir = TempDir::new().unwrap();
+    let config = dir.path().join("steward.toml");
+    std::fs::write(&config, demo_relations_config(false)).unwrap();
+    let agent = Agent::start(Options::with_config(&dir.path().join("data"), &config)).await;
+    agent.wait_active("echo", "1.0.0").await;
+    let mut events = agent.api.events("/v1/events").await;
+
+    write_atomically(&config, &demo_relations_config(true));
+    let created = loop {
+        let event = events
+            .next(DEADLINE)
+            .await
+            .expect("no relation_created event after the edit");
+        if event["kind"] == "relation_created" {
+            break event;
+        }
+    };
+    // Read at once, as the page does.
+    let list = relations(&agent).await;
+    let related = list["relations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|relation| relation["peer"] == false)
+        .unwrap_or_else(|| panic!("no echo–kv relation after {created}: {list}"));
+    for (end, runtime) in related["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(["echo", "kv"])
+    {
+        assert_eq!(end["runtime"], runtime, "{list}");
+        let units = end["units"].as_array().unwrap();
+        assert!(
+            units.len() == 1
+                && units[0]
+                    .as_str()
+                    .unwrap()
+                    .starts_with(&format!("{runtime}/")),
+            "right after {created}, {runtime}'s end has units {units:?}: {list}"
+        );
+    }
 }
