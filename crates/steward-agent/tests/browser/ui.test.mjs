@@ -451,8 +451,10 @@ test('the overview and a runtime page show the relations, and a relation removed
   await overview.goBack();
   await relation.waitFor({ timeout: WAIT });
 
-  // Another tab on echo's page; then the relation leaves the config.
-  const runtime = await watchedPage(context, RELATED);
+  // Another tab on echo's page; then the relation leaves the config. (It
+  // opens kv's page at the end, whose log panel gets a 409: kv keeps no
+  // lines.)
+  const runtime = await watchedPage(context, RELATED, { allowed: [/status of 409/] });
   await runtime.goto(`${RELATED}/#/runtimes/echo`);
   await runtime.locator(`#relations tr[data-relation="${id}"]`).waitFor({ timeout: WAIT });
   for (const page of [overview, runtime]) {
@@ -487,6 +489,33 @@ test('the overview and a runtime page show the relations, and a relation removed
   assert.ok(await sideways(small) <= 0, `the overview with relations is ${await sideways(small)} px too wide`);
   small.check();
   await phone.close();
+});
+
+test('a runtime that keeps no log lines says so once, and the page does not ask again', async () => {
+  const context = await desktop();
+  // Chromium logs the 409 answer as a console error.
+  const page = await watchedPage(context, RELATED, { allowed: [/status of 409/] });
+  // The page's timers run on a clock the test moves: a retry would be due
+  // many times over in the minute it moves it by.
+  await page.clock.install();
+  const asked = [];
+  page.on('request', (request) => {
+    if (new URL(request.url()).pathname === '/v1/runtimes/kv/logs') asked.push(request.url());
+  });
+  await page.goto(`${RELATED}/#/runtimes/kv`);
+  const status = page.locator('.logs-status', { hasText: 'keeps no output lines' });
+  await status.waitFor({ timeout: WAIT });
+  assert.doesNotMatch(await status.textContent(), /retrying/);
+  await page.clock.runFor(60_000);
+  // Another filter asks again, once, and gets the same answer.
+  const answered = page.waitForResponse((response) => new URL(response.url()).pathname === '/v1/runtimes/kv/logs', { timeout: WAIT });
+  await page.getByLabel('Show').selectOption('1.0.0');
+  assert.equal((await answered).status(), 409);
+  await status.waitFor({ timeout: WAIT });
+  assert.equal(asked.length, 2, `the panel asked for kv's lines ${asked.length} times: ${asked.join(', ')}`);
+  assert.match(asked[1], /version=1\.0\.0/);
+  page.check();
+  await context.close();
 });
 
 test('an agent not in a fleet shows nothing of the fleet, and never asks for it', async () => {

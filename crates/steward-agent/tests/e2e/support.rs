@@ -717,15 +717,16 @@ impl Api {
 }
 
 /// A config of the demo's `echo` and `kv` (no hooks: each is in its
-/// relations from the start), `kv` with a peer relation `cluster`, and,
-/// when `related`, the relation `echo:client` – `kv:store`.
+/// relations from the start), `kv` with a peer relation `cluster` and no
+/// log lines kept (`log-lines = 0`), and, when `related`, the relation
+/// `echo:client` – `kv:store`.
 pub fn demo_relations_config(related: bool) -> String {
     let command = serde_json::to_string(BIN).unwrap();
     let mut text = String::new();
     for (id, versions) in [("echo", ["1.0.0", "2.0.0"]), ("kv", ["1.0.0", "1.1.0"])] {
         text.push_str(&format!("[[runtime]]\nid = \"{id}\"\nactive = \"1.0.0\"\n"));
         if id == "kv" {
-            text.push_str("[[runtime.peer]]\nname = \"cluster\"\n");
+            text.push_str("log-lines = 0\n[[runtime.peer]]\nname = \"cluster\"\n");
         }
         for version in versions {
             text.push_str(&format!(

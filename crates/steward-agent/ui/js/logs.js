@@ -15,6 +15,10 @@ import { readSse } from './events.js';
 /** How many lines the panel shows (and asks for on each connection). */
 const SHOWN = 200;
 
+/** Answers that asking again would not change: 404 (no such runtime or
+ * version) and 409 (the runtime keeps no lines). */
+const PERMANENT = new Set([404, 409]);
+
 function lineRow(line) {
   const source = line.hook ? `hook:${line.hook}` : line.version;
   return h('li', {
@@ -32,6 +36,7 @@ export class LogPanel {
     this.id = id;
     this.version = '';
     this.running = false;
+    this.disposed = false;
     this.controller = null;
     this.list = h('ol', { class: 'logs', 'aria-live': 'polite', 'aria-relevant': 'additions', 'aria-label': `Log lines of ${id}` });
     this.status = h('p', { class: 'hint logs-status', role: 'status' });
@@ -60,6 +65,7 @@ export class LogPanel {
   }
 
   stop() {
+    this.disposed = true;
     this.running = false;
     this.controller?.abort();
   }
@@ -67,6 +73,7 @@ export class LogPanel {
   filter(version) {
     this.version = version;
     this.controller?.abort(); // the loop reconnects with the new filter at once
+    if (!this.running && !this.disposed) this.start(); // it had stopped on a permanent error
   }
 
   async loop() {
@@ -88,7 +95,7 @@ export class LogPanel {
           } catch {
             // not an error body
           }
-          throw new Error(message);
+          throw Object.assign(new Error(message), { status: response.status });
         }
         fill(this.list);
         this.status.textContent = '';
@@ -102,6 +109,14 @@ export class LogPanel {
           return;
         }
         if (!this.running) return;
+        if (PERMANENT.has(error.status)) {
+          // Asking again gets the same answer (the runtime keeps no lines,
+          // or has no such version): say so once, and wait for another
+          // filter.
+          this.running = false;
+          this.status.textContent = `Cannot read the log lines: ${error.message}`;
+          return;
+        }
         filterChanged = error.name === 'AbortError';
         if (!filterChanged) this.status.textContent = `Cannot read the log lines: ${error.message}; retrying…`;
       }
@@ -124,7 +139,10 @@ export class LogPanel {
       } catch {
         // keep '?'
       }
-      this.append(h('li', { class: 'log-line log-lagged', text: `… ${missed} lines missed: the agent read them faster than this page could take them` }));
+      // The count is of every version's lines: under a filter, some of
+      // them would not have been shown anyway.
+      const count = this.version ? `up to ${missed}` : missed;
+      this.append(h('li', { class: 'log-line log-lagged', text: `… ${count} lines missed: the agent read them faster than this page could take them` }));
       return;
     }
     let line;
