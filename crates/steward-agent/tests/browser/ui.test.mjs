@@ -599,3 +599,24 @@ test('the fleet page lists every unit, and says when the fleet is cut off', asyn
   small.check();
   await phone.close();
 });
+
+test('a switch on an agent of a fleet says the fleet follows, and the Fleet page shows every unit at it', async () => {
+  const context = await desktop();
+  const page = await watchedPage(context, FLEET);
+  await page.goto(`${FLEET}/#/runtimes/echo`);
+  // The Fleet link shows once the page knows the agent is in a fleet.
+  await page.getByRole('link', { name: 'Fleet' }).waitFor({ timeout: WAIT });
+  await page.getByRole('button', { name: 'Switch echo to 2.0.0' }).click();
+  const dialog = page.getByRole('dialog', { name: 'Switch echo to 2.0.0?' });
+  await dialog.locator('.fleet-note', { hasText: 'on every agent of the fleet' }).waitFor({ timeout: WAIT });
+  await dialog.getByRole('button', { name: 'Switch to 2.0.0' }).click();
+  const status = page.locator('.action-status[data-outcome="ok"]', { hasText: 'Switched echo to 2.0.0 on this agent (was 1.0.0). The other agents of the fleet follow' });
+  await status.waitFor({ timeout: WAIT });
+  await status.getByRole('link', { name: 'the Fleet page' }).click();
+  await page.waitForFunction(() => location.hash === '#/fleet', null, { timeout: WAIT });
+  for (const agent of ['ui-a', 'ui-b']) {
+    await page.locator(`table.fleet tr[data-unit="echo/${agent}"][data-state="running"][data-active="2.0.0"]`).waitFor({ timeout: WAIT });
+  }
+  page.check();
+  await context.close();
+});

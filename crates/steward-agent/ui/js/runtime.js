@@ -205,10 +205,16 @@ export function mountRuntime(main, { feed, fleet, id }) {
     const from = detail?.active_version ?? 'no version';
     const confirmed = await confirmDialog({
       title: `Switch ${id} to ${version}?`,
-      body: [h('p', {}, `${id} runs ${from} now. `,
-        detail?.transition === 'stop-then-start'
-          ? `${from} is stopped first, then ${version} starts: calls fail until it serves.`
-          : `${version} starts next to ${from}; once it serves, new calls go to it and ${from} stops after its calls in progress end.`)],
+      body: [
+        h('p', {}, `${id} runs ${from} now. `,
+          detail?.transition === 'stop-then-start'
+            ? `${from} is stopped first, then ${version} starts: calls fail until it serves.`
+            : `${version} starts next to ${from}; once it serves, new calls go to it and ${from} stops after its calls in progress end.`),
+        // In a fleet the desired version is the fleet's, not this agent's.
+        fleet.inFleet
+          ? h('p', { class: 'fleet-note', text: `This agent is in a fleet: ${id} switches to ${version} on every agent of the fleet.` })
+          : null,
+      ],
       confirmLabel: `Switch to ${version}`,
     });
     if (!confirmed || disposed) return;
@@ -218,7 +224,13 @@ export function mountRuntime(main, { feed, fleet, id }) {
     actionStatus.dataset.outcome = 'pending';
     try {
       const answer = await api.switchVersion(id, version);
-      actionStatus.textContent = `Switched ${id} to ${answer.version} (was ${answer.previous ?? 'none'}).`;
+      // The agent waited for its own switch only: in a fleet the others
+      // follow the desired version on their own, and the Fleet page
+      // shows each of them.
+      fill(actionStatus, `Switched ${id} to ${answer.version}${answer.fleet ? ' on this agent' : ''} (was ${answer.previous ?? 'none'}).`,
+        answer.fleet
+          ? [' The other agents of the fleet follow: ', h('a', { href: '#/fleet', text: 'the Fleet page' }), ' shows each unit.']
+          : null);
       actionStatus.dataset.outcome = 'ok';
     } catch (error) {
       actionStatus.textContent = `The switch to ${version} failed: ${error.message}`;
