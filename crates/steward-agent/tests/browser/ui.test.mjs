@@ -466,6 +466,8 @@ test('the overview and a runtime page show the relations, and a relation removed
   renameSync(next, RELATIONS_CONFIG);
 
   await overview.locator('.events li[data-kind="relation_removed"]').first().waitFor({ timeout: WAIT });
+  // Coloured by what it means, as other events are: dying is a warning.
+  await overview.locator('.events li[data-kind="relation_dying"] .badge-warn').first().waitFor({ timeout: WAIT });
   await overview.locator(`#relations tr[data-relation="${id}"]`).waitFor({ state: 'detached', timeout: WAIT });
   await peer.waitFor({ timeout: WAIT });
   assert.equal(await overview.locator('#relations tbody tr').count(), 1, 'only the peer relation stays');

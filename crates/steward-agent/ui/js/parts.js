@@ -52,6 +52,9 @@ const EVENT_KIND = {
   failed_to_start: 'bad',
   switch_failed: 'bad',
   hook_failed: 'bad',
+  relation_created: 'ok',
+  relation_dying: 'warn',
+  relation_removed: 'off',
 };
 
 /** One event as a list item (`withRuntime`: name the runtime too). */
