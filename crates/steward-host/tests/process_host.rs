@@ -594,6 +594,28 @@ async fn dropping_the_last_handle_stops_the_process() {
 // 2. Abort and restart
 // ---------------------------------------------------------------------------
 
+/// Aborts (`abort(force)`) a host whose abort must end in a kill: it
+/// answers `Killed`, the process is reported `Aborted` by SIGKILL, and the
+/// next one's handshake answer is returned.
+async fn abort_to_a_kill(
+    host: &ProcessHost,
+    force: bool,
+    events: &mut broadcast::Receiver<Event>,
+) -> RuntimeInfoResponse {
+    let aborted = tokio::time::timeout(WAIT, host.abort(force))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(aborted, Aborted::Killed, "abort({force})");
+    assert_eq!(
+        expect_stopped(events).await,
+        ExitReason::Aborted {
+            status: ProcessStatus::Signal(9)
+        }
+    );
+    expect_started(events).await
+}
+
 /// `abort(force)` kills the process (`aborted`, SIGKILL) and starts a new
 /// one at once; calls work on the new process.
 #[tokio::test(flavor = "multi_thread")]
@@ -611,18 +633,7 @@ async fn forced_abort_restarts_the_process() {
     expect_started(&mut events).await;
     let first = runtime_process("force");
 
-    let aborted = tokio::time::timeout(WAIT, host.abort(true))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(aborted, Aborted::Killed);
-    assert_eq!(
-        expect_stopped(&mut events).await,
-        ExitReason::Aborted {
-            status: ProcessStatus::Signal(9)
-        }
-    );
-    let info = expect_started(&mut events).await;
+    let info = abort_to_a_kill(&host, true, &mut events).await;
     assert_eq!(info.runtime_version, "1.0.0");
 
     assert_eq!(
@@ -755,18 +766,7 @@ async fn an_unanswered_gentle_abort_kills_and_says_so() {
     )
     .unwrap();
 
-    let aborted = tokio::time::timeout(WAIT, host.abort(false))
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(aborted, Aborted::Killed);
-    assert_eq!(
-        expect_stopped(&mut events).await,
-        ExitReason::Aborted {
-            status: ProcessStatus::Signal(9)
-        }
-    );
-    expect_started(&mut events).await;
+    abort_to_a_kill(&host, false, &mut events).await;
     assert_eq!(call_ok(&host, "echo", serde_json::json!(1)).await, 1);
     assert_ne!(runtime_process("unanswered").pid, stopped.pid);
 

@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tempfile::TempDir;
 
 use crate::support::{
-    Agent, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
+    Agent, Api, DEADLINE, Options, cmdline, eventually, metric_value, send_signal, wait_gone,
 };
 
 /// How long the agent's graceful shutdown may take (its grace period is
@@ -147,18 +147,7 @@ async fn a_killed_runtime_process_is_restarted() {
             std::time::Instant::now() < deadline,
             "aborts did not end the sleep"
         );
-        let (status, answer) = api
-            .json(
-                reqwest::Method::POST,
-                "/v1/runtimes/echo/abort",
-                Some(json!({"force": false})),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{answer}");
-        assert_eq!(
-            answer,
-            json!({"id": "echo", "force": false, "outcome": "abandoned"})
-        );
+        assert_eq!(gentle_abort(api, "echo").await, "abandoned");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, body) = sleeper.await.unwrap().expect_err("an aborted sleep fails");
@@ -174,18 +163,7 @@ async fn a_killed_runtime_process_is_restarted() {
     // the abort timeout, and the answer says so rather than claiming the
     // work was abandoned.
     send_signal(pid, Signal::SIGSTOP);
-    let (status, answer) = api
-        .json(
-            reqwest::Method::POST,
-            "/v1/runtimes/echo/abort",
-            Some(json!({"force": false})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::OK, "{answer}");
-    assert_eq!(
-        answer,
-        json!({"id": "echo", "force": false, "outcome": "killed"})
-    );
+    assert_eq!(gentle_abort(api, "echo").await, "killed");
     wait_gone(&[pid], DEADLINE).await;
     agent.wait_active("echo", "1.0.0").await;
     assert_eq!(
@@ -193,6 +171,21 @@ async fn a_killed_runtime_process_is_restarted() {
         json!("1.0.0")
     );
     assert_eq!(agent.runtime_pid("kv"), kv_pid);
+}
+
+/// `POST /v1/runtimes/{id}/abort` without `force`: the answer's `outcome`.
+async fn gentle_abort(api: &Api, id: &str) -> String {
+    let (status, answer) = api
+        .json(
+            reqwest::Method::POST,
+            &format!("/v1/runtimes/{id}/abort"),
+            Some(json!({"force": false})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    assert_eq!(answer["id"], id, "{answer}");
+    assert_eq!(answer["force"], false, "{answer}");
+    answer["outcome"].as_str().unwrap_or_default().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
