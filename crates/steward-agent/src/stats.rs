@@ -270,8 +270,12 @@ impl CallStats {
 
     /// The last `seconds` complete seconds before second `now` (the
     /// current one is still filling, so it is left out), at most
-    /// [`WINDOW`] − 1.
-    pub(crate) fn series(&self, now: u64, seconds: u32) -> Series {
+    /// [`WINDOW`] − 1. Drops the rings that went idle first: a runtime
+    /// whose calls stopped records nothing that would.
+    pub(crate) fn series(&mut self, now: u64, seconds: u32) -> Series {
+        if self.pruned_at != now {
+            self.prune(now);
+        }
         // The slot of the current second is being filled, and the one of
         // `now - WINDOW` is the same slot: the series ends before `now`.
         let len = seconds.clamp(1, WINDOW - 1);
@@ -512,6 +516,21 @@ mod tests {
         // A whole window later, only what had a call within it stays.
         stats.record(1_000 + u64::from(WINDOW), "2.0.0", us(100), true);
         assert_eq!(stats.rings(), 1);
+    }
+
+    #[test]
+    fn reading_drops_the_rings_of_a_runtime_whose_calls_stopped() {
+        let mut stats = CallStats::default();
+        stats.record(1_000, "1.0.0", us(100), true);
+        assert_eq!(stats.series(1_001, 10).versions.len(), 1);
+        assert_eq!(stats.rings(), 1);
+        assert!(
+            stats
+                .series(1_000 + u64::from(WINDOW), 10)
+                .versions
+                .is_empty()
+        );
+        assert_eq!(stats.rings(), 0);
     }
 
     #[test]

@@ -228,7 +228,7 @@ impl Hosted {
     }
 
     /// Its calls of the last `seconds` complete seconds (see
-    /// [`CallStats::series`]).
+    /// [`CallStats::series`], which also forgets versions gone idle).
     pub(crate) fn call_series(&self, seconds: u32) -> Series {
         let now = stats::now();
         self.calls
