@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::api::types::{
@@ -517,10 +517,7 @@ impl Client {
             })?;
             for message in parser.push(&chunk) {
                 match message.event.as_deref() {
-                    Some("lagged") => output::eprint_line(&format!(
-                        "(fell behind; missed {what}s: {})",
-                        message.data
-                    )),
+                    Some("lagged") => output::eprint_line(&lagged_note(what, &message.data)),
                     _ => output::print_line(&print(&message.data))?,
                 }
             }
@@ -908,9 +905,39 @@ impl SseParser {
     }
 }
 
+/// What a follower prints when the agent says it fell behind: the data
+/// is `{"missed": N}`; anything else is shown as it came.
+fn lagged_note(what: &str, data: &str) -> String {
+    #[derive(Deserialize)]
+    struct Lagged {
+        missed: u64,
+    }
+    match serde_json::from_str::<Lagged>(data) {
+        Ok(Lagged { missed: 1 }) => format!("(fell behind: missed 1 {what})"),
+        Ok(Lagged { missed }) => format!("(fell behind: missed {missed} {what}s)"),
+        Err(_) => format!("(fell behind: missed {what}s: {data})"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_lagged_message_says_how_many_were_missed() {
+        assert_eq!(
+            lagged_note("line", r#"{"missed":3}"#),
+            "(fell behind: missed 3 lines)"
+        );
+        assert_eq!(
+            lagged_note("event", r#"{"missed":1}"#),
+            "(fell behind: missed 1 event)"
+        );
+        assert_eq!(
+            lagged_note("event", "garbled"),
+            "(fell behind: missed events: garbled)"
+        );
+    }
     use crate::api::types::{
         RelationEnd, RelationLife, RuntimeState, RuntimeSummary, Transition, WorkloadState,
     };
