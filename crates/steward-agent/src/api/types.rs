@@ -401,8 +401,8 @@ pub enum AbortOutcome {
     /// serves on (`abandoned`).
     Abandoned,
     /// The process was killed and is restarting: asked with `force`, or
-    /// the runtime refused the abort or did not answer it within 1 s
-    /// (`killed`).
+    /// the runtime refused the abort or did not answer it within its
+    /// `abort-timeout`, 1 s by default (`killed`).
     Killed,
     /// No process was serving (it was starting or restarting): nothing
     /// was aborted (`not_running`).

@@ -246,7 +246,7 @@ export function mountRuntime(main, { feed, fleet, id }) {
     const confirmed = await confirmDialog({
       title: `Abort ${id}'s calls in progress?`,
       body: [
-        h('p', { text: 'The runtime is asked to abandon its calls in progress; they fail with its “aborted” error. If it does not answer within 1 s, its process is killed and restarted.' }),
+        h('p', { text: 'The runtime is asked to abandon its calls in progress; they fail with its “aborted” error. If it does not answer within its abort timeout (1 s unless the config says otherwise), its process is killed and restarted.' }),
         h('p', {}, h('label', { class: 'check' }, force, ' Force: kill and restart the process at once')),
       ],
       confirmLabel: 'Abort',
