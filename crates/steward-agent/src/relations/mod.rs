@@ -234,24 +234,18 @@ impl Relations {
             }
         }
         let mut created = Vec::new();
-        let mut outcome = Ok(());
-        for wanted in &config.relations {
-            let exists = self.all().values().any(|relation| {
-                relation.life == RelationLife::Alive && wanted.relates(&relation.endpoints)
-            });
-            if !exists {
-                match self.create(wanted.endpoints.clone()).await {
-                    Ok(relation) => created.push(relation),
-                    Err(error) => {
-                        outcome = Err(error);
-                        break;
-                    }
+        let outcome = async {
+            for wanted in &config.relations {
+                let exists = self.all().values().any(|relation| {
+                    relation.life == RelationLife::Alive && wanted.relates(&relation.endpoints)
+                });
+                if !exists {
+                    created.push(self.create(wanted.endpoints.clone()).await?);
                 }
             }
+            self.enter_hookless(config).await
         }
-        if outcome.is_ok() {
-            outcome = self.enter_hookless(config).await;
-        }
+        .await;
         // Announced once its units without hooks are in: a reader the
         // event sends to `GET /v1/relations` sees them (no later event
         // would tell it to look again). A unit with hooks joins after its
