@@ -268,7 +268,7 @@ impl Modify for UiSlash {
         super::ui::to_index,
         super::ui::file,
     ),
-    components(schemas(crate::events::AgentEvent, super::sse::Lagged)),
+    components(schemas(crate::events::AgentEvent, super::types::Lagged)),
     modifiers(&Security, &OptionalBodies, &BodyLimits, &UiSlash),
     tags(
         (name = "agent", description = "The agent itself"),

@@ -12,14 +12,14 @@ use std::convert::Infallible;
 use axum::extract::State;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use futures_util::{Stream, StreamExt};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
-use utoipa::{IntoParams, ToSchema};
+use utoipa::IntoParams;
 
 use super::AppState;
 use super::error::{ApiError, ApiQuery};
-use super::types::ErrorResponse;
+use super::types::{ErrorResponse, Lagged};
 use crate::events::AgentEvent;
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -28,14 +28,6 @@ use crate::events::AgentEvent;
 pub(super) struct Filter {
     /// Only this runtime's events.
     runtime: Option<String>,
-}
-
-/// The data of an `event: lagged` message: the reader fell behind and
-/// missed this many events.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct Lagged {
-    /// How many events it missed.
-    missed: u64,
 }
 
 /// What `GET /v1/events` streams, for its description in the OpenAPI

@@ -382,6 +382,14 @@ pub struct AbortRequest {
     pub force: bool,
 }
 
+/// The data of an `event: lagged` message: the reader fell behind and
+/// missed this many events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Lagged {
+    /// How many events it missed.
+    pub missed: u64,
+}
+
 /// A done abort.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
 pub struct AbortResponse {

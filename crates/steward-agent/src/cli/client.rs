@@ -9,15 +9,15 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::{Method, StatusCode};
+use serde::Serialize;
 use serde::de::DeserializeOwned;
-use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use crate::api::types::{
     AbortOutcome, AbortRequest, AbortResponse, AgentEvent, CallRequest, CallResponse,
-    ErrorResponse, FleetConnection, FleetStatus, FleetUnit, Health, Hooks, HooksState, LogLine,
-    LogList, RelationList, RelationSummary, ResolveRequest, ResolveResponse, RuntimeDetail,
-    RuntimeList, VersionRequest, VersionResponse, Workload,
+    ErrorResponse, FleetConnection, FleetStatus, FleetUnit, Health, Hooks, HooksState, Lagged,
+    LogLine, LogList, RelationList, RelationSummary, ResolveRequest, ResolveResponse,
+    RuntimeDetail, RuntimeList, VersionRequest, VersionResponse, Workload,
 };
 use crate::json::ExactJson;
 use crate::token::read_token_file;
@@ -908,10 +908,6 @@ impl SseParser {
 /// What a follower prints when the agent says it fell behind: the data
 /// is `{"missed": N}`; anything else is shown as it came.
 fn lagged_note(what: &str, data: &str) -> String {
-    #[derive(Deserialize)]
-    struct Lagged {
-        missed: u64,
-    }
     match serde_json::from_str::<Lagged>(data) {
         Ok(Lagged { missed: 1 }) => format!("(fell behind: missed 1 {what})"),
         Ok(Lagged { missed }) => format!("(fell behind: missed {missed} {what}s)"),
